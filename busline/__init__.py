@@ -1,5 +1,11 @@
 """Typed, in-process command, query and event buses, with an event store to match."""
 
+from ._async_buses import AsyncCommandBus, AsyncEventBus, AsyncQueryBus
+from ._buses import CommandBus, EventBus, QueryBus
+from ._dispatch import Subscription
+from ._messages import Command, Event, Query
+from ._registry import Registry
+from .context import MessageContext
 from .errors import (
     BuslineError,
     ConcurrencyError,
@@ -16,16 +22,28 @@ from .errors import (
 )
 
 __all__ = [
+    "AsyncCommandBus",
+    "AsyncEventBus",
+    "AsyncQueryBus",
     "BuslineError",
+    "Command",
+    "CommandBus",
     "ConcurrencyError",
     "DispatchTimeoutError",
     "DuplicateEventError",
     "DuplicateHandlerError",
+    "Event",
+    "EventBus",
     "EventStoreError",
     "HandlerNotFoundError",
+    "MessageContext",
+    "Query",
+    "QueryBus",
+    "Registry",
     "RegistrationError",
     "SerializationError",
     "StoreFormatError",
+    "Subscription",
     "UnknownEventTypeError",
     "ValidationError",
 ]

@@ -1,0 +1,169 @@
+"""Chain building shared by the sync and async buses: adaptation, composition, fan-out.
+
+Everything here runs when a chain is built (once per message type after each change),
+never per dispatch. A built chain is a plain callable: the handler itself when there is
+no middleware, else one small closure per middleware layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ._registry import Entry, _describe, _is_async
+from .errors import RegistrationError
+
+__all__ = ["Handler", "Middleware", "adapt_handler", "adapt_middleware", "compose", "fan_out"]
+
+Handler = Callable[[Any], Any]
+Middleware = Callable[[Any, Handler], Any]
+ErrorHook = Callable[[BaseException, Any, Handler], Any]
+
+#: Built-in middleware that needs a different body on async buses names it here.
+ASYNC_VARIANT = "__busline_async__"
+
+
+def refuse_async(fn: object, *, role: str, bus: str) -> None:
+    """Raise if *fn* is a coroutine function offered to a sync bus."""
+    if _is_async(fn) and not hasattr(fn, ASYNC_VARIANT):
+        raise RegistrationError(
+            f"{_describe(fn)} is an async {role}, and {bus} calls {role}s synchronously, so it "
+            f"would only ever return an un-awaited coroutine; use Async{bus} instead, or make "
+            f"the {role} a plain def"
+        )
+
+
+def _to_async(fn: Handler) -> Callable[[Any], Awaitable[Any]]:
+    async def call(message: Any) -> Any:
+        return fn(message)
+
+    call.__qualname__ = _describe(fn)
+    return call
+
+
+def adapt_handler(entry: Entry, *, is_async: bool) -> Handler:
+    """Return the entry's handler as the bus calls it: awaitable on async buses."""
+    if is_async and not entry.is_async:
+        return _to_async(entry.handler)
+    return entry.handler
+
+
+def adapt_middleware(mw: Middleware, *, is_async: bool) -> Middleware:
+    """Return *mw* as the bus calls it: an async middleware on async buses.
+
+    A plain ``def`` middleware on an async bus gets ``next`` returning an awaitable; it may
+    return that awaitable (or a value of its own), and the bus awaits it.
+    """
+    if not is_async:
+        return mw
+    variant: Middleware | None = getattr(mw, ASYNC_VARIANT, None)
+    if variant is not None:
+        return variant
+    if _is_async(mw):
+        return mw
+
+    async def call(message: Any, next: Handler) -> Any:
+        result = mw(message, next)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
+def compose(layers: Sequence[Middleware], handler: Handler) -> Handler:
+    """Wrap *handler* in *layers*, the first outermost."""
+    chain = handler
+    for mw in reversed(layers):
+        chain = _link(mw, chain)
+    return chain
+
+
+def _link(mw: Middleware, next_: Handler) -> Handler:
+    def link(message: Any) -> Any:
+        return mw(message, next_)
+
+    return link
+
+
+def _failure(errors: list[Exception], event: object) -> Exception:
+    if len(errors) == 1:
+        return errors[0]
+    return ExceptionGroup(f"{len(errors)} handlers of {type(event).__qualname__} failed", errors)
+
+
+def fan_out(
+    handlers: Sequence[tuple[Handler, Handler]],
+    on_error: ErrorHook | None,
+    *,
+    is_async: bool,
+    concurrent: bool = False,
+) -> Handler:
+    """Return one callable delivering an event to every ``(chain, handler)`` in order.
+
+    Every handler runs even when others fail; then the one failure is raised as it is, or
+    an ``ExceptionGroup`` of several. With *on_error*, each failure goes to it instead.
+    """
+    chains = tuple(chain for chain, _ in handlers)
+    if is_async:
+        return _fan_out_async(tuple(handlers), on_error, concurrent=concurrent)
+    if on_error is None and len(chains) == 1:
+        return chains[0]
+
+    def deliver(event: Any) -> None:
+        errors: list[Exception] = []
+        for chain, handler in handlers:
+            try:
+                chain(event)
+            except Exception as exc:
+                if on_error is None:
+                    errors.append(exc)
+                else:
+                    on_error(exc, event, handler)
+        if errors:
+            try:
+                raise _failure(errors, event)
+            finally:
+                del errors
+
+    return deliver
+
+
+def _fan_out_async(
+    handlers: tuple[tuple[Handler, Handler], ...],
+    on_error: ErrorHook | None,
+    *,
+    concurrent: bool,
+) -> Handler:
+    if on_error is None and len(handlers) == 1:
+        return handlers[0][0]
+
+    async def guarded(
+        chain: Handler, handler: Handler, event: Any, errors: list[Exception]
+    ) -> None:
+        try:
+            await chain(event)
+        except Exception as exc:
+            if on_error is None:
+                errors.append(exc)
+            else:
+                result = on_error(exc, event, handler)
+                if inspect.isawaitable(result):
+                    await result
+
+    async def deliver(event: Any) -> None:
+        errors: list[Exception] = []
+        if concurrent and len(handlers) > 1:
+            async with asyncio.TaskGroup() as group:
+                for chain, handler in handlers:
+                    group.create_task(guarded(chain, handler, event, errors))
+        else:
+            for chain, handler in handlers:
+                await guarded(chain, handler, event, errors)
+        if errors:
+            try:
+                raise _failure(errors, event)
+            finally:
+                del errors
+
+    return deliver
