@@ -110,23 +110,31 @@ def fan_out(
     if on_error is None and len(chains) == 1:
         return chains[0]
 
-    def deliver(event: Any) -> None:
-        errors: list[Exception] = []
+    if on_error is None:
+
+        def deliver(event: Any) -> None:
+            errors: list[Exception] | None = None
+            for chain in chains:
+                try:
+                    chain(event)
+                except Exception as exc:
+                    errors = [exc] if errors is None else [*errors, exc]
+            if errors:
+                try:
+                    raise _failure(errors, event)
+                finally:
+                    del errors
+
+        return deliver
+
+    def deliver_to_hook(event: Any) -> None:
         for chain, handler in handlers:
             try:
                 chain(event)
             except Exception as exc:
-                if on_error is None:
-                    errors.append(exc)
-                else:
-                    on_error(exc, event, handler)
-        if errors:
-            try:
-                raise _failure(errors, event)
-            finally:
-                del errors
+                on_error(exc, event, handler)
 
-    return deliver
+    return deliver_to_hook
 
 
 def _fan_out_async(

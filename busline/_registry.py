@@ -41,6 +41,10 @@ def _is_async(fn: object) -> bool:
     )
 
 
+def _article(kind: Kind) -> str:
+    return f"an {kind.value}" if kind is Kind.EVENT else f"a {kind.value}"
+
+
 def _describe(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
@@ -72,7 +76,7 @@ def check_message_type(kind: Kind, message_type: object, *, where: str) -> type:
         if other is not kind and issubclass(message_type, base):
             raise RegistrationError(
                 f"{message_type.__qualname__} is a {other.value} ({base.__name__} subclass) and "
-                f"cannot be registered as a {kind.value}; register it on a "
+                f"cannot be registered as {_article(kind)}; register it on a "
                 f"{other.value.capitalize()}Bus or with @registry.{other.value}"
             )
     return message_type

@@ -1,0 +1,32 @@
+"""Run every Python block in README.md and docs/*.md as a test (blocks of a file share state)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from sybil import Sybil
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+
+
+def _enter_scratch_dir(namespace: dict[str, Any]) -> None:
+    # Examples write files such as events.db; keep them out of the checkout.
+    scratch = tempfile.TemporaryDirectory(prefix="busline-docs-")
+    namespace["_scratch"] = (scratch, os.getcwd())
+    os.chdir(scratch.name)
+
+
+def _leave_scratch_dir(namespace: dict[str, Any]) -> None:
+    scratch, previous = namespace["_scratch"]
+    os.chdir(previous)
+    scratch.cleanup()
+
+
+pytest_collect_file = Sybil(
+    parsers=[PythonCodeBlockParser(), SkipParser()],
+    patterns=["*.md"],
+    excludes=["CHANGELOG.md"],
+    setup=_enter_scratch_dir,
+    teardown=_leave_scratch_dir,
+).pytest()
