@@ -29,9 +29,10 @@ from ._registry import (
     Entry,
     Kind,
     Registry,
+    article,
     check_middleware,
+    declared_kind,
     make_entry,
-    message_type_of,
 )
 from .errors import DuplicateHandlerError, HandlerNotFoundError, RegistrationError
 
@@ -167,21 +168,11 @@ class BusCore:
         self, message_type: object, handler: object, middleware: Iterable[Any], *, where: str
     ) -> Entry:
         entry = make_entry(self._kind, message_type, handler, middleware, where=where)
-        self._accept(entry)
-        self._own.add(entry)
+        self._own.add(entry)  # the bus accepts or refuses it in registry_changed
         return entry
 
-    def _decorate(self, target: Any, *, where: str) -> Any:
-        if target is None or isinstance(target, type):
-
-            def decorator(handler: Any) -> Any:
-                mt = target if target is not None else message_type_of(handler, self._kind)
-                self._add(mt, handler, (), where=where)
-                return handler
-
-            return decorator
-        self._add(message_type_of(target, self._kind), target, (), where=where)
-        return target
+    def _decorate(self, target: Any) -> Any:
+        return self._own._decorate(self._kind, target, (), where=f"{type(self).__name__}.handler")
 
     def _accept(self, entry: Entry) -> None:
         """Refuse an entry this bus cannot serve (wrong kind is caught by the registry)."""
@@ -264,10 +255,23 @@ class BusCore:
         else:
             entry = tables.singles.get(message_type)
             if entry is None:
-                raise HandlerNotFoundError(message_type, tables.singles, kind=self._kind.value)
+                raise HandlerNotFoundError(
+                    message_type,
+                    tables.singles,
+                    kind=self._kind.value,
+                    hint=self._misplaced(message_type),
+                )
             chain = self._wrap([*layers, *entry.middleware], entry)
         chains[message_type] = chain
         return chain
+
+    def _misplaced(self, message_type: type) -> str:
+        """Advice for a message sent to the wrong kind of bus, else nothing."""
+        kind = declared_kind(message_type)
+        if kind is None or kind is self._kind:
+            return ""
+        bus = f"{'Async' if self._is_async else ''}{kind.value.capitalize()}Bus"
+        return f"{message_type.__name__} is {article(kind)}: send it to {bus}"
 
     def _wrap(self, layers: Sequence[Middleware], entry: Entry) -> Handler:
         return compose(self._adapted(layers), adapt_handler(entry, is_async=self._is_async))
@@ -309,7 +313,7 @@ class SingleHandlerCore(BusCore):
     def handler(self, handler: F, /) -> F: ...
     def handler(self, target: Any = None, /) -> Any:
         """Register the decorated function, bare (type from its annotation) or given a type."""
-        return self._decorate(target, where=f"{type(self).__name__}.handler")
+        return self._decorate(target)
 
     @contextlib.contextmanager
     def override(self, message_type: type[M], handler: Callable[[M], Any]) -> Iterator[None]:
@@ -356,7 +360,7 @@ class EventCore(BusCore):
     def handler(self, handler: F, /) -> F: ...
     def handler(self, target: Any = None, /) -> Any:
         """Subscribe the decorated function, bare (type from its annotation) or given a type."""
-        return self._decorate(target, where=f"{type(self).__name__}.handler")
+        return self._decorate(target)
 
     def registered(self) -> Mapping[type, tuple[Callable[..., Any], ...]]:
         """Return each subscribed type with its handlers, in subscription order."""

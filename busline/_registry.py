@@ -41,7 +41,7 @@ def _is_async(fn: object) -> bool:
     )
 
 
-def _article(kind: Kind) -> str:
+def article(kind: Kind) -> str:
     return f"an {kind.value}" if kind is Kind.EVENT else f"a {kind.value}"
 
 
@@ -65,6 +65,14 @@ class Watcher(Protocol):
     def registry_changed(self, registry: Registry, added: Entry | None) -> None: ...
 
 
+def declared_kind(message_type: type) -> Kind | None:
+    """Return the kind a class declares by its base, or None for a plain class."""
+    for kind, base in _BASES.items():
+        if issubclass(message_type, base):
+            return kind
+    return None
+
+
 def check_message_type(kind: Kind, message_type: object, *, where: str) -> type:
     """Return *message_type* if it may be registered as a *kind*, else raise why not."""
     if not isinstance(message_type, type):
@@ -72,13 +80,13 @@ def check_message_type(kind: Kind, message_type: object, *, where: str) -> type:
             f"{where} needs a class as the message type, got {message_type!r}; "
             f"pass the {kind.value} class itself, e.g. {where}(PlaceOrder, handler)"
         )
-    for other, base in _BASES.items():
-        if other is not kind and issubclass(message_type, base):
-            raise RegistrationError(
-                f"{message_type.__qualname__} is a {other.value} ({base.__name__} subclass) and "
-                f"cannot be registered as {_article(kind)}; register it on a "
-                f"{other.value.capitalize()}Bus or with @registry.{other.value}"
-            )
+    other = declared_kind(message_type)
+    if other is not None and other is not kind:
+        raise RegistrationError(
+            f"{message_type.__qualname__} is {article(other)} ({_BASES[other].__name__} "
+            f"subclass) and cannot be registered as {article(kind)}; register it on a "
+            f"{other.value.capitalize()}Bus or with @registry.{other.value}"
+        )
     return message_type
 
 
@@ -219,19 +227,27 @@ class Registry:
         """Subscribe the decorated function to an event type, its subclasses included."""
         return self._decorate(Kind.EVENT, target, middleware)
 
-    def _decorate(self, kind: Kind, target: Any, middleware: Sequence[Any]) -> Any:
+    def _decorate(
+        self, kind: Kind, target: Any, middleware: Sequence[Any], *, where: str = ""
+    ) -> Any:
+        """Register *target* (a handler), or return a decorator when it is a type or None."""
+        where = where or f"@registry.{kind.value}"
+        for mw in middleware:
+            check_middleware(mw)
         if target is None or isinstance(target, type):
-            message_type = target
 
             def decorator(handler: F) -> F:
-                mt = message_type if message_type is not None else message_type_of(handler, kind)
-                self.add(make_entry(kind, mt, handler, middleware, where=f"@registry.{kind.value}"))
+                mt = target if target is not None else message_type_of(handler, kind)
+                self.add(make_entry(kind, mt, handler, middleware, where=where))
                 return handler
 
             return decorator
-        check_callable(target, what=f"@registry.{kind.value}'s argument")
-        mt = message_type_of(target, kind)
-        self.add(make_entry(kind, mt, target, middleware, where=f"@registry.{kind.value}"))
+        if not callable(target):
+            raise RegistrationError(
+                f"{where} takes a message class or a handler function, got {target!r}; "
+                f"write {where} or {where}(TheType)"
+            )
+        self.add(make_entry(kind, message_type_of(target, kind), target, middleware, where=where))
         return target
 
     # -- what buses use -------------------------------------------------------------------
