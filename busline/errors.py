@@ -11,8 +11,12 @@
     └── EventStoreError                      anything the event store refuses
         ├── ConcurrencyError                 the stream is not at the expected version
         ├── DuplicateEventError              an event id is already stored elsewhere
+        ├── InvalidArgumentError (ValueError, TypeError)
+        │                                    a stream id, version or limit that cannot be right
         ├── SerializationError               an event cannot be encoded or decoded
-        │   └── UnknownEventTypeError        a type name with no registered class
+        │   └── UnknownEventTypeError (LookupError)
+        │                                    a type name or class with no registration
+        ├── StoreClosedError                 the store was used after close()
         └── StoreFormatError                 a database that is not (this version of) a store
 
 Errors carry what they are about as attributes (``exc.message_type``, ``exc.expected``, ...),
@@ -32,8 +36,10 @@ __all__ = [
     "DuplicateHandlerError",
     "EventStoreError",
     "HandlerNotFoundError",
+    "InvalidArgumentError",
     "RegistrationError",
     "SerializationError",
+    "StoreClosedError",
     "StoreFormatError",
     "UnknownEventTypeError",
     "ValidationError",
@@ -69,21 +75,26 @@ class DuplicateHandlerError(RegistrationError):
 class HandlerNotFoundError(BuslineError, LookupError):
     """No handler is registered for the dispatched message's type."""
 
-    def __init__(self, message_type: type, known: Iterable[type], *, kind: str = "command") -> None:
+    def __init__(
+        self, message_type: type, known: Iterable[type], *, kind: str = "command", hint: str = ""
+    ) -> None:
         self.message_type = message_type
         self.known = tuple(known)
-        names = sorted(_name(t) for t in self.known)
-        close = difflib.get_close_matches(_name(message_type), names, n=3, cutoff=0.6)
-        if close:
-            listed = f"did you mean {', '.join(close)}? ({len(names)} registered)"
-        elif len(names) <= 10:
+        names = sorted(t.__name__ for t in self.known)
+        if len(names) <= 10:
             listed = f"registered: {', '.join(names) or 'none'}"
         else:
-            listed = f"registered: {', '.join(names[:10])}, ... ({len(names)} in all)"
-        super().__init__(
-            f"no handler for {_name(message_type)} ({listed}); register one with "
-            f"@registry.{kind} or bus.register({message_type.__name__}, fn)"
+            close = difflib.get_close_matches(message_type.__name__, names, n=3, cutoff=0.6)
+            shown = close or names[:10]
+            listed = (
+                f"did you mean {', '.join(close)}? "
+                if close
+                else f"registered: {', '.join(shown)}, "
+            ) + f"({len(names)} registered in all)"
+        advice = hint or (
+            f"register one with @registry.{kind} or bus.register({message_type.__name__}, fn)"
         )
+        super().__init__(f"no handler for {_name(message_type)} ({listed}); {advice}")
 
 
 class ValidationError(BuslineError, ValueError):
@@ -140,13 +151,84 @@ class DuplicateEventError(EventStoreError):
         )
 
 
+class InvalidArgumentError(EventStoreError, ValueError, TypeError):
+    """A stream id, version, position or limit that no store could accept; nothing was written.
+
+    It is both a ``ValueError`` and a ``TypeError`` so that either builtin ``except`` catches it,
+    whether the argument had the wrong type (``True`` as a version) or a wrong value (``-1``).
+    """
+
+    def __init__(self, argument: str, value: object, requirement: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(f"{argument} must be {requirement}, not {value!r}; nothing was done")
+
+
 class SerializationError(EventStoreError):
-    """An event or its metadata cannot be encoded, or stored data cannot be decoded."""
+    """An event or its metadata cannot be encoded, or stored data cannot be decoded.
+
+    ``type_name`` and ``position`` (for stored events) or ``field`` (a dotted path into the
+    payload) say where, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type_name: str | None = None,
+        position: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.type_name = type_name
+        self.position = position
+        self.field = field
+        super().__init__(message)
 
 
-class UnknownEventTypeError(SerializationError):
-    """A stored or appended type has no class registered in the EventTypes."""
+class UnknownEventTypeError(SerializationError, LookupError):
+    """A stored type name or an appended class has no registration in the store's EventTypes."""
+
+    def __init__(
+        self,
+        type_name: str,
+        known: Iterable[str],
+        *,
+        position: int | None = None,
+        event_class: type | None = None,
+    ) -> None:
+        self.known = tuple(sorted(known))
+        self.event_class = event_class
+        listed = ", ".join(self.known) or "none"
+        if event_class is not None:
+            message = (
+                f"{_name(event_class)} is not registered in the store's EventTypes "
+                f"(registered: {listed}); nothing was written. Register it with "
+                f"EventTypes(..., {event_class.__name__}) or types.add({event_class.__name__})"
+            )
+        else:
+            message = (
+                f"the event at position {position} has type {type_name!r}, which is not "
+                f"registered in the store's EventTypes (registered: {listed}). Register the "
+                f"class that reads it with types.add(cls, name={type_name!r})"
+            )
+        super().__init__(message, type_name=type_name, position=position)
+
+
+class StoreClosedError(EventStoreError):
+    """The store was used after ``close()``."""
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        super().__init__(f"{store!r} is closed; open a new store to read or write its events")
 
 
 class StoreFormatError(EventStoreError):
-    """A database is not a busline event store, or was written by an unknown version."""
+    """A database is not a busline event store, or was written by an unknown version.
+
+    Nothing in the database was changed when this is raised.
+    """
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location} cannot be opened as an event store: {problem}")

@@ -1,0 +1,54 @@
+"""Streams of events, stored durably and read back in order.
+
+An :class:`EventStore` appends events to streams (one per aggregate, say) under optimistic
+concurrency, and reads them back by stream or in one global order. ``InMemoryEventStore``
+serves tests, ``SQLiteEventStore`` keeps data across restarts, and both have async twins.
+Events become JSON through :class:`EventTypes`, which maps stable names to classes.
+"""
+
+from ..errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    EventStoreError,
+    InvalidArgumentError,
+    SerializationError,
+    StoreClosedError,
+    StoreFormatError,
+    UnknownEventTypeError,
+)
+from ._async import AsyncEventStoreAdapter, AsyncInMemoryEventStore, AsyncSQLiteEventStore
+from ._memory import InMemoryEventStore
+from ._protocol import AsyncEventStore, EventStore
+from ._serialization import CattrsSerializer, EventTypes, Serializer, Upcaster
+from ._sqlite import SCHEMA_VERSION, SQLiteEventStore, Synchronous
+from ._types import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
+
+__all__ = [
+    "ANY",
+    "NO_STREAM",
+    "SCHEMA_VERSION",
+    "STREAM_EXISTS",
+    "AsyncEventStore",
+    "AsyncEventStoreAdapter",
+    "AsyncInMemoryEventStore",
+    "AsyncSQLiteEventStore",
+    "CattrsSerializer",
+    "ConcurrencyError",
+    "DuplicateEventError",
+    "EventStore",
+    "EventStoreError",
+    "EventTypes",
+    "ExpectedVersion",
+    "InMemoryEventStore",
+    "InvalidArgumentError",
+    "NewEvent",
+    "RecordedEvent",
+    "SQLiteEventStore",
+    "SerializationError",
+    "Serializer",
+    "StoreClosedError",
+    "StoreFormatError",
+    "Synchronous",
+    "UnknownEventTypeError",
+    "Upcaster",
+]

@@ -1,0 +1,225 @@
+"""The part of every store that does no I/O: checking arguments, encoding, deciding.
+
+Backends call these helpers around their own storage, so that all of them validate, encode,
+detect idempotent retries and decode stored rows in exactly the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import attrs
+
+from .. import context
+from ..errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    InvalidArgumentError,
+    SerializationError,
+)
+from ._serialization import EventTypes, dumps
+from ._types import ANY, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
+
+Row: TypeAlias = tuple[int, str, int, str, str, int, str, str, str]
+"""A stored event: position, stream id, version, event id, type, schema version, payload,
+metadata and recording time, the last five as text. Every backend keeps this shape."""
+
+ROW_COLUMNS = (
+    "position",
+    "stream_id",
+    "version",
+    "event_id",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+    "recorded_at",
+)
+
+
+@attrs.frozen
+class Pending:
+    """An encoded event waiting to be written."""
+
+    event_id: uuid.UUID
+    type: str
+    schema_version: int
+    data: str
+    metadata: str
+
+
+def check_stream_id(stream_id: object) -> str:
+    """Return *stream_id* if it is a non-empty string that can be stored as text."""
+    if not isinstance(stream_id, str) or not stream_id:
+        raise InvalidArgumentError("stream_id", stream_id, "a non-empty str")
+    if not stream_id.isascii():
+        try:
+            stream_id.encode()
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                "stream_id", stream_id, "valid text (it holds a lone surrogate)"
+            ) from None
+    return stream_id
+
+
+def check_expected(expected: object) -> ExpectedVersion:
+    """Return *expected* if it is ANY, STREAM_EXISTS or an int of 0 or more (not a bool)."""
+    if expected is ANY or expected is STREAM_EXISTS:
+        return expected
+    if type(expected) is not int or expected < 0:
+        raise InvalidArgumentError(
+            "expected_version", expected, "an int of 0 or more, NO_STREAM, STREAM_EXISTS or ANY"
+        )
+    return expected
+
+
+def check_count(name: str, value: object, minimum: int) -> int:
+    """Return *value* if it is an int (not a bool) of at least *minimum*."""
+    if type(value) is not int or value < minimum:
+        raise InvalidArgumentError(name, value, f"an int of {minimum} or more")
+    return value
+
+
+def check_limit(limit: object) -> int | None:
+    """Return *limit* if it is None or an int of 0 or more."""
+    return None if limit is None else check_count("limit", limit, 0)
+
+
+def type_names(types: EventTypes, wanted: Iterable[type | str] | None) -> frozenset[str] | None:
+    """Return the stored type names that ``read_all(types=...)`` asks for."""
+    if wanted is None:
+        return None
+    if isinstance(wanted, str | type):
+        wanted = (wanted,)
+    return frozenset(w if isinstance(w, str) else types.name_of(w) for w in wanted)
+
+
+def _check_metadata(metadata: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(metadata, Mapping):
+        raise InvalidArgumentError(what, metadata, "a mapping with str keys")
+    for key in metadata:
+        if not isinstance(key, str):
+            raise InvalidArgumentError(f"{what} key", key, "a str")
+    return metadata
+
+
+def prepare(
+    types: EventTypes,
+    stream_id: object,
+    events: object,
+    expected_version: object,
+    metadata: Mapping[str, Any] | None,
+) -> tuple[str, ExpectedVersion, list[Pending]]:
+    """Check an append's arguments and encode its events, before any lock is taken."""
+    stream = check_stream_id(stream_id)
+    expected = check_expected(expected_version)
+    if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
+        raise InvalidArgumentError("events", events, "a list of events or NewEvents")
+    base: dict[str, Any] = {}
+    ctx = context.current()
+    if ctx is not None:
+        base["correlation_id"] = str(ctx.correlation_id)
+        base["causation_id"] = str(ctx.message_id)
+    if metadata is not None:
+        base.update(_check_metadata(metadata, "metadata"))
+    shared = dumps(base, what="metadata") if base else "{}"
+    pending: list[Pending] = []
+    seen: set[uuid.UUID] = set()
+    for item in events:
+        if isinstance(item, NewEvent):
+            event, event_id = item.event, item.event_id
+            if not isinstance(event_id, uuid.UUID):
+                raise InvalidArgumentError("NewEvent.event_id", event_id, "a uuid.UUID")
+            own = _check_metadata(item.metadata, "NewEvent.metadata")
+            meta = dumps({**base, **own}, what="metadata") if own else shared
+        else:
+            event, event_id, meta = item, uuid.uuid4(), shared
+        if event_id in seen:
+            raise DuplicateEventError(event_id, stream, "twice in the same batch")
+        seen.add(event_id)
+        name, version, data = types.encode(event)
+        pending.append(Pending(event_id, name, version, data, meta))
+    return stream, expected, pending
+
+
+def matches(expected: ExpectedVersion, current: int) -> bool:
+    """Tell whether a stream at version *current* satisfies *expected*."""
+    if expected is ANY:
+        return True
+    if expected is STREAM_EXISTS:
+        return current > 0
+    return expected == current
+
+
+def resolve_existing(
+    stream_id: str,
+    expected: ExpectedVersion,
+    ids: Sequence[uuid.UUID],
+    found: Mapping[uuid.UUID, tuple[str, int]],
+) -> int:
+    """Return the version after an idempotent retry, or raise DuplicateEventError.
+
+    *found* maps the batch's ids that are already stored to their stream and version. A
+    retry is the whole batch, stored in order in this stream, right after *expected* (when
+    it is a number), or anywhere in the stream (ANY, STREAM_EXISTS).
+    """
+    first = found.get(ids[0])
+    if first is not None and len(found) == len(ids) and first[0] == stream_id:
+        start = first[1]
+        in_place = all(found[eid] == (stream_id, start + k) for k, eid in enumerate(ids))
+        if in_place and (not isinstance(expected, int) or start == expected + 1):
+            return start + len(ids) - 1
+        if in_place:
+            raise DuplicateEventError(
+                ids[0],
+                stream_id,
+                f"as this same batch at versions {start}..{start + len(ids) - 1}, not after "
+                f"expected version {expected}",
+            )
+    eid = next(e for e in ids if e in found)
+    other_stream, version = found[eid]
+    raise DuplicateEventError(eid, stream_id, f"at version {version} of stream {other_stream!r}")
+
+
+def concurrency_error(stream_id: str, expected: ExpectedVersion, current: int) -> ConcurrencyError:
+    """Return the error for a stream found at *current* instead of *expected*."""
+    return ConcurrencyError(stream_id, expected, current)
+
+
+def now() -> str:
+    """Return the recording time of an append, as stored."""
+    return datetime.now(UTC).isoformat()
+
+
+def decode(types: EventTypes, row: Row) -> RecordedEvent:
+    """Return the RecordedEvent of a stored *row*, or raise SerializationError."""
+    position, stream_id, version, event_id, type_name, schema_version, data, metadata, at = row
+    try:
+        meta = {} if metadata == "{}" else json.loads(metadata)
+        if not isinstance(meta, dict):
+            raise TypeError("the metadata is not a JSON object")
+        if type(schema_version) is not int or not isinstance(type_name, str):
+            raise TypeError("the type name or schema version has the wrong type")
+        eid = uuid.UUID(event_id)
+        recorded_at = datetime.fromisoformat(at)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise SerializationError(
+            f"the event at position {position} ({type_name}) cannot be decoded: its stored "
+            f"record is corrupt ({exc}); restore it from a backup",
+            type_name=type_name if isinstance(type_name, str) else None,
+            position=position,
+        ) from exc
+    return RecordedEvent(
+        stream_id=stream_id,
+        version=version,
+        position=position,
+        event_id=eid,
+        type=type_name,
+        event=types.decode(type_name, schema_version, data, position=position),
+        metadata=meta,
+        recorded_at=recorded_at,
+    )
