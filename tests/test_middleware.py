@@ -1,0 +1,469 @@
+"""Middleware: onion order, caching, and every built-in, on sync and async buses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import pytest
+
+from busline import (
+    AsyncCommandBus,
+    CommandBus,
+    ConcurrencyError,
+    DispatchTimeoutError,
+    EventBus,
+    QueryBus,
+    RegistrationError,
+    Registry,
+    ValidationError,
+    context,
+)
+from busline import middleware as mw
+from busline.context import MessageContext
+from tests.messages import CancelOrder, GetOrder, OrderPlaced, PlaceOrder
+
+Trace = list[str]
+
+
+def tracer(trace: Trace, name: str) -> Callable[[Any, Callable[[Any], Any]], Any]:
+    def layer(message: Any, next: Callable[[Any], Any]) -> Any:
+        trace.append(f"{name} in")
+        result = next(message)
+        trace.append(f"{name} out")
+        return result
+
+    return layer
+
+
+def test_onion_order() -> None:
+    """Bus-wide middleware (in use order), then type-scoped, then the handler's own."""
+    trace: Trace = []
+    handlers = Registry()
+    handlers.command(PlaceOrder, middleware=[tracer(trace, "own")])(
+        lambda c: trace.append("handler")
+    )
+    bus = CommandBus(handlers)
+    bus.use(tracer(trace, "scoped"), on=PlaceOrder)
+    bus.use(tracer(trace, "outer"))
+    bus.use(tracer(trace, "inner"))
+    bus.execute(PlaceOrder("x"))
+    assert [
+        "outer in", "inner in", "scoped in", "own in", "handler",
+        "own out", "scoped out", "inner out", "outer out",
+    ] == trace  # fmt: skip
+
+
+def test_scoped_middleware_applies_to_subclasses_only_of_its_types() -> None:
+    """``use(mw, on=T)`` wraps messages that are instances of T, subclasses included."""
+    trace: Trace = []
+
+    class UrgentPlaceOrder(PlaceOrder):
+        pass
+
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: None)
+    bus.register(UrgentPlaceOrder, lambda c: None)
+    bus.register(CancelOrder, lambda c: None)
+    bus.use(tracer(trace, "placing"), on=(PlaceOrder,))
+    bus.execute(UrgentPlaceOrder("x"))
+    bus.execute(CancelOrder("1"))
+    assert ["placing in", "placing out"] == trace
+
+
+def test_middleware_may_transform_short_circuit_and_map_errors() -> None:
+    """A middleware can change the message, answer without the handler, or map exceptions."""
+
+    def upper(q: Any, next: Callable[[Any], Any]) -> Any:
+        return next(GetOrder(q.order_id.upper()))
+
+    def cache(q: Any, next: Callable[[Any], Any]) -> Any:
+        return "cached" if q.order_id == "HIT" else next(q)
+
+    def not_found_is_none(q: Any, next: Callable[[Any], Any]) -> Any:
+        try:
+            return next(q)
+        except KeyError:
+            return None
+
+    bus = QueryBus()
+    bus.register(GetOrder, lambda q: {"A": "order A"}[q.order_id])
+    for layer in (upper, cache, not_found_is_none):
+        bus.use(layer)
+    assert [
+        "order A",
+        "cached",
+        None,
+    ] == [bus.execute(GetOrder(i)) for i in ("a", "hit", "missing")]
+
+
+def test_adding_middleware_rebuilds_cached_chains() -> None:
+    """A middleware added after dispatches have been cached applies from then on."""
+    trace: Trace = []
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.execute(PlaceOrder("x"))
+    bus.use(tracer(trace, "late"))
+    bus.execute(PlaceOrder("x"))
+    assert ["late in", "late out"] == trace
+
+
+def test_event_middleware_wraps_the_whole_delivery() -> None:
+    """On an event bus, a middleware's next(event) delivers to all of the event's handlers."""
+    trace: Trace = []
+    bus = EventBus()
+    bus.subscribe(OrderPlaced, lambda e: trace.append("first"))
+    bus.subscribe(OrderPlaced, lambda e: trace.append("second"), middleware=[tracer(trace, "own")])
+    bus.use(tracer(trace, "bus"))
+    bus.publish(OrderPlaced("1"))
+    assert ["bus in", "first", "own in", "second", "own out", "bus out"] == trace
+
+
+def test_bad_middleware_is_refused() -> None:
+    """use() refuses what is not a mw(message, next), and async middleware on sync buses."""
+
+    async def async_layer(m: Any, next: Callable[[Any], Any]) -> Any:
+        return await next(m)
+
+    def one_parameter(m: Any) -> Any:
+        return m
+
+    bus = CommandBus()
+    with pytest.raises(RegistrationError, match="must be callable"):
+        bus.use(42)  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="must accept two arguments"):
+        bus.use(one_parameter)  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="use AsyncCommandBus"):
+        bus.use(async_layer)
+    with pytest.raises(RegistrationError, match="takes message classes"):
+        bus.use(tracer([], "x"), on=["PlaceOrder"])  # type: ignore[list-item]
+
+
+# -- built-ins ------------------------------------------------------------------------------
+
+
+def test_log_records_start_and_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    """log() records each message as it is handled and how it ended."""
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="busline"):
+        bus.execute(PlaceOrder("ada"))
+    assert ["handling PlaceOrder: PlaceOrder(customer='ada')", "handled PlaceOrder in"] == [
+        r.getMessage()[: len("handled PlaceOrder in")]
+        if r.getMessage().startswith("handled")
+        else r.getMessage()
+        for r in caplog.records
+    ]
+
+
+def test_log_reports_failures_at_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """A failure is logged at WARNING or above, then re-raised."""
+
+    def failing(c: PlaceOrder) -> str:
+        raise ValueError("no stock")
+
+    logger = logging.getLogger("tests.orders")
+    bus = CommandBus()
+    bus.register(PlaceOrder, failing)
+    bus.use(mw.log(logger))
+    with (
+        caplog.at_level(logging.DEBUG, logger="tests.orders"),
+        pytest.raises(ValueError, match="no"),
+    ):
+        bus.execute(PlaceOrder("x"))
+    last = caplog.records[-1]
+    assert (logging.WARNING, "tests.orders") == (last.levelno, last.name)
+    assert "PlaceOrder failed after" in last.getMessage()
+    assert "ValueError: no stock" in last.getMessage()
+
+
+def test_log_when_disabled_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """With the level off, nothing is logged and the result passes through."""
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log())
+    with caplog.at_level(logging.WARNING, logger="busline"):
+        assert "x" == bus.execute(PlaceOrder("x"))
+    assert [] == caplog.records
+
+
+def test_timing_reports_success_and_failure() -> None:
+    """timing() reports each dispatch's message and duration, failures included."""
+    reports: list[tuple[Any, float]] = []
+
+    def maybe_fail(c: PlaceOrder) -> str:
+        if c.customer == "bad":
+            raise ValueError("bad customer")
+        return "ok"
+
+    bus = CommandBus()
+    bus.register(PlaceOrder, maybe_fail)
+    bus.use(mw.timing(lambda message, seconds: reports.append((message, seconds))))
+    bus.execute(PlaceOrder("good"))
+    with pytest.raises(ValueError, match="bad customer"):
+        bus.execute(PlaceOrder("bad"))
+    assert [PlaceOrder("good"), PlaceOrder("bad")] == [m for m, _ in reports]
+    assert all(s >= 0 for _, s in reports)
+    with pytest.raises(RegistrationError, match="needs a callable"):
+        mw.timing(42)  # type: ignore[arg-type]
+
+
+class Flaky:
+    """A handler failing with ConcurrencyError a given number of times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self, cmd: PlaceOrder) -> str:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConcurrencyError("order-1", 1, 2)
+        return f"done after {self.calls}"
+
+
+def test_retry_repeats_until_success_with_backoff() -> None:
+    """retry() calls again after a listed failure, sleeping the backoff between calls."""
+    sleeps: list[float] = []
+    handler = Flaky(failures=2)
+    bus = CommandBus()
+    bus.register(PlaceOrder, handler)
+    bus.use(mw.retry(attempts=3, backoff=mw.exponential_backoff(0.1, 2), sleep=sleeps.append))
+    assert "done after 3" == bus.execute(PlaceOrder("x"))
+    assert [0.1, 0.2] == sleeps
+
+
+def test_retry_gives_up_after_attempts_with_the_last_error() -> None:
+    """After *attempts* calls in all, the last failure is raised as it is."""
+    handler = Flaky(failures=5)
+    bus = CommandBus()
+    bus.register(PlaceOrder, handler)
+    bus.use(mw.retry(on=ConcurrencyError, attempts=2, backoff=0, sleep=lambda s: None))
+    with pytest.raises(ConcurrencyError):
+        bus.execute(PlaceOrder("x"))
+    assert 2 == handler.calls
+
+
+def test_retry_ignores_other_errors() -> None:
+    """An exception not listed in *on* is raised at once, without a retry."""
+    calls: list[int] = []
+
+    def failing(c: PlaceOrder) -> str:
+        calls.append(1)
+        raise KeyError("x")
+
+    bus = CommandBus()
+    bus.register(PlaceOrder, failing)
+    bus.use(mw.retry(sleep=lambda s: None))
+    with pytest.raises(KeyError):
+        bus.execute(PlaceOrder("x"))
+    assert [1] == calls
+
+
+def test_retry_on_an_async_bus_awaits_its_sleep() -> None:
+    """On an async bus retry awaits an async sleep between calls."""
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    bus = AsyncCommandBus()
+    bus.register(PlaceOrder, Flaky(failures=1))
+    bus.use(mw.retry(backoff=0.5, sleep=sleep))
+    assert "done after 2" == asyncio.run(bus.execute(PlaceOrder("x")))
+    assert [0.5] == sleeps
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"attempts": 0}, "int >= 1"),
+        ({"attempts": True}, "int >= 1"),
+        ({"on": ValueError("x")}, "exception class"),
+        ({"on": ()}, "exception class"),
+    ],
+)
+def test_retry_refuses_bad_settings(kwargs: dict[str, Any], says: str) -> None:
+    """retry() explains settings it cannot use."""
+    with pytest.raises(RegistrationError, match=says):
+        mw.retry(**kwargs)
+
+
+def test_exponential_backoff_caps_and_validates() -> None:
+    """The backoff doubles from its start and stops at its maximum."""
+    backoff = mw.exponential_backoff(initial=0.5, factor=2, maximum=1.5)
+    assert [0.5, 1.0, 1.5, 1.5] == [backoff(n) for n in range(1, 5)]
+    with pytest.raises(ValueError, match="factor >= 1"):
+        mw.exponential_backoff(factor=0.5)
+
+
+@attrs.frozen
+class Transfer(PlaceOrder):
+    amount: int = attrs.field(default=0)
+
+    @amount.validator
+    def _positive(self, attribute: Any, value: int) -> None:
+        if value <= 0:
+            raise ValueError("amount must be positive")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "problems"),
+    [
+        (False, ["rejected by"]),
+        (["no customer", "no items"], ["no customer", "no items"]),
+        ("too large", ["too large"]),
+    ],
+)
+def test_validation_rejects(verdict: object, problems: list[str]) -> None:
+    """validation() raises ValidationError for False, a list of problems, or any other verdict."""
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "handled")
+    bus.use(mw.validation(lambda c: verdict))
+    with pytest.raises(ValidationError) as info:
+        bus.execute(PlaceOrder("x"))
+    assert len(problems) == len(info.value.problems)
+    assert all(p.startswith(e) for p, e in zip(info.value.problems, problems, strict=True))
+    assert PlaceOrder("x") == info.value.message
+
+
+@pytest.mark.parametrize("verdict", [None, True, []])
+def test_validation_accepts(verdict: object) -> None:
+    """None, True or no problems let the message through."""
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "handled")
+    bus.use(mw.validation(lambda c: verdict))
+    assert "handled" == bus.execute(PlaceOrder("x"))
+
+
+def test_validation_maps_value_errors() -> None:
+    """A validator raising ValueError (as attrs validators do) gives a ValidationError."""
+    message = Transfer("x", 5)
+    object.__setattr__(message, "amount", -1)
+    bus = CommandBus()
+    bus.register(Transfer, lambda c: "handled")
+    bus.use(mw.validation(attrs.validate))
+    with pytest.raises(ValidationError, match="amount must be positive") as info:
+        bus.execute(message)
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_correlation_sets_and_chains_context() -> None:
+    """Nested dispatches keep the correlation id and take the outer message id as cause."""
+    seen: dict[str, MessageContext | None] = {}
+    handlers = Registry()
+    commands = CommandBus(handlers)
+    events = EventBus(handlers)
+
+    @handlers.command
+    def place(cmd: PlaceOrder) -> str:
+        seen["command"] = context.current()
+        events.publish(OrderPlaced("1"))
+        return "1"
+
+    @handlers.event
+    def placed(e: OrderPlaced) -> None:
+        seen["event"] = context.current()
+
+    commands.use(mw.correlation())
+    events.use(mw.correlation())
+    assert context.current() is None
+    commands.execute(PlaceOrder("x"))
+    outer, inner = seen["command"], seen["event"]
+    assert outer is not None
+    assert inner is not None
+    assert (outer.message_id, None) == (outer.correlation_id, outer.causation_id)
+    assert (outer.correlation_id, outer.message_id) == (inner.correlation_id, inner.causation_id)
+    assert context.current() is None
+
+
+def test_correlation_on_async_buses_is_per_task() -> None:
+    """Concurrent async dispatches each see their own context."""
+    bus = AsyncCommandBus()
+
+    async def place(cmd: PlaceOrder) -> Any:
+        await asyncio.sleep(0)
+        return context.current()
+
+    bus.register(PlaceOrder, place)
+    bus.use(mw.correlation())
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(bus.execute(PlaceOrder(str(i))) for i in range(5))))
+
+    contexts = asyncio.run(main())
+    assert 5 == len({c.message_id for c in contexts})
+
+
+def test_timeout_cancels_slow_dispatch() -> None:
+    """timeout() raises DispatchTimeoutError when the handler runs too long."""
+
+    async def slow(cmd: PlaceOrder) -> str:
+        await asyncio.sleep(5)
+        return "late"
+
+    bus = AsyncCommandBus()
+    bus.register(PlaceOrder, slow)
+    bus.use(mw.timeout(0.01))
+    with pytest.raises(DispatchTimeoutError, match=r"not handled within 0\.01s") as info:
+        asyncio.run(bus.execute(PlaceOrder("x")))
+    assert isinstance(info.value, TimeoutError)
+
+
+def test_timeout_passes_fast_results_and_own_timeouts() -> None:
+    """A fast handler's result passes; a handler's own TimeoutError is not relabelled."""
+
+    async def own_timeout(cmd: CancelOrder) -> str:
+        raise TimeoutError("upstream")
+
+    bus = AsyncCommandBus()
+    bus.register(PlaceOrder, lambda c: "fast")
+    bus.register(CancelOrder, own_timeout)
+    bus.use(mw.timeout(1))
+    assert "fast" == asyncio.run(bus.execute(PlaceOrder("x")))
+    with pytest.raises(TimeoutError, match="upstream") as info:
+        asyncio.run(bus.execute(CancelOrder("1")))
+    assert not isinstance(info.value, DispatchTimeoutError)
+
+
+def test_timeout_is_refused_by_sync_buses() -> None:
+    """A sync bus refuses timeout(), which needs an event loop to cancel a handler."""
+    with pytest.raises(RegistrationError, match="AsyncCommandBus"):
+        CommandBus().use(mw.timeout(1))
+    with pytest.raises(RegistrationError, match="positive number"):
+        mw.timeout(0)
+
+
+def test_built_ins_have_readable_reprs() -> None:
+    """Built-in middleware say what they are when printed."""
+    assert "<busline.middleware.retry(on=(ConcurrencyError), attempts=3)>" == repr(mw.retry())
+    assert "<busline.middleware.timeout(2)>" == repr(mw.timeout(2))
+
+
+def test_all_built_ins_work_on_an_async_bus(caplog: pytest.LogCaptureFixture) -> None:
+    """Every built-in runs on an async bus, in one stack."""
+    reports: list[Any] = []
+    bus = AsyncCommandBus()
+
+    async def place(cmd: PlaceOrder) -> Any:
+        return context.current()
+
+    bus.register(PlaceOrder, place)
+    for layer in (
+        mw.log(level=logging.INFO),
+        mw.timing(lambda m, s: reports.append(m)),
+        mw.correlation(),
+        mw.validation(lambda m: None),
+        mw.retry(),
+        mw.timeout(1),
+    ):
+        bus.use(layer)
+    with caplog.at_level(logging.INFO, logger="busline"):
+        ctx = asyncio.run(bus.execute(PlaceOrder("x")))
+    assert isinstance(ctx, MessageContext)
+    assert [PlaceOrder("x")] == reports
+    assert 2 == len(caplog.records)
