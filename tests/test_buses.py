@@ -15,8 +15,8 @@ from busline import (
     EventBus,
     HandlerNotFoundError,
     QueryBus,
-    Registry,
     RegistrationError,
+    Registry,
 )
 from tests.messages import (
     CancelOrder,

@@ -12,8 +12,8 @@ from busline import (
     Event,
     EventBus,
     QueryBus,
-    Registry,
     RegistrationError,
+    Registry,
 )
 from tests.messages import CountOrders, GetOrder, OrderPlaced, PlaceOrder
 
