@@ -7,9 +7,11 @@ it took (``busline.middleware.timing``). Orders live in a dict, so nothing is wr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 
 import attrs
 
@@ -117,15 +119,19 @@ def audit(event: Event) -> None:
 # -- wiring ----------------------------------------------------------------------------------
 
 
-def _logger() -> logging.Logger:
-    logger = logging.getLogger("busline.demo")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("   [log] %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False  # print each record once, whatever the root logger does
-    return logger
+@contextlib.contextmanager
+def _logs_on_stdout(name: str) -> Iterator[logging.Logger]:
+    """Print the INFO records of logger *name* plainly on stdout inside the block."""
+    logger = logging.getLogger(name)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("   [log] %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # print each record once, whatever the root logger does
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
 
 
 def main() -> None:
@@ -146,11 +152,20 @@ def main() -> None:
     commands = CommandBus(registry)
     queries = QueryBus(registry)
 
-    logger = _logger()
-    for bus in (commands, queries, events):
-        bus.use(log(logger, level=logging.INFO))
-        bus.use(timing(report))
+    with _logs_on_stdout("busline.demo") as logger:
+        for bus in (commands, queries, events):
+            bus.use(log(logger, level=logging.INFO))
+            bus.use(timing(report))
+        _tour(commands, queries)
 
+    print("Timings reported by the timing middleware:")
+    for name, seconds in durations.items():
+        calls = "call" if len(seconds) == 1 else "calls"
+        print(f"   {name}: {len(seconds)} {calls}, {sum(seconds) * 1000:.3f} ms in all")
+
+
+def _tour(commands: CommandBus, queries: QueryBus) -> None:
+    """Walk one order through its life, printing each step."""
     print("1. Place an order (a command; its handler publishes OrderPlaced)")
     order_id = commands.execute(PlaceOrder("alice", ("book", "pen")))
     print(f"   -> {order_id}")
@@ -169,11 +184,6 @@ def main() -> None:
     except OrderError as exc:
         print(f"   -> OrderError: {exc}")
 
-    print("Timings reported by the timing middleware:")
-    for name, seconds in durations.items():
-        calls = "call" if len(seconds) == 1 else "calls"
-        print(f"   {name}: {len(seconds)} {calls}, {sum(seconds) * 1000:.3f} ms in all")
 
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # pragma: no cover - run by tests in a subprocess
     main()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
 import pytest
+
+from busline import demo as demo_module
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,12 @@ def test_event_is_published_inside_the_command(
     event = next(i for i, line in enumerate(lines) if "handling OrderPlaced" in line)
     end = next(i for i, line in enumerate(lines) if "handled PlaceOrder" in line)
     assert start < event < end
+
+
+def test_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    """main() prints the same tour in-process and leaves no log handler behind."""
+    demo_module.main()
+    out = capsys.readouterr().out
+    assert "   -> order-1" in out
+    assert "   [log] INFO handled PlaceOrder in " in out
+    assert logging.getLogger("busline.demo").handlers == []
