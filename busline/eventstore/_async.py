@@ -12,8 +12,9 @@ import contextvars
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Self, TypeVar, final
 
 from ..errors import StoreClosedError
@@ -60,7 +61,8 @@ class _AsyncStore:
         If the awaiting task is cancelled, the append may still complete: retry it with the
         same NewEvent ids to find out, idempotently.
         """
-        batch = events if isinstance(events, list | tuple) else list(events)
+        # A generator is drained here, not on the worker thread, where it would run late.
+        batch = list(events) if isinstance(events, Iterator) else events
         return await self._run(
             lambda store: store.append(
                 stream_id, batch, expected_version=expected_version, metadata=metadata
@@ -105,10 +107,10 @@ class _AsyncStore:
             page = await self._run(
                 functools.partial(_read_all_page, position=position, limit=size, types=types)
             )
+            if not page:  # a short page is not the end: events may have come since
+                return
             for recorded in page:
                 yield recorded
-            if len(page) < size:
-                return
             position = page[-1].position + 1
             if count is not None:
                 count -= len(page)
@@ -135,10 +137,10 @@ class _AsyncStore:
         while count is None or count > 0:
             size = self._page_size if count is None else min(count, self._page_size)
             page = await self._run(functools.partial(_streams_page, after=after, limit=size))
+            if not page:
+                return
             for item in page:
                 yield item
-            if len(page) < size:
-                return
             after = page[-1][0]
             if count is not None:
                 count -= len(page)
@@ -227,6 +229,10 @@ class AsyncSQLiteEventStore(_Threaded):
     ) -> None:
         self.types = types
         self._where = path_or_connection
+        self.path: Path | None = None
+        if not isinstance(path_or_connection, sqlite3.Connection):
+            name = os.fspath(path_or_connection)
+            self.path = None if name == ":memory:" else Path(name)
 
         def open_store() -> EventStore:
             return SQLiteEventStore(
