@@ -28,10 +28,11 @@ ASYNC_VARIANT = "__busline_async__"
 def refuse_async(fn: object, *, role: str, bus: str) -> None:
     """Raise if *fn* is a coroutine function offered to a sync bus."""
     if _is_async(fn) and not hasattr(fn, ASYNC_VARIANT):
+        own_code = inspect.isfunction(fn) or inspect.ismethod(fn)
         raise RegistrationError(
             f"{_describe(fn)} is an async {role}, and {bus} calls {role}s synchronously, so it "
-            f"would only ever return an un-awaited coroutine; use Async{bus} instead, or make "
-            f"the {role} a plain def"
+            f"would only ever get an un-awaited coroutine; use Async{bus} instead"
+            + (f", or make the {role} a plain def" if own_code else "")
         )
 
 
@@ -98,16 +99,20 @@ def fan_out(
     *,
     is_async: bool,
     concurrent: bool = False,
+    wrapped: bool = False,
 ) -> Handler:
     """Return one callable delivering an event to every ``(chain, handler)`` in order.
 
     Every handler runs even when others fail; then the one failure is raised as it is, or
     an ``ExceptionGroup`` of several. With *on_error*, each failure goes to it instead.
+    Delivery returns None; only when nothing is *wrapped* around it (so nobody sees the
+    result) may a lone handler stand for the whole delivery.
     """
     chains = tuple(chain for chain, _ in handlers)
+    direct = on_error is None and len(chains) == 1 and not wrapped
     if is_async:
-        return _fan_out_async(tuple(handlers), on_error, concurrent=concurrent)
-    if on_error is None and len(chains) == 1:
+        return _fan_out_async(tuple(handlers), on_error, concurrent=concurrent, direct=direct)
+    if direct:
         return chains[0]
 
     if on_error is None:
@@ -142,8 +147,9 @@ def _fan_out_async(
     on_error: ErrorHook | None,
     *,
     concurrent: bool,
+    direct: bool,
 ) -> Handler:
-    if on_error is None and len(handlers) == 1:
+    if direct:
         return handlers[0][0]
 
     async def guarded(

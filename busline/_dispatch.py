@@ -140,7 +140,7 @@ class BusCore:
             raise
         registry.watch(self)
 
-    def use(self, middleware: Middleware, *, on: type | Iterable[type] = ()) -> None:
+    def use(self, middleware: Middleware, *, on: type | Iterable[type] | None = None) -> None:
         """Wrap dispatches in *middleware*, or only those of messages of the types in *on*.
 
         Bus-wide middleware runs outermost, in the order added; then type-scoped middleware;
@@ -149,7 +149,12 @@ class BusCore:
         check_middleware(middleware)
         if not self._is_async:
             refuse_async(middleware, role="middleware", bus=self._bus_name)
-        scope = (on,) if isinstance(on, type) else tuple(on)
+        scope = () if on is None else (on,) if isinstance(on, type) else tuple(on)
+        if on is not None and not scope:
+            raise RegistrationError(
+                "use(..., on=...) got no types, so the middleware would wrap nothing; leave "
+                "on= out to wrap every message"
+            )
         for tp in scope:
             if not isinstance(tp, type):
                 raise RegistrationError(
@@ -250,6 +255,7 @@ class BusCore:
                 self._on_error_hook(),
                 is_async=self._is_async,
                 concurrent=self._concurrent(),
+                wrapped=bool(layers),
             )
             chain = compose(self._adapted(layers), terminal)
         else:
@@ -260,7 +266,7 @@ class BusCore:
                     tables.singles,
                     kind=self._kind.value,
                     hint=self._misplaced(message_type),
-                )
+                ) from None  # not "during handling of KeyError": the cache miss is no error
             chain = self._wrap([*layers, *entry.middleware], entry)
         chains[message_type] = chain
         return chain

@@ -41,8 +41,10 @@ def _is_async(fn: object) -> bool:
     )
 
 
-def article(kind: Kind) -> str:
-    return f"an {kind.value}" if kind is Kind.EVENT else f"a {kind.value}"
+def article(kind: Kind, suffix: str = "") -> str:
+    """Return "a command", "an event", or with suffix "Bus": "a CommandBus", "an EventBus"."""
+    word = f"{kind.value.capitalize()}{suffix}" if suffix else kind.value
+    return f"an {word}" if kind is Kind.EVENT else f"a {word}"
 
 
 def _describe(fn: object) -> str:
@@ -84,8 +86,8 @@ def check_message_type(kind: Kind, message_type: object, *, where: str) -> type:
     if other is not None and other is not kind:
         raise RegistrationError(
             f"{message_type.__qualname__} is {article(other)} ({_BASES[other].__name__} "
-            f"subclass) and cannot be registered as {article(kind)}; register it on a "
-            f"{other.value.capitalize()}Bus or with @registry.{other.value}"
+            f"subclass) and cannot be registered as {article(kind)}; register it on "
+            f"{article(other, 'Bus')} or with @registry.{other.value}"
         )
     return message_type
 
@@ -196,6 +198,8 @@ class Registry:
         self, message_type: type[Any], /, *, middleware: Sequence[Callable[..., Any]] = ()
     ) -> Callable[[F], F]: ...
     @overload
+    def command(self, /, *, middleware: Sequence[Callable[..., Any]] = ...) -> Callable[[F], F]: ...
+    @overload
     def command(self, handler: F, /) -> F: ...
     def command(
         self, target: Any = None, /, *, middleware: Sequence[Callable[..., Any]] = ()
@@ -212,6 +216,8 @@ class Registry:
         self, message_type: type[Any], /, *, middleware: Sequence[Callable[..., Any]] = ()
     ) -> Callable[[F], F]: ...
     @overload
+    def query(self, /, *, middleware: Sequence[Callable[..., Any]] = ...) -> Callable[[F], F]: ...
+    @overload
     def query(self, handler: F, /) -> F: ...
     def query(self, target: Any = None, /, *, middleware: Sequence[Callable[..., Any]] = ()) -> Any:
         """Register the decorated function as the handler of a query type."""
@@ -221,6 +227,8 @@ class Registry:
     def event(
         self, message_type: type[Any], /, *, middleware: Sequence[Callable[..., Any]] = ()
     ) -> Callable[[F], F]: ...
+    @overload
+    def event(self, /, *, middleware: Sequence[Callable[..., Any]] = ...) -> Callable[[F], F]: ...
     @overload
     def event(self, handler: F, /) -> F: ...
     def event(self, target: Any = None, /, *, middleware: Sequence[Callable[..., Any]] = ()) -> Any:

@@ -9,12 +9,14 @@ threads and asyncio tasks each see their own.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from contextvars import ContextVar, Token
 
 import attrs
 
-__all__ = ["MessageContext", "current"]
+__all__ = ["MessageContext", "current", "scope"]
 
 
 @attrs.frozen
@@ -51,6 +53,20 @@ _current: ContextVar[MessageContext | None] = ContextVar("busline_message_contex
 def current() -> MessageContext | None:
     """Return the context of the message being handled, or ``None`` outside a dispatch."""
     return _current.get()
+
+
+@contextlib.contextmanager
+def scope(context: MessageContext) -> Iterator[MessageContext]:
+    """Make *context* current inside the block.
+
+    Use it to carry ids in from outside, e.g. a correlation id that came with an HTTP
+    request: dispatches in the block (under the correlation middleware) become its children.
+    """
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)
 
 
 def _enter() -> Token[MessageContext | None]:

@@ -368,3 +368,18 @@ def test_keyboard_interrupt_is_not_collected() -> None:
     with pytest.raises(KeyboardInterrupt):
         bus.publish(OrderPlaced("1"))
     assert [] == seen
+
+
+def test_not_found_does_not_chain_the_cache_miss() -> None:
+    """HandlerNotFoundError carries no internal KeyError as its context."""
+    with pytest.raises(HandlerNotFoundError) as info:
+        CommandBus().execute(PlaceOrder("x"))
+    assert info.value.__suppress_context__
+
+
+def test_wrong_kind_names_the_right_bus_with_its_article() -> None:
+    """The advice reads "an EventBus" for events and "a QueryBus" for queries."""
+    with pytest.raises(RegistrationError, match="register it on an EventBus"):
+        CommandBus().register(OrderPlaced, print)
+    with pytest.raises(RegistrationError, match="register it on a QueryBus"):
+        CommandBus().register(GetOrder, print)

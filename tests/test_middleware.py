@@ -467,3 +467,47 @@ def test_all_built_ins_work_on_an_async_bus(caplog: pytest.LogCaptureFixture) ->
     assert isinstance(ctx, MessageContext)
     assert [PlaceOrder("x")] == reports
     assert 2 == len(caplog.records)
+
+
+def test_context_scope_carries_an_outside_correlation_id() -> None:
+    """context.scope() makes a given context current, and dispatches inside become its children."""
+    incoming = MessageContext.root()
+    bus = CommandBus()
+    seen: list[MessageContext | None] = []
+    bus.register(PlaceOrder, lambda c: seen.append(context.current()))
+    bus.use(mw.correlation())
+    with context.scope(incoming) as current:
+        assert incoming is current is context.current()
+        bus.execute(PlaceOrder("x"))
+    [inner] = seen
+    assert inner is not None
+    assert (incoming.correlation_id, incoming.message_id) == (
+        inner.correlation_id,
+        inner.causation_id,
+    )
+    assert context.current() is None
+
+
+def test_empty_scope_is_refused() -> None:
+    """use(mw, on=[]) would silently wrap nothing, so it is refused."""
+    with pytest.raises(RegistrationError, match="got no types"):
+        CommandBus().use(tracer([], "x"), on=[])
+
+
+def test_event_middleware_sees_none_from_next() -> None:
+    """On an event bus next(event) returns None, however many handlers there are."""
+    results: list[Any] = []
+    bus = EventBus()
+    bus.use(lambda e, next: results.append(next(e)))
+    bus.subscribe(OrderPlaced, lambda e: "one")
+    bus.publish(OrderPlaced("1"))
+    bus.subscribe(OrderPlaced, lambda e: "two")
+    bus.publish(OrderPlaced("1"))
+    assert [None, None] == results
+
+
+def test_timeout_refusal_gives_only_advice_that_applies() -> None:
+    """Refusing a built-in async middleware suggests the async bus, not rewriting it."""
+    with pytest.raises(RegistrationError) as info:
+        CommandBus().use(mw.timeout(1))
+    assert "plain def" not in str(info.value)

@@ -86,3 +86,11 @@ async def async_checks() -> None:
     assert_type(await commands.execute(Plain()), Any)
     assert_type(await events.publish(OrderPlaced("1")), None)
     await assert_type(placed(OrderPlaced("1")), Coroutine[Any, Any, None])
+
+
+@handlers.command(middleware=[lambda message, next: next(message)])
+def with_own_middleware(cmd: PlaceOrder) -> str:
+    return "x"
+
+
+assert_type(with_own_middleware(PlaceOrder("x")), str)
