@@ -72,9 +72,10 @@ class AsyncEventBus(EventCore):
         *registries: Registry,
         on_error: ErrorHook | None = None,
         concurrent: bool = False,
+        commands: AsyncCommandBus | None = None,
     ) -> None:
         self._concurrent_delivery = concurrent
-        super().__init__(*registries, on_error=on_error)
+        super().__init__(*registries, on_error=on_error, commands=commands)
 
     def _concurrent(self) -> bool:
         return self._concurrent_delivery

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar, final, overload
 
+from ._chain import ErrorHook
 from ._dispatch import EventCore, SingleHandlerCore
 from ._messages import Command, Query
-from ._registry import Kind
+from ._registry import Kind, Registry
 
 __all__ = ["CommandBus", "EventBus", "QueryBus"]
 
@@ -60,6 +61,14 @@ class EventBus(EventCore):
     then the failure is raised (an ``ExceptionGroup`` if several failed), unless
     ``on_error(error, event, handler)`` was given, which then gets each failure instead.
     """
+
+    def __init__(
+        self,
+        *registries: Registry,
+        on_error: ErrorHook | None = None,
+        commands: CommandBus | None = None,
+    ) -> None:
+        super().__init__(*registries, on_error=on_error, commands=commands)
 
     def publish(self, event: object, /) -> None:
         """Deliver *event* to its handlers; return when all have run."""

@@ -280,7 +280,10 @@ class BusCore:
         return f"{message_type.__name__} is {article(kind)}: send it to {bus}"
 
     def _wrap(self, layers: Sequence[Middleware], entry: Entry) -> Handler:
-        return compose(self._adapted(layers), adapt_handler(entry, is_async=self._is_async))
+        return compose(self._adapted(layers), self._handler_of(entry))
+
+    def _handler_of(self, entry: Entry) -> Handler:
+        return adapt_handler(entry, is_async=self._is_async)
 
     def _adapted(self, layers: Iterable[Middleware]) -> list[Middleware]:
         return [adapt_middleware(mw, is_async=self._is_async) for mw in layers]
@@ -336,7 +339,23 @@ class EventCore(BusCore):
 
     _kind = Kind.EVENT
 
-    def __init__(self, *registries: Registry, on_error: ErrorHook | None = None) -> None:
+    def __init__(
+        self,
+        *registries: Registry,
+        on_error: ErrorHook | None = None,
+        commands: SingleHandlerCore | None = None,
+    ) -> None:
+        if commands is not None and (
+            not isinstance(commands, SingleHandlerCore)
+            or commands._kind is not Kind.COMMAND
+            or commands._is_async is not self._is_async
+        ):
+            want = f"{'Async' if self._is_async else ''}CommandBus"
+            raise RegistrationError(
+                f"{type(self).__name__}(commands=...) takes the {want} that sagas send their "
+                f"commands to, got {commands!r}"
+            )
+        self._commands = commands
         if on_error is not None and not callable(on_error):
             raise RegistrationError(
                 f"on_error must be callable as fn(error, event, handler), got {on_error!r}"
@@ -348,6 +367,22 @@ class EventCore(BusCore):
 
     def _on_error_hook(self) -> ErrorHook | None:
         return self._on_error
+
+    def _accept(self, entry: Entry) -> None:
+        super()._accept(entry)
+        if entry.saga and self._commands is None:
+            name = type(self).__name__
+            raise RegistrationError(
+                f"saga {entry.handler.__qualname__} sends commands, but this {name} has no "
+                f"command bus; build it as {name}(registry, commands=command_bus)"
+            )
+
+    def _handler_of(self, entry: Entry) -> Handler:
+        if entry.saga:
+            from .sagas._reactive import saga_handler
+
+            return saga_handler(entry.handler, self._commands, is_async=self._is_async)
+        return super()._handler_of(entry)
 
     def subscribe(
         self,

@@ -36,8 +36,11 @@ _BASES: dict[Kind, type] = {Kind.COMMAND: Command, Kind.QUERY: Query, Kind.EVENT
 
 
 def _is_async(fn: object) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - a callable instance's own __call__
+    call = getattr(fn, "__call__", None)  # noqa: B004 - a callable instance's own __call__
+    return any(
+        check(target)
+        for check in (inspect.iscoroutinefunction, inspect.isasyncgenfunction)
+        for target in (fn, call)
     )
 
 
@@ -60,6 +63,7 @@ class Entry:
     handler: Callable[[Any], Any]
     middleware: tuple[Callable[..., Any], ...]
     is_async: bool
+    saga: bool = False
     seq: int = attrs.field(factory=lambda: next(_sequence))
 
 
@@ -157,6 +161,7 @@ def make_entry(
     middleware: Iterable[object],
     *,
     where: str,
+    saga: bool = False,
 ) -> Entry:
     """Validate one registration and return it as an entry."""
     checked = check_message_type(kind, message_type, where=where)
@@ -170,6 +175,7 @@ def make_entry(
         handler=handler,  # type: ignore[arg-type]  # checked callable above
         middleware=layers,  # type: ignore[arg-type]
         is_async=_is_async(handler),
+        saga=saga,
     )
 
 
@@ -235,8 +241,26 @@ class Registry:
         """Subscribe the decorated function to an event type, its subclasses included."""
         return self._decorate(Kind.EVENT, target, middleware)
 
+    @overload
+    def saga(self, event_type: type[Any], /) -> Callable[[F], F]: ...
+    @overload
+    def saga(self, saga: F, /) -> F: ...
+    def saga(self, target: Any = None, /) -> Any:
+        """Declare a reactive saga: a function of an event returning the commands to execute.
+
+        It may return None, one command, or an iterable (a generator too) of commands. Event
+        buses run it like a handler, executing each command on their command bus.
+        """
+        return self._decorate(Kind.EVENT, target, (), where="@registry.saga", saga=True)
+
     def _decorate(
-        self, kind: Kind, target: Any, middleware: Sequence[Any], *, where: str = ""
+        self,
+        kind: Kind,
+        target: Any,
+        middleware: Sequence[Any],
+        *,
+        where: str = "",
+        saga: bool = False,
     ) -> Any:
         """Register *target* (a handler), or return a decorator when it is a type or None."""
         where = where or f"@registry.{kind.value}"
@@ -246,7 +270,7 @@ class Registry:
 
             def decorator(handler: F) -> F:
                 mt = target if target is not None else message_type_of(handler, kind)
-                self.add(make_entry(kind, mt, handler, middleware, where=where))
+                self.add(make_entry(kind, mt, handler, middleware, where=where, saga=saga))
                 return handler
 
             return decorator
@@ -255,7 +279,8 @@ class Registry:
                 f"{where} takes a message class or a handler function, got {target!r}; "
                 f"write {where} or {where}(TheType)"
             )
-        self.add(make_entry(kind, message_type_of(target, kind), target, middleware, where=where))
+        mt = message_type_of(target, kind)
+        self.add(make_entry(kind, mt, target, middleware, where=where, saga=saga))
         return target
 
     # -- what buses use -------------------------------------------------------------------
