@@ -125,7 +125,7 @@ class _Blocking:
 class AsyncEventStoreContract(EventStoreContract):
     """:class:`EventStoreContract` for an :class:`~busline.eventstore.AsyncEventStore`.
 
-    Provide an ``async_store`` fixture yielding an empty async store (not yet entered)
+    Provide an ``async_store`` fixture returning an empty async store (not yet entered)
     built with ``types=self.event_types()``; persistent stores override
     :meth:`reopen_async`. The tests drive it from an event loop of their own.
     """

@@ -1,0 +1,63 @@
+"""The public faces of busline.eventstore and busline.testing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+import typing
+
+import pytest
+
+import busline.errors
+import busline.eventstore
+import busline.testing
+
+
+@pytest.mark.parametrize("module", [busline.eventstore, busline.testing])
+def test_all_is_sorted_and_complete(module: types.ModuleType) -> None:
+    """__all__ is sorted and names exactly the module's public attributes."""
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    # Constants first, then classes: the order ruff keeps __all__ in (RUF022).
+    assert sorted(module.__all__, key=lambda n: (not n.isupper(), n)) == module.__all__
+    assert public == set(module.__all__)
+
+
+def test_event_store_errors_come_from_busline_errors() -> None:
+    """The event store's errors are the ones in busline.errors, under EventStoreError."""
+    for name in busline.eventstore.__all__:
+        value = getattr(busline.eventstore, name)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            assert value is getattr(busline.errors, name)
+            assert issubclass(value, busline.errors.EventStoreError)
+
+
+def test_concrete_classes_are_final() -> None:
+    """Concrete public classes are marked final; protocols are not."""
+    protocols = {"AsyncEventStore", "EventStore", "Serializer"}
+    for name in busline.eventstore.__all__:
+        value = getattr(busline.eventstore, name)
+        if isinstance(value, type) and not issubclass(value, BaseException):
+            assert getattr(value, "__final__", False) is (name not in protocols), name
+
+
+def test_importing_the_event_store_stays_light() -> None:
+    """``import busline.eventstore`` pulls in neither pytest nor hypothesis nor busline.testing."""
+    code = (
+        "import sys, busline.eventstore; "
+        "print(sorted(m for m in ('busline.testing', 'pytest', 'hypothesis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "[]" == out.stdout.strip()
+
+
+def test_sentinels() -> None:
+    """NO_STREAM is 0; ANY and STREAM_EXISTS print as their names."""
+    assert 0 == busline.eventstore.NO_STREAM
+    assert "ANY" == repr(busline.eventstore.ANY) == str(busline.eventstore.ANY)
+    assert "STREAM_EXISTS" == repr(busline.eventstore.STREAM_EXISTS)
+    assert typing.get_args(busline.eventstore.ExpectedVersion)
