@@ -383,3 +383,23 @@ def test_wrong_kind_names_the_right_bus_with_its_article() -> None:
         CommandBus().register(OrderPlaced, print)
     with pytest.raises(RegistrationError, match="register it on a QueryBus"):
         CommandBus().register(GetOrder, print)
+
+
+def test_failures_do_not_become_each_others_context() -> None:
+    """Each failure keeps its own context: none is chained onto another."""
+
+    def first(e: OrderPlaced) -> None:
+        raise ValueError("first")
+
+    def second(e: OrderPlaced) -> None:
+        raise KeyError("second")
+
+    bus = EventBus()
+    bus.subscribe(OrderPlaced, first)
+    bus.subscribe(OrderPlaced, second)
+    with pytest.raises(ExceptionGroup) as info:
+        bus.publish(OrderPlaced("1"))
+    assert [None, None, None] == [
+        info.value.__context__,
+        *(exc.__context__ for exc in info.value.exceptions),
+    ]
