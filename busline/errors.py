@@ -8,6 +8,12 @@
     ├── HandlerNotFoundError (LookupError)   nobody handles the dispatched message
     ├── ValidationError (ValueError)         the validation middleware rejected a message
     ├── DispatchTimeoutError (TimeoutError)  the timeout middleware gave up on a dispatch
+    ├── AggregateNotFoundError (LookupError) a repository found no events for an aggregate id
+    ├── ApplierNotFoundError (LookupError)   an aggregate has no @when method for an event
+    ├── ProjectionError                      a projection's handler failed (it stopped there),
+    │   │                                    or it cannot do what was asked
+    │   └── ProjectionTimeoutError (TimeoutError)
+    │                                        wait_for() gave up before the position was reached
     └── EventStoreError                      anything the event store refuses
         ├── ConcurrencyError                 the stream is not at the expected version
         ├── DuplicateEventError              an event id is already stored elsewhere
@@ -20,7 +26,9 @@
         └── StoreFormatError                 a database that is not (this version of) a store
 
 Errors carry what they are about as attributes (``exc.message_type``, ``exc.expected``, ...),
-and their messages say what to do. Exceptions raised by handlers are never wrapped.
+and their messages say what to do. Exceptions raised by handlers are never wrapped, except
+by a projection runner, which must say where it stopped: its ``ProjectionError`` has the
+handler's exception as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "AggregateNotFoundError",
+    "ApplierNotFoundError",
     "BuslineError",
     "ConcurrencyError",
     "DispatchTimeoutError",
@@ -37,6 +47,8 @@ __all__ = [
     "EventStoreError",
     "HandlerNotFoundError",
     "InvalidArgumentError",
+    "ProjectionError",
+    "ProjectionTimeoutError",
     "RegistrationError",
     "SerializationError",
     "StoreClosedError",
@@ -232,3 +244,71 @@ class StoreFormatError(EventStoreError):
         self.location = location
         self.problem = problem
         super().__init__(f"{location} cannot be opened as an event store: {problem}")
+
+
+# -- aggregates and projections --------------------------------------------------------------
+
+
+class AggregateNotFoundError(BuslineError, LookupError):
+    """A repository found no events for the aggregate id it was asked to load."""
+
+    def __init__(self, aggregate_type: type, aggregate_id: str, stream_id: str) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        self.stream_id = stream_id
+        super().__init__(
+            f"no {_name(aggregate_type)} with id {aggregate_id!r}: stream {stream_id!r} has no "
+            "events. Check the id, or create the aggregate (a classmethod that records its "
+            "first event) and save it with repository.save()"
+        )
+
+
+class ApplierNotFoundError(BuslineError, LookupError):
+    """An aggregate recorded or replayed an event that none of its ``@when`` methods applies."""
+
+    def __init__(self, aggregate_type: type, event_type: type, known: Iterable[type]) -> None:
+        self.aggregate_type = aggregate_type
+        self.event_type = event_type
+        self.known = tuple(known)
+        names = ", ".join(sorted(t.__name__ for t in self.known)) or "none"
+        super().__init__(
+            f"{_name(aggregate_type)} has no @when method for {_name(event_type)} (it applies: "
+            f"{names}); add one: @when({event_type.__name__}) def _(self, event) -> None: ..."
+        )
+
+
+class ProjectionError(BuslineError):
+    """A projection stopped: a handler failed on an event, or it was asked what it cannot do.
+
+    When a handler failed, ``position`` and ``recorded`` say on which event; the checkpoint
+    stays just before it, so the next run starts with that event again and skips nothing.
+    The handler's exception is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        projection: str,
+        problem: str,
+        *,
+        position: int | None = None,
+        recorded: object = None,
+    ) -> None:
+        self.projection = projection
+        self.position = position
+        self.recorded = recorded
+        super().__init__(f"projection {projection!r} {problem}")
+
+
+class ProjectionTimeoutError(ProjectionError, TimeoutError):
+    """``wait_for`` gave up before the projection reached the position."""
+
+    def __init__(self, projection: str, wanted: int, reached: int, seconds: float) -> None:
+        self.wanted = wanted
+        self.reached = reached
+        self.seconds = seconds
+        super().__init__(
+            projection,
+            f"did not reach position {wanted} within {seconds:g}s (it is at {reached}); "
+            "make sure its runner is running (runner.start()) or wait longer",
+            position=reached,
+        )
