@@ -1,0 +1,178 @@
+"""Snapshots of aggregates: the state at a version, so loading need not replay every event.
+
+A snapshot is a cache. It holds the aggregate's annotated attributes as JSON, made by the
+same cattrs converter as the events, and the aggregate's ``snapshot_version``, so that a
+class whose state changed shape ignores the old snapshots instead of misreading them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from typing import Final, Protocol, Self, final, runtime_checkable
+
+import attrs
+
+from ._sqlite_util import Database, check_table
+from .errors import StoreClosedError
+
+__all__ = ["InMemorySnapshotStore", "SQLiteSnapshotStore", "Snapshot", "SnapshotStore"]
+
+_COLUMNS: Final = ("stream_id", "version", "schema_version", "state")
+
+
+@final
+@attrs.frozen
+class Snapshot:
+    """An aggregate's state as of *version* of its stream."""
+
+    stream_id: str
+    version: int
+    schema_version: int
+    """The aggregate class's ``snapshot_version`` when the snapshot was taken."""
+    state: str
+    """The annotated attributes, as a JSON object."""
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Keeps the latest snapshot of each stream."""
+
+    def load(self, stream_id: str) -> Snapshot | None:
+        """Return the latest snapshot of *stream_id*, or ``None``."""
+        ...
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Keep *snapshot* unless one of a later version is already kept."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources; closing twice is harmless."""
+        ...
+
+
+@final
+class InMemorySnapshotStore:
+    """A :class:`SnapshotStore` in memory, safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<InMemorySnapshotStore {len(self._snapshots)} snapshots>"
+
+    def load(self, stream_id: str) -> Snapshot | None:
+        """Return the latest snapshot of *stream_id*, or ``None``."""
+        with self._lock:
+            self._check_open()
+            return self._snapshots.get(stream_id)
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Keep *snapshot* unless one of a later version is already kept."""
+        json.loads(snapshot.state)  # what SQLite would store must be JSON here too
+        with self._lock:
+            self._check_open()
+            kept = self._snapshots.get(snapshot.stream_id)
+            if kept is None or kept.version <= snapshot.version:
+                self._snapshots[snapshot.stream_id] = snapshot
+
+    def close(self) -> None:
+        """Drop every snapshot; the store cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            self._snapshots = {}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@final
+class SQLiteSnapshotStore:
+    """A :class:`SnapshotStore` in a table of an SQLite database, the event store's file or not.
+
+    Given a path it opens (and on :meth:`close` closes) its own connection; given a
+    connection, it uses it and leaves it open.
+    """
+
+    def __init__(
+        self,
+        path_or_connection: str | os.PathLike[str] | sqlite3.Connection,
+        *,
+        table: str = "snapshots",
+        timeout: float = 10.0,
+    ) -> None:
+        self.table = check_table(table)
+        self._db = Database(path_or_connection, timeout)
+        self.path = self._db.path
+        self._lock = threading.Lock()
+        self._closed = False
+        t = self.table
+        try:
+            self._db.ensure_table(
+                t,
+                _COLUMNS,
+                [
+                    f"CREATE TABLE IF NOT EXISTS {t} (stream_id TEXT PRIMARY KEY, "
+                    "version INTEGER NOT NULL, schema_version INTEGER NOT NULL, "
+                    "state TEXT NOT NULL)"
+                ],
+            )
+        except BaseException:
+            self._db.close()
+            raise
+        self._sql_load = f"SELECT {', '.join(_COLUMNS)} FROM {t} WHERE stream_id = ?"
+        self._sql_save = (
+            f"INSERT INTO {t} ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, "
+            "schema_version = excluded.schema_version, state = excluded.state "
+            f"WHERE excluded.version >= {t}.version"
+        )
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<SQLiteSnapshotStore {self._db.location} (table {self.table!r}){state}>"
+
+    def load(self, stream_id: str) -> Snapshot | None:
+        """Return the latest snapshot of *stream_id*, or ``None``."""
+        with self._lock:
+            self._check_open()
+            row = self._db.conn.execute(self._sql_load, (stream_id,)).fetchone()
+        return None if row is None else Snapshot(*row)
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Keep *snapshot* unless one of a later version is already kept."""
+        with self._lock:
+            self._check_open()
+            with self._db.transaction() as conn:
+                conn.execute(
+                    self._sql_save,
+                    (snapshot.stream_id, snapshot.version, snapshot.schema_version, snapshot.state),
+                )
+
+    def close(self) -> None:
+        """Close the store's own connection (never one it was given); closing twice is harmless."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
