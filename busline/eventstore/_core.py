@@ -7,12 +7,11 @@ detect idempotent retries and decode stored rows in exactly the same way.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
-
-import attrs
 
 from .. import context
 from ..errors import (
@@ -24,9 +23,10 @@ from ..errors import (
 from ._serialization import EventTypes, dumps
 from ._types import ANY, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
 
-Row: TypeAlias = tuple[int, str, int, str, str, int, str, str, str]
-"""A stored event: position, stream id, version, event id, type, schema version, payload,
-metadata and recording time, the last five as text. Every backend keeps this shape."""
+Row: TypeAlias = tuple[int, str, int, bytes, str, int, str, str, str]
+"""A stored event: position, stream id, version, event id (16 bytes), type, schema version,
+payload and metadata (JSON text) and recording time (ISO 8601 text). Every backend keeps
+this shape."""
 
 ROW_COLUMNS = (
     "position",
@@ -41,15 +41,16 @@ ROW_COLUMNS = (
 )
 
 
-@attrs.frozen
-class Pending:
-    """An encoded event waiting to be written."""
+Pending: TypeAlias = tuple[bytes, str, int, str, str]
+"""An encoded event waiting to be written: event id, type, schema version, payload, metadata."""
 
-    event_id: uuid.UUID
-    type: str
-    schema_version: int
-    data: str
-    metadata: str
+
+def random_ids(count: int) -> list[bytes]:
+    """Return *count* random (version 4) UUIDs as 16 bytes each, much faster than uuid4()."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    return [bytes(raw[i : i + 16]) for i in range(0, 16 * count, 16)]
 
 
 def check_stream_id(stream_id: object) -> str:
@@ -119,6 +120,7 @@ def prepare(
     expected = check_expected(expected_version)
     if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
         raise InvalidArgumentError("events", events, "a list of events or NewEvents")
+    items = events if isinstance(events, list | tuple) else list(events)
     base: dict[str, Any] = {}
     ctx = context.current()
     if ctx is not None:
@@ -127,22 +129,22 @@ def prepare(
     if metadata is not None:
         base.update(_check_metadata(metadata, "metadata"))
     shared = dumps(base, what="metadata") if base else "{}"
+    encode = types.encode
     pending: list[Pending] = []
-    seen: set[uuid.UUID] = set()
-    for item in events:
-        if isinstance(item, NewEvent):
-            event, event_id = item.event, item.event_id
-            if not isinstance(event_id, uuid.UUID):
-                raise InvalidArgumentError("NewEvent.event_id", event_id, "a uuid.UUID")
+    given: set[bytes] = set()
+    for item, fresh in zip(items, random_ids(len(items)), strict=True):
+        if type(item) is NewEvent:
+            if not isinstance(item.event_id, uuid.UUID):
+                raise InvalidArgumentError("NewEvent.event_id", item.event_id, "a uuid.UUID")
+            event_id = item.event_id.bytes
+            if event_id in given:
+                raise DuplicateEventError(item.event_id, stream, "twice in the same batch")
+            given.add(event_id)
             own = _check_metadata(item.metadata, "NewEvent.metadata")
             meta = dumps({**base, **own}, what="metadata") if own else shared
+            pending.append((event_id, *encode(item.event), meta))
         else:
-            event, event_id, meta = item, uuid.uuid4(), shared
-        if event_id in seen:
-            raise DuplicateEventError(event_id, stream, "twice in the same batch")
-        seen.add(event_id)
-        name, version, data = types.encode(event)
-        pending.append(Pending(event_id, name, version, data, meta))
+            pending.append((fresh, *encode(item), shared))
     return stream, expected, pending
 
 
@@ -158,8 +160,8 @@ def matches(expected: ExpectedVersion, current: int) -> bool:
 def resolve_existing(
     stream_id: str,
     expected: ExpectedVersion,
-    ids: Sequence[uuid.UUID],
-    found: Mapping[uuid.UUID, tuple[str, int]],
+    ids: Sequence[bytes],
+    found: Mapping[bytes, tuple[str, int]],
 ) -> int:
     """Return the version after an idempotent retry, or raise DuplicateEventError.
 
@@ -175,14 +177,16 @@ def resolve_existing(
             return start + len(ids) - 1
         if in_place:
             raise DuplicateEventError(
-                ids[0],
+                uuid.UUID(bytes=ids[0]),
                 stream_id,
                 f"as this same batch at versions {start}..{start + len(ids) - 1}, not after "
                 f"expected version {expected}",
             )
     eid = next(e for e in ids if e in found)
     other_stream, version = found[eid]
-    raise DuplicateEventError(eid, stream_id, f"at version {version} of stream {other_stream!r}")
+    raise DuplicateEventError(
+        uuid.UUID(bytes=eid), stream_id, f"at version {version} of stream {other_stream!r}"
+    )
 
 
 def concurrency_error(stream_id: str, expected: ExpectedVersion, current: int) -> ConcurrencyError:
@@ -204,7 +208,7 @@ def decode(types: EventTypes, row: Row) -> RecordedEvent:
             raise TypeError("the metadata is not a JSON object")
         if type(schema_version) is not int or not isinstance(type_name, str):
             raise TypeError("the type name or schema version has the wrong type")
-        eid = uuid.UUID(event_id)
+        eid = uuid.UUID(bytes=event_id)
         recorded_at = datetime.fromisoformat(at)
     except (TypeError, ValueError, AttributeError) as exc:
         raise SerializationError(

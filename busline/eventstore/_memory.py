@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Self, final
 
@@ -42,7 +41,7 @@ class InMemoryEventStore:
         self._lock = threading.Lock()
         self._rows: list[Row] = []  # position order; position p is at index p - 1
         self._streams: dict[str, list[Row]] = {}
-        self._ids: dict[uuid.UUID, tuple[str, int]] = {}
+        self._ids: dict[bytes, tuple[str, int]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -61,7 +60,7 @@ class InMemoryEventStore:
         stream, expected, pending = prepare(
             self.types, stream_id, events, expected_version, metadata
         )
-        ids = [p.event_id for p in pending]
+        ids = [p[0] for p in pending]
         with self._lock:
             self._check_open()
             known = self._streams.get(stream)
@@ -76,18 +75,8 @@ class InMemoryEventStore:
             at = now()
             head = len(self._rows)
             rows = [
-                (
-                    head + i,
-                    stream,
-                    current + i,
-                    str(p.event_id),
-                    p.type,
-                    p.schema_version,
-                    p.data,
-                    p.metadata,
-                    at,
-                )
-                for i, p in enumerate(pending, start=1)
+                (head + i, stream, current + i, eid, name, version, data, meta, at)
+                for i, (eid, name, version, data, meta) in enumerate(pending, start=1)
             ]
             self._rows.extend(rows)
             self._streams.setdefault(stream, []).extend(rows)

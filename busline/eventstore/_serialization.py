@@ -334,10 +334,14 @@ def _corrupt(name: str, position: int, problem: str) -> SerializationError:
     )
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
 def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
     """Return *data* as compact JSON, or raise SerializationError naming the bad field."""
     try:
-        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _ENCODER.encode(data)
     except (TypeError, ValueError) as exc:
         field = _find_bad_field(data)
         where = f" at field {field!r}" if field else ""
@@ -352,7 +356,7 @@ def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
             text.encode()
         except UnicodeEncodeError:
             # Lone surrogates cannot be stored as UTF-8 text; JSON escapes keep them exact.
-            text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+            text = _ASCII_ENCODER.encode(data)
     return text
 
 

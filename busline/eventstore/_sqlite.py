@@ -14,7 +14,6 @@ import os
 import re
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -233,7 +232,7 @@ class SQLiteEventStore:
                 position INTEGER PRIMARY KEY AUTOINCREMENT,
                 stream_id TEXT NOT NULL,
                 version INTEGER NOT NULL CHECK (version >= 1),
-                event_id TEXT NOT NULL,
+                event_id BLOB NOT NULL,
                 type TEXT NOT NULL,
                 schema_version INTEGER NOT NULL,
                 data TEXT NOT NULL,
@@ -284,7 +283,7 @@ class SQLiteEventStore:
         stream, expected, pending = prepare(
             self.types, stream_id, events, expected_version, metadata
         )
-        ids = [p.event_id for p in pending]
+        ids = [p[0] for p in pending]
         try:
             with self._lock:
                 self._check_open()
@@ -303,17 +302,10 @@ class SQLiteEventStore:
                         self._conn.executemany(
                             self._sql_insert,
                             [
-                                (
-                                    stream,
-                                    current + i,
-                                    str(p.event_id),
-                                    p.type,
-                                    p.schema_version,
-                                    p.data,
-                                    p.metadata,
-                                    at,
+                                (stream, current + i, eid, name, version, data, meta, at)
+                                for i, (eid, name, version, data, meta) in enumerate(
+                                    pending, start=1
                                 )
-                                for i, p in enumerate(pending, start=1)
                             ],
                         )
                     except sqlite3.IntegrityError as exc:
@@ -328,17 +320,17 @@ class SQLiteEventStore:
                 found = self._find(ids)
             return resolve_existing(stream, expected, ids, found)
 
-    def _find(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int]]:
-        found: dict[uuid.UUID, tuple[str, int]] = {}
+    def _find(self, ids: Sequence[bytes]) -> dict[bytes, tuple[str, int]]:
+        found: dict[bytes, tuple[str, int]] = {}
         for i in range(0, len(ids), _IN_CHUNK):
-            chunk = [str(eid) for eid in ids[i : i + _IN_CHUNK]]
+            chunk = ids[i : i + _IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
             for eid, stream, version in self._conn.execute(
                 f"SELECT event_id, stream_id, version FROM {self.table} "
                 f"WHERE event_id IN ({marks})",
                 chunk,
             ):
-                found[uuid.UUID(eid)] = (stream, version)
+                found[eid] = (stream, version)
         return found
 
     # -- reading -----------------------------------------------------------------------------
