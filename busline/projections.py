@@ -1,0 +1,25 @@
+"""Projections: denormalized read models that follow the event store.
+
+A :class:`Projection` (or :class:`SQLiteProjection`) names a read model and its ``@when``
+handlers; a :class:`ProjectionRunner` feeds it every event after its checkpoint, in batches,
+records how far it got, reports its lag, rebuilds it from zero, and lets a caller wait
+until its own write is visible.
+"""
+
+from ._checkpoints import CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
+from ._projections import Progress, Projection, ProjectionRunner, SQLiteProjection
+from ._when import when
+from .errors import ProjectionError, ProjectionTimeoutError
+
+__all__ = [
+    "CheckpointStore",
+    "InMemoryCheckpointStore",
+    "Progress",
+    "Projection",
+    "ProjectionError",
+    "ProjectionRunner",
+    "ProjectionTimeoutError",
+    "SQLiteCheckpointStore",
+    "SQLiteProjection",
+    "when",
+]
