@@ -25,6 +25,15 @@
         ├── StoreClosedError                 the store was used after close()
         └── StoreFormatError                 a database that is not (this version of) a store
 
+    sagas (busline.sagas):
+    BuslineError
+    ├── SagaError                            a saga cannot be run, driven or stored as asked
+    │   └── SagaDefinitionError (RegistrationError, TypeError)
+    │                                        a saga class declares something that cannot work
+    └── EventStoreError
+        └── ConcurrencyError
+            └── SagaConcurrencyError         a saga changed since it was loaded
+
 Errors carry what they are about as attributes (``exc.message_type``, ``exc.expected``, ...),
 and their messages say what to do. Exceptions raised by handlers are never wrapped, except
 by a projection runner, which must say where it stopped: its ``ProjectionError`` has the
@@ -311,4 +320,36 @@ class ProjectionTimeoutError(ProjectionError, TimeoutError):
             f"did not reach position {wanted} within {seconds:g}s (it is at {reached}); "
             "make sure its runner is running (runner.start()) or wait longer",
             position=reached,
+        )
+
+
+# -- sagas ----------------------------------------------------------------------------------
+
+
+class SagaError(BuslineError):
+    """A saga cannot be run, driven or stored as asked."""
+
+
+class SagaDefinitionError(SagaError, RegistrationError):
+    """A saga class declares handlers, keys or state that a saga manager cannot run."""
+
+    def __init__(self, saga_class: object, problem: str) -> None:
+        self.saga_class = saga_class
+        name = _name(saga_class) if isinstance(saga_class, type) else repr(saga_class)
+        super().__init__(f"saga {name} {problem}")
+
+
+class SagaConcurrencyError(ConcurrencyError):
+    """A saga instance changed since it was loaded; nothing was written.
+
+    Saga managers reload and retry by themselves a few times before letting it through.
+    """
+
+    def __init__(self, saga_id: str, expected: int, actual: int) -> None:
+        super().__init__(saga_id, expected, actual)
+        self.saga_id = saga_id
+        self.args = (
+            f"saga {saga_id!r} is at version {actual}, but the write expected version "
+            f"{expected}; nothing was written. Several workers keep changing the same saga: "
+            "retry (retry(on=(ConcurrencyError,)) does it) or run fewer workers on one store",
         )
