@@ -7,6 +7,8 @@ from ._messages import Command, Event, Query
 from ._registry import Registry
 from .context import MessageContext
 from .errors import (
+    AggregateNotFoundError,
+    ApplierNotFoundError,
     BuslineError,
     ConcurrencyError,
     DispatchTimeoutError,
@@ -15,6 +17,8 @@ from .errors import (
     EventStoreError,
     HandlerNotFoundError,
     InvalidArgumentError,
+    ProjectionError,
+    ProjectionTimeoutError,
     RegistrationError,
     SerializationError,
     StoreClosedError,
@@ -24,6 +28,8 @@ from .errors import (
 )
 
 __all__ = [
+    "AggregateNotFoundError",
+    "ApplierNotFoundError",
     "AsyncCommandBus",
     "AsyncEventBus",
     "AsyncQueryBus",
@@ -40,6 +46,8 @@ __all__ = [
     "HandlerNotFoundError",
     "InvalidArgumentError",
     "MessageContext",
+    "ProjectionError",
+    "ProjectionTimeoutError",
     "Query",
     "QueryBus",
     "RegistrationError",
