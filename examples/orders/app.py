@@ -1,0 +1,113 @@
+"""The order service wired up: buses, repository, projection, all on one SQLite file."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Protocol, Self, TypeVar
+
+from busline import CommandBus, ConcurrencyError, EventBus, QueryBus, Registry
+from busline.aggregates import Repository, SQLiteSnapshotStore
+from busline.eventstore import SQLiteEventStore
+from busline.middleware import retry
+from busline.projections import ProjectionRunner, SQLiteCheckpointStore
+
+from .domain import Order
+from .messages import EVENT_TYPES, CancelOrder, PlaceOrder, ShipOrder
+from .read_model import OrderQueries, OrdersProjection
+
+__all__ = ["OrdersApp"]
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+def _new_order_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class OrdersApp:
+    """Commands go through Order aggregates into the event store; queries read the ``orders``
+    table, which :attr:`runner` keeps current. Everything lives in the SQLite file at *path*.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        new_id: Callable[[], str] = _new_order_id,
+        snapshot_every: int | None = 2,
+        batch_size: int = 100,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._new_id = new_id
+        self._closers: list[Callable[[], None]] = []
+        try:
+            self.store = self._closing(SQLiteEventStore(self.path, types=EVENT_TYPES))
+            self.snapshots = self._closing(SQLiteSnapshotStore(self.path))
+            self.checkpoints = self._closing(SQLiteCheckpointStore(self.path))
+            self.events = EventBus()
+            self.orders = Repository(
+                self.store,
+                Order,
+                snapshot_every=snapshot_every,
+                snapshots=self.snapshots if snapshot_every is not None else None,
+                event_bus=self.events,
+            )
+            self.runner = ProjectionRunner(
+                self.store, OrdersProjection(), checkpoints=self.checkpoints, batch_size=batch_size
+            )
+            self._closers.append(self.runner.stop)
+            self.read_model = self._closing(OrderQueries(self.path))
+        except BaseException:
+            self.close()
+            raise
+        handlers = Registry()
+        handlers.command(self.place_order)
+        handlers.command(self.cancel_order)
+        handlers.command(self.ship_order)
+        handlers.query(self.read_model.get_order)
+        handlers.query(self.read_model.list_orders)
+        self.commands = CommandBus(handlers)
+        # Two clerks changing one order at once: the loser loads it again and re-decides.
+        self.commands.use(retry(on=(ConcurrencyError,), attempts=5, backoff=0.001))
+        self.queries = QueryBus(handlers)
+
+    def _closing(self, resource: C) -> C:
+        self._closers.append(resource.close)
+        return resource
+
+    # -- command handlers ------------------------------------------------------------------
+
+    def place_order(self, command: PlaceOrder) -> str:
+        order = Order.place(self._new_id(), command.customer_id, command.items)
+        self.orders.save(order)
+        return order.id
+
+    def cancel_order(self, command: CancelOrder) -> None:
+        order = self.orders.get(command.order_id)
+        order.cancel(command.reason)
+        self.orders.save(order)
+
+    def ship_order(self, command: ShipOrder) -> None:
+        order = self.orders.get(command.order_id)
+        order.ship(command.carrier)
+        self.orders.save(order)
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the projection and close every connection, newest first."""
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
