@@ -8,7 +8,7 @@ event class is then resolved once per event class (following *its* MRO) and cach
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from .errors import RegistrationError
 
@@ -18,28 +18,38 @@ E = TypeVar("E")
 S = TypeVar("S")
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "__busline_when__"
 
 
+@overload
 def when(
-    event_type: type[E],
-) -> Callable[[Callable[Concatenate[S, E, P], R]], Callable[Concatenate[S, E, P], R]]:
-    """Run the decorated method for each *event_type* event, subclasses included.
+    event_type: type[E], /
+) -> Callable[[Callable[Concatenate[S, E, P], R]], Callable[Concatenate[S, E, P], R]]: ...
+@overload
+def when(first: type, second: type, /, *more: type) -> Callable[[F], F]: ...
+def when(*event_types: type) -> Callable[[F], F]:
+    """Run the decorated method for each event of the given classes, subclasses included.
 
     On an :class:`~busline.aggregates.Aggregate` it applies the event to the state; on a
-    projection it updates the read model. Stack it to serve several event types.
+    projection it updates the read model. With one class, mypy checks that the method's
+    event parameter accepts it; with several, annotate the parameter with their union.
     """
-    if not isinstance(event_type, type):
-        raise RegistrationError(f"@when takes an event class, got {event_type!r}")
+    if not event_types:
+        raise RegistrationError("@when needs at least one event class: @when(OrderPlaced)")
+    for event_type in event_types:
+        if not isinstance(event_type, type):
+            raise RegistrationError(f"@when takes event classes, got {event_type!r}")
 
-    def mark(method: Callable[Concatenate[S, E, P], R]) -> Callable[Concatenate[S, E, P], R]:
+    def mark(method: F) -> F:
         marks: tuple[type, ...] = getattr(method, _MARK, ())
         try:
-            setattr(method, _MARK, (*marks, event_type))
+            setattr(method, _MARK, (*marks, *event_types))
         except AttributeError:
+            names = ", ".join(t.__name__ for t in event_types)
             raise RegistrationError(
-                f"@when({event_type.__name__}) decorates methods (def ...), not {method!r}"
+                f"@when({names}) decorates methods (def ...), not {method!r}"
             ) from None
         return method
 
