@@ -10,6 +10,8 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 import attrs
 
+from ._ids import new_event_id
+
 __all__ = [
     "ANY",
     "NO_STREAM",
@@ -59,7 +61,7 @@ class NewEvent:
     """
 
     event: object
-    event_id: uuid.UUID = attrs.field(factory=uuid.uuid4, kw_only=True)
+    event_id: uuid.UUID = attrs.field(factory=new_event_id, kw_only=True)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, kw_only=True, converter=_metadata)
 
 

@@ -283,3 +283,22 @@ def test_any_text_is_stored_exactly(text: str) -> None:
     name, version, payload = types.encode(OrderCancelled(text))
     payload.encode()  # always storable as UTF-8
     assert OrderCancelled(text) == types.decode(name, version, payload, position=1)
+
+
+def test_event_ids_are_time_ordered_uuids() -> None:
+    """Fresh event ids are distinct UUIDs of version 7, later ones sorting after earlier ones."""
+    import time
+    import uuid
+
+    from busline.eventstore import NewEvent
+
+    with InMemoryEventStore(types=EventTypes(OrderCancelled)) as store:
+        store.append("o-1", [OrderCancelled("a")] * 50)
+        time.sleep(0.002)
+        store.append("o-1", [OrderCancelled("b")])
+        ids = [r.event_id for r in store.read_stream("o-1")]
+    assert 51 == len(set(ids))
+    assert {7} == {i.version for i in ids}
+    assert {uuid.RFC_4122} == {i.variant for i in ids}
+    assert max(ids[:50]) < ids[50]
+    assert 7 == NewEvent(OrderCancelled("c")).event_id.version
