@@ -45,6 +45,13 @@ Pending: TypeAlias = tuple[bytes, str, int, str, str]
 """An encoded event waiting to be written: event id, type, schema version, payload, metadata."""
 
 
+def check_types(types: object) -> EventTypes:
+    """Return *types* if it is an EventTypes registry."""
+    if not isinstance(types, EventTypes):
+        raise InvalidArgumentError("types", types, "an EventTypes(...) of the event classes")
+    return types
+
+
 def check_stream_id(stream_id: object) -> str:
     """Return *stream_id* if it is a non-empty string that can be stored as text."""
     if not isinstance(stream_id, str) or not stream_id:

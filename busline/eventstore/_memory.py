@@ -12,6 +12,7 @@ from ._core import (
     check_count,
     check_limit,
     check_stream_id,
+    check_types,
     concurrency_error,
     decode,
     matches,
@@ -36,7 +37,7 @@ class InMemoryEventStore:
     """
 
     def __init__(self, *, types: EventTypes, page_size: int = 1000) -> None:
-        self.types = types
+        self.types = check_types(types)
         self._page_size = check_count("page_size", page_size, 1)
         self._lock = threading.Lock()
         self._rows: list[Row] = []  # position order; position p is at index p - 1

@@ -25,6 +25,7 @@ from ._core import (
     check_count,
     check_limit,
     check_stream_id,
+    check_types,
     concurrency_error,
     decode,
     matches,
@@ -98,7 +99,7 @@ class SQLiteEventStore:
         timeout: float = 10.0,
         page_size: int = 1000,
     ) -> None:
-        self.types = types
+        self.types = check_types(types)
         self.table = _check_table(table)
         if synchronous is not None and synchronous not in ("extra", "full", "normal", "off"):
             raise InvalidArgumentError(

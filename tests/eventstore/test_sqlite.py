@@ -284,3 +284,11 @@ def test_reading_a_stream_uses_the_index(store: SQLiteEventStore) -> None:
     ]
     for plan in plans:
         assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+
+
+def test_types_must_be_an_event_types(path: Path) -> None:
+    """A store built without an EventTypes registry says what it needs."""
+    with pytest.raises(InvalidArgumentError) as info:
+        SQLiteEventStore(path, types=[OrderCancelled])  # type: ignore[arg-type]
+    assert "types" == info.value.argument
+    assert not path.exists()
