@@ -1,0 +1,111 @@
+"""A saga store in memory, for tests and programs whose sagas need not outlive them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Self, final
+
+from ..errors import SagaConcurrencyError, StoreClosedError
+from ._store import SagaRecord, Write
+
+__all__ = ["InMemorySagaStore"]
+
+
+@final
+class InMemorySagaStore:
+    """A :class:`SagaStore` in a dict, with the same checks as the SQLite store."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, SagaRecord] = {}
+        self._index: dict[tuple[str, str, str], set[str]] = {}
+        self._checkpoints: dict[str, int] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._records)} sagas"
+        return f"<InMemorySagaStore {state}>"
+
+    def find(self, saga_type: str, key: str, value: str) -> list[SagaRecord]:
+        """Return the live sagas of *saga_type* associated with ``(key, value)``, by id."""
+        with self._lock:
+            self._check_open()
+            ids = self._index.get((saga_type, key, value), ())
+            return [self._records[i] for i in sorted(ids)]
+
+    def load(self, saga_id: str) -> SagaRecord | None:
+        """Return the saga stored under *saga_id*, or None."""
+        with self._lock:
+            self._check_open()
+            return self._records.get(saga_id)
+
+    def commit(self, writes: Sequence[Write], *, checkpoint: tuple[str, int] | None = None) -> None:
+        """Apply every write, and set *checkpoint*, atomically; raise if any is stale."""
+        with self._lock:
+            self._check_open()
+            for write in writes:
+                current = self._records.get(write.record.saga_id)
+                actual = 0 if current is None else current.version
+                if actual != write.expected_version:
+                    raise SagaConcurrencyError(write.record.saga_id, write.expected_version, actual)
+            for write in writes:
+                record = write.record
+                self._unindex(self._records.pop(record.saga_id, None))
+                if not record.finished:
+                    self._records[record.saga_id] = record
+                    for key, value in record.associations:
+                        self._index.setdefault((record.saga_type, key, value), set()).add(
+                            record.saga_id
+                        )
+            if checkpoint is not None:
+                name, position = checkpoint
+                self._checkpoints[name] = position
+
+    def _unindex(self, record: SagaRecord | None) -> None:
+        if record is None:
+            return
+        for key, value in record.associations:
+            entry = (record.saga_type, key, value)
+            ids = self._index[entry]
+            ids.discard(record.saga_id)
+            if not ids:
+                del self._index[entry]
+
+    def pending(self) -> list[SagaRecord]:
+        """Return every saga with commands in its outbox."""
+        with self._lock:
+            self._check_open()
+            return [r for _, r in sorted(self._records.items()) if r.outbox]
+
+    def due(self, now: datetime) -> list[SagaRecord]:
+        """Return every saga with a deadline due at or before *now*, earliest deadline first."""
+        with self._lock:
+            self._check_open()
+            found = [
+                (min(d.due for d in r.deadlines), r.saga_id, r)
+                for r in self._records.values()
+                if any(d.due <= now for d in r.deadlines)
+            ]
+        return [r for _, _, r in sorted(found, key=lambda f: (f[0], f[1]))]
+
+    def checkpoint(self, name: str) -> int:
+        """Return the position last committed under *name*; 0 if none was."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.get(name, 0)
+
+    def close(self) -> None:
+        """Forget nothing, but refuse further use; closing twice is harmless."""
+        self._closed = True
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(self)
