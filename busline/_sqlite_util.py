@@ -37,6 +37,10 @@ def check_table(table: object) -> str:
     return table
 
 
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    return conn.in_transaction
+
+
 class Database:
     """A connection to a path (owned: WAL, closed by :meth:`close`) or one given (borrowed)."""
 
@@ -58,7 +62,12 @@ class Database:
                 name, timeout=timeout, isolation_level=None, check_same_thread=False
             )
             try:
+                # Look before changing anything: a file that is not a database stays as it was.
+                self.conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
                 self.conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.DatabaseError as exc:
+                self.conn.close()
+                raise StoreFormatError(name, f"it is not an SQLite database ({exc})") from exc
             except BaseException:
                 self.conn.close()
                 raise
@@ -97,7 +106,8 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-            conn.execute("COMMIT")
+            if _in_transaction(conn):  # else the block ended it, and says so itself
+                conn.execute("COMMIT")
         except BaseException:
             conn.rollback()  # a no-op if SQLite already rolled back
             raise

@@ -1,0 +1,595 @@
+"""Projections follow the store from a checkpoint, in batches, exactly once with SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+from busline import Event, InvalidArgumentError, RegistrationError, StoreFormatError
+from busline.errors import StoreClosedError
+from busline.eventstore import EventTypes, InMemoryEventStore, RecordedEvent, SQLiteEventStore
+from busline.projections import (
+    CheckpointStore,
+    InMemoryCheckpointStore,
+    Projection,
+    ProjectionError,
+    ProjectionRunner,
+    ProjectionTimeoutError,
+    SQLiteCheckpointStore,
+    SQLiteProjection,
+    when,
+)
+
+
+@attrs.frozen
+class Changed(Event):
+    key: str
+
+
+@attrs.frozen
+class Added(Changed):
+    amount: int
+
+
+@attrs.frozen
+class Noted(Event):
+    text: str
+
+
+TYPES = EventTypes(Changed, Added, Noted)
+
+
+class Totals(Projection):
+    """Sums amounts per key in memory, and lists what it saw."""
+
+    name = "totals"
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.seen: list[tuple[str, int]] = []
+        self.fail_on: int | None = None
+
+    def reset(self) -> None:
+        self.totals = {}
+        self.seen = []
+
+    @when(Changed)
+    def _changed(self, event: Changed, recorded: RecordedEvent) -> None:
+        self.seen.append(("changed", recorded.position))
+
+    @when(Added)
+    def _added(self, event: Added, recorded: RecordedEvent) -> None:
+        if event.amount == self.fail_on:
+            raise ValueError(f"cannot add {event.amount}")
+        self.totals[event.key] = self.totals.get(event.key, 0) + event.amount
+        self.seen.append(("added", recorded.position))
+
+
+class TotalsTable(SQLiteProjection):
+    """Sums amounts per key in a table; counts applications per position to catch repeats."""
+
+    name = "totals_table"
+    fail_on: int | None = None
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS totals (key TEXT PRIMARY KEY, total INTEGER)")
+        conn.execute("CREATE TABLE IF NOT EXISTS applied (position INTEGER PRIMARY KEY)")
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM totals")
+        conn.execute("DELETE FROM applied")
+
+    @when(Added)
+    def _added(self, event: Added, recorded: RecordedEvent, conn: sqlite3.Connection) -> None:
+        # The primary key turns a second application of one event into an error.
+        conn.execute("INSERT INTO applied (position) VALUES (?)", (recorded.position,))
+        conn.execute(
+            "INSERT INTO totals (key, total) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET total = total + excluded.total",
+            (event.key, event.amount),
+        )
+        if event.amount == self.fail_on:
+            raise ValueError(f"cannot add {event.amount}")
+
+
+@pytest.fixture
+def store() -> Iterator[InMemoryEventStore]:
+    with InMemoryEventStore(types=TYPES) as s:
+        yield s
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "app.db"
+
+
+@pytest.fixture
+def sqlite_store(path: Path) -> Iterator[SQLiteEventStore]:
+    with SQLiteEventStore(path, types=TYPES) as s:
+        yield s
+
+
+@pytest.fixture
+def checkpoints(path: Path) -> Iterator[SQLiteCheckpointStore]:
+    with SQLiteCheckpointStore(path) as c:
+        yield c
+
+
+def add(store: InMemoryEventStore | SQLiteEventStore, *amounts: int, key: str = "k") -> None:
+    for amount in amounts:
+        store.append(f"stream-{key}", [Added(key, amount)])
+
+
+def table(path: Path) -> tuple[list[tuple[str, int]], list[int]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        totals = conn.execute("SELECT key, total FROM totals ORDER BY key").fetchall()
+        applied = [p for (p,) in conn.execute("SELECT position FROM applied ORDER BY position")]
+    return totals, applied
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+def test_every_handler_of_the_event_or_a_base_runs_in_order(store: InMemoryEventStore) -> None:
+    """An Added event reaches the Changed handler and the Added one, as they are defined."""
+    add(store, 5)
+    store.append("notes", [Noted("hello")])
+    projection = Totals()
+    runner = ProjectionRunner(store, projection)
+    assert 2 == runner.run_until_caught_up()
+    assert [("changed", 1), ("added", 1)] == projection.seen
+    assert {"k": 5} == projection.totals
+    assert 2 == runner.position  # the unhandled Noted event is passed too
+    assert frozenset({Changed, Added}) == Totals.handled_types()
+
+
+def test_run_once_handles_one_batch(store: InMemoryEventStore) -> None:
+    """run_once reads at most batch_size events and checkpoints after them."""
+    add(store, 1, 2, 3, 4, 5)
+    checkpoints = InMemoryCheckpointStore()
+    runner = ProjectionRunner(store, Totals(), checkpoints=checkpoints, batch_size=2)
+    assert (2, 2, 2) == (runner.run_once(), runner.position, checkpoints.load("totals"))
+    assert (2, 1, 0) == (runner.run_once(), runner.run_once(), runner.run_once())
+    assert 5 == checkpoints.load("totals")
+    assert 0 == runner.run_once()
+
+
+def test_lag_is_the_distance_to_the_head(store: InMemoryEventStore) -> None:
+    """lag() is the head position minus the checkpoint, 0 once caught up."""
+    runner = ProjectionRunner(store, Totals(), batch_size=2)
+    assert 0 == runner.lag()
+    add(store, 1, 2, 3)
+    assert 3 == runner.lag()
+    runner.run_once()
+    assert 1 == runner.lag()
+    runner.run_until_caught_up()
+    assert 0 == runner.lag()
+
+
+def test_a_new_runner_resumes_at_the_checkpoint(
+    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+) -> None:
+    """A restarted runner goes on after the stored checkpoint, applying nothing twice."""
+    add(sqlite_store, 1, 2)
+    ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints).run_until_caught_up()
+    add(sqlite_store, 3)
+    again = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+    assert (2, 1) == (again.position, again.run_until_caught_up())
+    assert ([("k", 6)], [1, 2, 3]) == table(path)
+    assert "totals_table" in repr(again)
+
+
+# -- rebuild ---------------------------------------------------------------------------------
+
+
+def test_rebuild_resets_and_replays_with_progress(
+    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+) -> None:
+    """rebuild() empties the read model, replays every event and reports (position, head)."""
+    add(sqlite_store, 1, 2, 3, 4, 5)
+    runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints, batch_size=2)
+    runner.run_until_caught_up()
+    before = table(path)
+    reports: list[tuple[int, int]] = []
+    assert 5 == runner.rebuild(progress=lambda position, head: reports.append((position, head)))
+    assert [(0, 5), (2, 5), (4, 5), (5, 5)] == reports
+    assert before == table(path)
+
+
+def test_rebuild_of_a_memory_projection(store: InMemoryEventStore) -> None:
+    """A plain projection is rebuilt through its reset() hook."""
+    add(store, 1, 2)
+    projection = Totals()
+    runner = ProjectionRunner(store, projection)
+    runner.run_until_caught_up()
+    projection.totals["k"] = 99  # a read model gone wrong
+    runner.rebuild()
+    assert {"k": 3} == projection.totals
+
+
+def test_rebuild_with_sqlite_checkpoints_of_a_memory_projection(
+    store: InMemoryEventStore, checkpoints: SQLiteCheckpointStore
+) -> None:
+    """A plain projection may keep its checkpoint in SQLite, and be rebuilt."""
+    add(store, 4)
+    projection = Totals()
+    runner = ProjectionRunner(store, projection, checkpoints=checkpoints)
+    runner.rebuild()
+    assert ({"k": 4}, 1) == (projection.totals, checkpoints.load("totals"))
+
+
+class NoReset(Projection):
+    name = "no_reset"
+
+
+class NoResetTable(SQLiteProjection):
+    name = "no_reset_table"
+
+
+def test_rebuild_needs_a_reset_hook(
+    store: InMemoryEventStore, checkpoints: SQLiteCheckpointStore
+) -> None:
+    """Without reset(), rebuild() refuses and says what to define."""
+    with pytest.raises(ProjectionError, match=r"no reset\(\)") as info:
+        ProjectionRunner(store, NoReset()).rebuild()
+    assert "no_reset" == info.value.projection
+    with pytest.raises(ProjectionError, match=r"no reset\(\)"):
+        ProjectionRunner(store, NoResetTable(), checkpoints=checkpoints).rebuild()
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_a_failing_handler_stops_before_its_event_and_resumes_there(
+    store: InMemoryEventStore,
+) -> None:
+    """The error names the projection, position and event; after a fix nothing is skipped."""
+    add(store, 1, 2, 3, 4)
+    projection = Totals()
+    projection.fail_on = 3
+    checkpoints = InMemoryCheckpointStore()
+    runner = ProjectionRunner(store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(ProjectionError) as info:
+        runner.run_until_caught_up()
+    error = info.value
+    assert ("totals", 3) == (error.projection, error.position)
+    assert isinstance(error.recorded, RecordedEvent)
+    assert Added("k", 3) == error.recorded.event
+    assert isinstance(error.__cause__, ValueError)
+    assert "stopped at position 3: handling Added (version 3 of stream 'stream-k'" in str(error)
+    assert (2, 2, {"k": 3}) == (runner.position, checkpoints.load("totals"), projection.totals)
+    with pytest.raises(ProjectionError):  # still broken: still stops there
+        runner.run_until_caught_up()
+    projection.fail_on = None
+    runner.run_until_caught_up()
+    assert {"k": 10} == projection.totals
+    assert [1, 2, 3, 4] == [p for kind, p in projection.seen if kind == "added"]
+
+
+def test_a_failing_sqlite_handler_keeps_nothing_of_its_event(
+    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+) -> None:
+    """The failing event's writes roll back; the events before it in the batch are committed."""
+    add(sqlite_store, 1, 2, 3, 4)
+    projection = TotalsTable()
+    projection.fail_on = 3
+    runner = ProjectionRunner(sqlite_store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(ProjectionError, match="position 3") as info:
+        runner.run_until_caught_up()
+    assert 3 == info.value.position
+    assert ([("k", 3)], [1, 2], 2) == (*table(path), checkpoints.load("totals_table"))
+    projection.fail_on = None
+    runner.run_until_caught_up()
+    assert ([("k", 10)], [1, 2, 3, 4]) == table(path)
+
+
+class Committer(SQLiteProjection):
+    name = "committer"
+
+    @when(Added)
+    def _added(self, event: Added, recorded: RecordedEvent, conn: sqlite3.Connection) -> None:
+        conn.commit()
+
+
+def test_a_handler_must_not_end_the_transaction(
+    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore
+) -> None:
+    """A handler that commits breaks exactly-once, so the runner stops with an error."""
+    add(sqlite_store, 1)
+    runner = ProjectionRunner(sqlite_store, Committer(), checkpoints=checkpoints)
+    with pytest.raises(ProjectionError, match="never commit") as info:
+        runner.run_once()
+    assert isinstance(info.value.__cause__, ProjectionError)
+    assert 0 == runner.position
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so nothing handles it."""
+
+
+class CrashingCheckpoints:
+    """Makes the runner's checkpoint write crash once, after the handlers wrote."""
+
+    def __init__(self, store: SQLiteCheckpointStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = True
+        original = store._save
+
+        def save(conn: sqlite3.Connection, name: str, position: int) -> None:
+            if self.armed:
+                self.armed = False
+                raise Crash
+            original(conn, name, position)
+
+        monkeypatch.setattr(store, "_save", save)
+
+
+def test_a_crash_before_the_checkpoint_commit_loses_the_whole_batch(
+    sqlite_store: SQLiteEventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes and checkpoint commit together: after a crash between them, each event once."""
+    add(sqlite_store, 1, 2, 3)
+    CrashingCheckpoints(checkpoints, monkeypatch)
+    runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+    with pytest.raises(Crash):
+        runner.run_until_caught_up()
+    assert ([], [], 0) == (*table(path), checkpoints.load("totals_table"))
+    restarted = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+    restarted.run_until_caught_up()
+    assert ([("k", 6)], [1, 2, 3]) == table(path)
+
+
+def test_a_runner_follows_a_checkpoint_moved_by_another(
+    sqlite_store: SQLiteEventStore, path: Path
+) -> None:
+    """Two runners of one projection on one database never apply an event twice."""
+    add(sqlite_store, 1, 2, 3)
+    with SQLiteCheckpointStore(path) as first, SQLiteCheckpointStore(path) as second:
+        one = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=first, batch_size=2)
+        other = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=second, batch_size=2)
+        one.run_until_caught_up()
+        add(sqlite_store, 4)
+        other.run_until_caught_up()  # it starts from 0, finds 3 stored, and goes on from there
+        one.run_until_caught_up()
+        assert (4, 4) == (one.position, other.position)
+    assert ([("k", 10)], [1, 2, 3, 4]) == table(path)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+class Nameless(Projection):
+    pass
+
+
+def test_the_runner_checks_what_it_is_given(
+    store: InMemoryEventStore, checkpoints: SQLiteCheckpointStore
+) -> None:
+    """A projection needs a name; SQLite projections need SQLite checkpoints; sizes are sane."""
+    with pytest.raises(RegistrationError, match="needs a name"):
+        ProjectionRunner(store, Nameless())
+    with pytest.raises(RegistrationError, match="Projection or SQLiteProjection"):
+        ProjectionRunner(store, object())  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match=r"SQLiteCheckpointStore\(...\)"):
+        ProjectionRunner(store, TotalsTable())
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        ProjectionRunner(store, Totals(), batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="poll_interval"):
+        ProjectionRunner(store, Totals(), poll_interval=0)
+    with pytest.raises(InvalidArgumentError, match="poll_interval"):
+        ProjectionRunner(store, Totals(), poll_interval="1")  # type: ignore[arg-type]
+
+
+# -- running on a thread and under asyncio ---------------------------------------------------
+
+
+def test_a_thread_follows_new_events_and_wait_for_sees_them(
+    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+) -> None:
+    """With the runner on a thread, wait_for returns once a fresh write is in the read model."""
+    runner = ProjectionRunner(
+        sqlite_store, TotalsTable(), checkpoints=checkpoints, poll_interval=0.01
+    )
+    with runner.running():
+        was_running = runner.is_running
+        for amount in range(1, 6):
+            add(sqlite_store, amount)
+            runner.wait_for(sqlite_store.head_position(), timeout=10)
+            assert sum(range(1, amount + 1)) == table(path)[0][0][1]
+    assert (True, False, None) == (was_running, runner.is_running, runner.error)
+
+
+def test_starting_twice_is_refused(store: InMemoryEventStore) -> None:
+    """A runner runs once at a time."""
+    runner = ProjectionRunner(store, Totals(), poll_interval=0.01)
+    with runner.running(), pytest.raises(ProjectionError, match="already running"):
+        runner.start()
+
+
+def test_a_thread_that_fails_reports_to_waiters_and_resumes_after_a_fix(
+    store: InMemoryEventStore,
+) -> None:
+    """The error stops the thread, wait_for raises it, and a new start resumes at the event."""
+    projection = Totals()
+    projection.fail_on = 2
+    runner = ProjectionRunner(store, projection, poll_interval=0.01)
+    add(store, 1, 2, 3)
+    with pytest.raises(ProjectionError, match="position 2"), runner.running():
+        runner.wait_for(3, timeout=10)
+    error = runner.error
+    assert isinstance(error, ProjectionError)
+    assert 1 == runner.position
+    projection.fail_on = None
+    with runner.running():
+        runner.wait_for(3, timeout=10)
+    assert ({"k": 6}, None) == (projection.totals, runner.error)
+
+
+def test_wait_for_catches_up_itself_when_nothing_runs(store: InMemoryEventStore) -> None:
+    """Without a running thread, wait_for does the work in the calling thread."""
+    add(store, 1, 2, 3)
+    projection = Totals()
+    runner = ProjectionRunner(store, projection, batch_size=1)
+    runner.wait_for(3)
+    assert {"k": 6} == projection.totals
+    runner.wait_for(2)  # already there
+
+
+def test_wait_for_gives_up_after_the_timeout(store: InMemoryEventStore) -> None:
+    """A position that does not come raises ProjectionTimeoutError, a TimeoutError."""
+    add(store, 1)
+    runner = ProjectionRunner(store, Totals(), poll_interval=0.01)
+    with pytest.raises(ProjectionTimeoutError, match="did not reach position 5") as info:
+        runner.wait_for(5, timeout=0.05)
+    assert (5, 1, "totals") == (info.value.wanted, info.value.reached, info.value.projection)
+    assert isinstance(info.value, TimeoutError)
+    with runner.running(), pytest.raises(ProjectionTimeoutError):
+        runner.wait_for(5, timeout=0.05)
+
+
+def test_run_async_follows_the_store_until_stopped(
+    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+) -> None:
+    """Under asyncio, run_async follows new events and wait_for_async waits for them."""
+
+    async def main() -> None:
+        runner = ProjectionRunner(
+            sqlite_store, TotalsTable(), checkpoints=checkpoints, poll_interval=0.01
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run_async(stop=stop))
+        await asyncio.sleep(0)
+        for amount in (1, 2, 3):
+            add(sqlite_store, amount)
+            await runner.wait_for_async(sqlite_store.head_position(), timeout=10)
+        was_running = runner.is_running
+        stop.set()
+        await task
+        assert (True, False) == (was_running, runner.is_running)
+
+    asyncio.run(main())
+    assert ([("k", 6)], [1, 2, 3]) == table(path)
+
+
+def test_run_async_without_a_stop_event_ends_by_cancellation(store: InMemoryEventStore) -> None:
+    """Cancelling the task ends the run; a batch in progress completes or rolls back whole."""
+
+    async def main() -> Totals:
+        projection = Totals()
+        runner = ProjectionRunner(store, projection, poll_interval=0.01)
+        task = asyncio.create_task(runner.run_async())
+        add(store, 4)
+        await runner.wait_for_async(1, timeout=10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not runner.is_running
+        return projection
+
+    assert {"k": 4} == asyncio.run(main()).totals
+
+
+def test_run_async_raises_a_handler_failure(store: InMemoryEventStore) -> None:
+    """A failing batch ends run_async with the ProjectionError, and waiters get it too."""
+
+    async def main() -> None:
+        projection = Totals()
+        projection.fail_on = 1
+        runner = ProjectionRunner(store, projection, poll_interval=0.01)
+        add(store, 1)
+        with pytest.raises(ProjectionError, match="position 1"):
+            await runner.run_async()
+        with pytest.raises(ProjectionError, match="position 1"):
+            await runner.wait_for_async(1, timeout=1)
+
+    asyncio.run(main())
+
+
+def test_wait_for_async_catches_up_itself_and_times_out(store: InMemoryEventStore) -> None:
+    """With nothing running, wait_for_async does the work; a missing position times out."""
+
+    async def main() -> None:
+        runner = ProjectionRunner(store, Totals(), poll_interval=0.01)
+        add(store, 1, 2)
+        await runner.wait_for_async(2)
+        assert 2 == runner.position
+        with pytest.raises(ProjectionTimeoutError):
+            await runner.wait_for_async(3, timeout=0.05)
+
+    asyncio.run(main())
+
+
+def test_the_thread_loop_survives_a_store_error(sqlite_store: SQLiteEventStore) -> None:
+    """Any error ends the thread and is kept for waiters, not lost in a thread."""
+    runner = ProjectionRunner(sqlite_store, Totals(), poll_interval=0.01)
+    runner.start()
+    sqlite_store.close()
+    try:
+        with pytest.raises(StoreClosedError):
+            runner.wait_for(1, timeout=10)
+    finally:
+        runner.stop()
+    assert isinstance(runner.error, StoreClosedError)
+
+
+# -- checkpoint stores -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_checkpoint_stores_keep_positions_by_name(kind: str, path: Path) -> None:
+    """load() gives 0 for an unknown name and the last saved position otherwise."""
+    store: InMemoryCheckpointStore | SQLiteCheckpointStore = (
+        InMemoryCheckpointStore() if kind == "memory" else SQLiteCheckpointStore(path)
+    )
+    assert isinstance(store, CheckpointStore)
+    with store:
+        assert 0 == store.load("a")
+        store.save("a", 7)
+        store.save("b", 1)
+        assert (7, 1) == (store.load("a"), store.load("b"))
+        with pytest.raises(InvalidArgumentError, match="position"):
+            store.save("a", -1)
+        assert "CheckpointStore" in repr(store)
+    with pytest.raises(StoreClosedError):
+        store.load("a")
+    store.close()
+
+
+def test_sqlite_checkpoints_refuse_a_foreign_table(path: Path) -> None:
+    """A table of the same name that is something else is left alone."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE projection_checkpoints (x TEXT)")
+    with pytest.raises(StoreFormatError, match="has columns x"):
+        SQLiteCheckpointStore(path)
+
+
+def test_sqlite_checkpoints_refuse_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    """A file that is not SQLite raises StoreFormatError and is not changed."""
+    bogus = tmp_path / "notes.txt"
+    bogus.write_bytes(b"just some text, long enough to look like a header" * 4)
+    with pytest.raises(StoreFormatError, match="not an SQLite database"):
+        SQLiteCheckpointStore(bogus)
+    assert bogus.read_bytes().startswith(b"just some text")
+
+
+def test_sqlite_checkpoints_join_a_transaction_of_a_given_connection(path: Path) -> None:
+    """On a connection already in a transaction, a save lasts only if that commits."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        store = SQLiteCheckpointStore(conn)
+        conn.execute("BEGIN")
+        store.save("a", 3)
+        conn.execute("ROLLBACK")
+        assert 0 == store.load("a")
+        store.close()
+        assert [] == conn.execute("SELECT * FROM projection_checkpoints").fetchall()
+    finally:
+        conn.close()
