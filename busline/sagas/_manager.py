@@ -149,7 +149,7 @@ class _Manager:
         return self._core.event_types()
 
     def __repr__(self) -> str:
-        names = ", ".join(spec.cls.__qualname__ for spec in self._core.specs)
+        names = ", ".join(spec.cls.__name__ for spec in self._core.specs)
         return f"<{type(self).__name__} {names} on {self.store!r}>"
 
     def _attach(self, bus: EventBus | AsyncEventBus, want: type, handler: Any) -> Attachment:

@@ -213,16 +213,16 @@ class SQLiteSagaStore:
             )""",
             f"CREATE INDEX {t}_associations_ix ON {t}_associations (saga_id)",
             f"""CREATE TABLE {t}_deadlines (
-                deadline_id TEXT PRIMARY KEY,
                 saga_id TEXT NOT NULL,
                 seq INTEGER NOT NULL,
+                deadline_id TEXT NOT NULL,
                 due INTEGER NOT NULL,
                 type TEXT NOT NULL,
                 schema_version INTEGER NOT NULL,
-                data TEXT NOT NULL
+                data TEXT NOT NULL,
+                PRIMARY KEY (saga_id, seq)
             )""",
             f"CREATE INDEX {t}_deadlines_due_ix ON {t}_deadlines (due)",
-            f"CREATE INDEX {t}_deadlines_saga_ix ON {t}_deadlines (saga_id)",
             f"""CREATE TABLE {t}_checkpoints (
                 name TEXT PRIMARY KEY,
                 position INTEGER NOT NULL
