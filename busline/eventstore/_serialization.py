@@ -266,7 +266,13 @@ class EventTypes:
                 "serializer knows, or register a hook for them on the serializer",
                 type_name=reg.name,
             ) from exc
-        return reg.name, reg.version, dumps(data, what=f"{reg.name} payload", type_name=reg.name)
+        try:
+            text = _ENCODER.encode(data)
+        except (TypeError, ValueError):
+            text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)  # raises
+        if not text.isascii():
+            text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)
+        return reg.name, reg.version, text
 
     def decode(self, name: str, version: int, payload: str, *, position: int) -> object:
         """Return the event stored at *position* as *name* at schema *version*."""
