@@ -418,24 +418,23 @@ class Core:
         """
         now = self.clock.now()
         records: list[SagaRecord] = yield Due(now)
+        due = sorted(
+            (deadline.due, r, d, spec, record.saga_id, deadline.id)
+            for r, record in enumerate(records)
+            if (spec := self.spec_of(record)) is not None  # else another manager's saga
+            for d, deadline in enumerate(record.deadlines)
+            if deadline.due <= now
+        )
         fired = 0
         errors: list[Exception] = []
-        for record in records:
-            spec = self.spec_of(record)
-            if spec is None:
-                continue  # a saga another manager runs
-            due = sorted(
-                (d for d in record.deadlines if d.due <= now),
-                key=lambda d: d.due,  # stable: scheduling order breaks ties
-            )
-            for deadline in due:
-                try:
-                    done = yield from self._fire(spec, record.saga_id, deadline.id)
-                except Exception as exc:
-                    errors.append(exc)
-                    continue
-                fired += done[0]
-                errors.extend(done[1])
+        for *_, spec, saga_id, deadline_id in due:
+            try:
+                done, failures = yield from self._fire(spec, saga_id, deadline_id)
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            fired += done
+            errors.extend(failures)
         raise_all(errors, "firing deadlines")
         return fired
 

@@ -300,7 +300,7 @@ def test_the_manager_checks_its_arguments(services: Services) -> None:
     with pytest.raises(RegistrationError, match="takes the CommandBus"):
         SagaManager(Booking, store=InMemorySagaStore(), commands=EventBus())  # type: ignore[arg-type]
     with pytest.raises(RegistrationError, match="takes a saga store"):
-        SagaManager(Booking, store={}, commands=services.commands)
+        SagaManager(Booking, store={}, commands=services.commands)  # type: ignore[arg-type]
     with pytest.raises(RegistrationError, match="takes an EventBus"):
         SagaManager(Booking, store=InMemorySagaStore(), commands=services.commands).attach(
             CommandBus()  # type: ignore[arg-type]
