@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import attrs
@@ -122,14 +122,20 @@ class Services:
     commands: CommandBus = attrs.field(factory=CommandBus)
     executed: list[object] = attrs.field(factory=list)
     decline_over: int = 100
+    before: Callable[[object], object] = lambda command: None
+    """Called with each command before it is carried out; a test may make it raise."""
 
     def __attrs_post_init__(self) -> None:
         for command_type in (ReserveStock, ReleaseStock, ShipOrder, RejectOrder):
-            self.commands.register(command_type, self.executed.append)
+            self.commands.register(command_type, self.record)
         self.commands.register(ChargePayment, self.charge)
 
-    def charge(self, command: ChargePayment) -> None:
+    def record(self, command: object) -> None:
+        self.before(command)
         self.executed.append(command)
+
+    def charge(self, command: ChargePayment) -> None:
+        self.record(command)
         if command.amount > self.decline_over:
             raise Declined(f"{command.amount} is too much")
 

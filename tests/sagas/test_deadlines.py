@@ -263,7 +263,12 @@ def test_a_background_thread_fires_deadlines(clock: FakeClock) -> None:
     manager, recorded = planner(InMemorySagaStore(), clock)
     manager.handle(Plan("a", (10,)))
     fired = threading.Event()
-    with manager.commands.override(Record, lambda r: (recorded.append(r), fired.set())):
+
+    def record(r: Record) -> None:
+        recorded.append(r)
+        fired.set()
+
+    with manager.commands.override(Record, record):
         with manager.background(interval=0.01) as runner:
             clock.advance(10)
             assert fired.wait(5)
