@@ -1,0 +1,1 @@
+"""Runnable examples of busline: ``python -m examples.orders``, ``python -m examples.booking``."""
