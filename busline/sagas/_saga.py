@@ -245,7 +245,9 @@ class SagaSpec:
             ) from exc
         events: dict[type, tuple[Route, Callable[..., Any]]] = {}
         tables: dict[str, dict[type, Callable[..., Any]]] = {"deadline": {}, "compensates": {}}
-        for name in sorted(dir(saga_class)):
+        # Definition order, base classes first, so that routes list as the class reads.
+        names = dict.fromkeys(n for klass in reversed(saga_class.__mro__) for n in vars(klass))
+        for name in names:
             fn = inspect.getattr_static(saga_class, name, None)
             for route in getattr(fn, _MARK, ()):
                 assert fn is not None

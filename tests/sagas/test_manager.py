@@ -11,14 +11,21 @@ import pytest
 
 from busline import CommandBus, EventBus, HandlerNotFoundError, RegistrationError
 from busline.clock import FakeClock
-from busline.errors import SagaConcurrencyError, SagaError
+from busline.errors import (
+    SagaConcurrencyError,
+    SagaError,
+    SerializationError,
+    UnknownEventTypeError,
+)
 from busline.eventstore import EventTypes
 from busline.sagas import (
+    Deadline,
     InMemorySagaStore,
     Saga,
     SagaManager,
     SagaRecord,
     SagaStore,
+    StoredMessage,
     Write,
     handles,
     starts,
@@ -383,3 +390,71 @@ def test_persistent_conflicts_are_raised(services: Services) -> None:
     with pytest.raises(SagaConcurrencyError, match="nothing was written"):
         manager.handle(OrderPlaced("o-1"))
     assert [] == services.executed
+
+
+def test_a_stored_state_that_no_longer_fits_is_reported(store: SagaStore) -> None:
+    """A saga whose stored state cannot be decoded names the saga and the problem."""
+    manager = SagaManager(Booking, store=store, commands=Services().commands)
+    manager.handle(OrderPlaced("o-1"))
+    [record] = store.find("Booking", "order_id", "o-1")
+    broken = attrs.evolve(record, version=record.version + 1, state='{"amount": "lots"}')
+    store.commit([Write(broken, record.version)])
+    with pytest.raises(SerializationError, match=f"saga '{record.saga_id}' holds a 'Booking'"):
+        manager.handle(StockReserved("o-1"))
+
+
+def test_an_unknown_pending_command_is_reported(store: SagaStore) -> None:
+    """A pending command of a class nobody registered names the saga and the fix."""
+    manager = SagaManager(Booking, store=store, commands=Services().commands)
+    manager.handle(OrderPlaced("o-1"))
+    [record] = store.find("Booking", "order_id", "o-1")
+    odd = StoredMessage("m-1", "Vanished", 1, "{}")
+    store.commit(
+        [Write(attrs.evolve(record, version=record.version + 1, outbox=(odd,)), record.version)]
+    )
+    with pytest.raises(UnknownEventTypeError, match=r"holds a 'Vanished'.*types.add"):
+        manager.recover()
+
+
+def test_sagas_of_other_managers_are_left_alone(store: SagaStore, clock: FakeClock) -> None:
+    """recover() and fire_due() skip records of saga classes this manager does not run."""
+    other = SagaRecord(
+        saga_id="x",
+        saga_type="Elsewhere",
+        version=1,
+        schema_version=1,
+        state="{}",
+        deadlines=(Deadline(clock.now(), StoredMessage("d", "Tick", 1, '{"n":1}')),),
+        outbox=(StoredMessage("m", "Tick", 1, '{"n":1}'),),
+    )
+    store.commit([Write(other, 0)])
+    manager = SagaManager(Booking, store=store, commands=Services().commands, clock=clock)
+    assert (0, 0) == (manager.recover(), manager.fire_due())
+
+
+def test_a_command_may_drive_the_manager_it_came_from(
+    manager: SagaManager, services: Services, clock: FakeClock
+) -> None:
+    """Calling fire_due() from a command sent by the manager runs inline, without deadlock."""
+    manager.handle(OrderPlaced("o-1"))
+    manager.handle(StockReserved("o-1"))
+    clock.advance(3600)
+    with services.commands.override(ReleaseStock, lambda c: manager.fire_due()):
+        manager.handle(OrderCancelled("o-1"))
+    assert RejectOrder("o-1", "cancelled") == services.executed[-1]
+
+
+def test_a_conflict_while_firing_a_deadline_is_retried(clock: FakeClock) -> None:
+    """fire_due() reloads and refires on a conflict; a deadline gone meanwhile is skipped."""
+    services = Services()
+    inner = InMemorySagaStore()
+    SagaManager(Booking, store=inner, commands=services.commands, clock=clock).handle(
+        OrderPlaced("o-1")
+    )
+    flaky = _Flaky(inner, [])
+    manager = SagaManager(Booking, store=flaky, commands=services.commands, clock=clock)
+    manager.handle(StockReserved("o-1"))
+    clock.advance(3600)
+    flaky.conflicts = [True]
+    assert 1 == manager.fire_due()
+    assert RejectOrder("o-1", "overdue") == services.executed[-1]
