@@ -373,7 +373,10 @@ class ProjectionRunner:
                 if self.run_once() == 0:
                     stop.wait(self.poll_interval)
         except Exception as exc:
-            _log.error("projection %r stopped: %s", self.name, exc)
+            if isinstance(exc, ProjectionError):
+                _log.error("%s", exc)
+            else:
+                _log.error("projection %r stopped: %r", self.name, exc)
             error = exc
         finally:
             self._end(error)

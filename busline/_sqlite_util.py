@@ -68,7 +68,7 @@ class Database:
             except sqlite3.DatabaseError as exc:
                 self.conn.close()
                 raise StoreFormatError(name, f"it is not an SQLite database ({exc})") from exc
-            except BaseException:
+            except BaseException:  # pragma: no cover - an interrupt while opening
                 self.conn.close()
                 raise
 

@@ -40,11 +40,13 @@ from busline.errors import StoreClosedError
 from busline.eventstore import (
     AsyncInMemoryEventStore,
     AsyncSQLiteEventStore,
+    CattrsSerializer,
     EventTypes,
     InMemoryEventStore,
     RecordedEvent,
     SQLiteEventStore,
 )
+from busline.eventstore._serialization import make_default_converter
 from busline.middleware import retry
 
 # -- a small domain ------------------------------------------------------------------------
@@ -536,6 +538,60 @@ def test_annotations_that_do_not_resolve_are_reported(store: InMemoryEventStore)
     aggregate.record(Opened("x"))
     with pytest.raises(SerializationError, match="cannot be resolved"):
         repo.save(aggregate)
+
+
+class Lazy(Aggregate):
+    """Sets an annotated attribute only once something happened."""
+
+    owner: str
+
+    @when(Opened)
+    def _opened(self, event: Opened) -> None:
+        pass
+
+
+def test_an_annotated_attribute_never_set_is_left_out(store: InMemoryEventStore) -> None:
+    """A snapshot skips annotated attributes the aggregate has not set."""
+    repo = Repository(store, Lazy, snapshot_every=1)
+    aggregate = Lazy("l-1")
+    aggregate.record(Opened("x"))
+    repo.save(aggregate)
+    assert "{}" == repo.snapshots.load("lazy-l-1").state  # type: ignore[union-attr]
+    assert not hasattr(repo.get("l-1"), "owner")
+
+
+class Secret:
+    """A value the store's converter is told never to write."""
+
+
+class Guarded(Aggregate):
+    secret: Secret
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.secret = Secret()
+
+    @when(Opened)
+    def _opened(self, event: Opened) -> None:
+        pass
+
+
+def test_snapshots_use_the_store_converter_and_report_its_failures() -> None:
+    """The state goes through the store's cattrs converter; a hook that raises names the field."""
+    converter = make_default_converter()
+
+    def refuse(value: Secret) -> object:
+        raise TypeError("secrets stay in memory")
+
+    converter.register_unstructure_hook(Secret, refuse)
+    types = EventTypes(Opened, serializer=CattrsSerializer(converter))
+    with InMemoryEventStore(types=types) as store:
+        repo = Repository(store, Guarded, snapshot_every=1)
+        aggregate = Guarded("g-1")
+        aggregate.record(Opened("x"))
+        with pytest.raises(SerializationError, match="secrets stay in memory") as info:
+            repo.save(aggregate)
+        assert "secret" == info.value.field
 
 
 class FailingSnapshots:

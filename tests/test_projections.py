@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -433,6 +434,22 @@ def test_a_thread_that_fails_reports_to_waiters_and_resumes_after_a_fix(
     assert ({"k": 6}, None) == (projection.totals, runner.error)
 
 
+def test_leaving_running_raises_what_stopped_the_thread(store: InMemoryEventStore) -> None:
+    """A thread that failed while the block went on is not forgotten: leaving raises it."""
+    projection = Totals()
+    projection.fail_on = 1
+    runner = ProjectionRunner(store, projection, poll_interval=0.01)
+    add(store, 1)
+
+    def run_until_the_thread_ends() -> None:
+        with runner.running():
+            while runner.is_running:
+                time.sleep(0.01)
+
+    with pytest.raises(ProjectionError, match="position 1"):
+        run_until_the_thread_ends()
+
+
 def test_wait_for_catches_up_itself_when_nothing_runs(store: InMemoryEventStore) -> None:
     """Without a running thread, wait_for does the work in the calling thread."""
     add(store, 1, 2, 3)
@@ -486,6 +503,7 @@ def test_run_async_without_a_stop_event_ends_by_cancellation(store: InMemoryEven
         projection = Totals()
         runner = ProjectionRunner(store, projection, poll_interval=0.01)
         task = asyncio.create_task(runner.run_async())
+        await asyncio.sleep(0.05)  # caught up on nothing: it polls
         add(store, 4)
         await runner.wait_for_async(1, timeout=10)
         task.cancel()
@@ -578,6 +596,38 @@ def test_sqlite_checkpoints_refuse_a_file_that_is_not_a_database(tmp_path: Path)
     with pytest.raises(StoreFormatError, match="not an SQLite database"):
         SQLiteCheckpointStore(bogus)
     assert bogus.read_bytes().startswith(b"just some text")
+
+
+def test_a_crash_inside_a_transaction_of_a_given_connection_undoes_the_batch(
+    sqlite_store: SQLiteEventStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a connection already in a transaction, a batch is a savepoint, rolled back whole."""
+    add(sqlite_store, 1)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        checkpoints = SQLiteCheckpointStore(conn)
+        runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+        CrashingCheckpoints(checkpoints, monkeypatch)
+        conn.execute("BEGIN")
+        with pytest.raises(Crash):
+            runner.run_once()
+        assert conn.in_transaction
+        conn.execute("COMMIT")
+        assert ([], [], 0) == (*table(path), checkpoints.load("totals_table"))
+    finally:
+        conn.close()
+
+
+def test_a_given_connection_to_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    """The table check on a given connection reports a file that is not SQLite."""
+    bogus = tmp_path / "notes.txt"
+    bogus.write_bytes(b"plain text, not a database at all" * 8)
+    conn = sqlite3.connect(bogus)
+    try:
+        with pytest.raises(StoreFormatError, match="not an SQLite database"):
+            SQLiteCheckpointStore(conn)
+    finally:
+        conn.close()
 
 
 def test_sqlite_checkpoints_join_a_transaction_of_a_given_connection(path: Path) -> None:
