@@ -31,8 +31,13 @@ from .errors import (
     RegistrationError,
     SerializationError,
 )
-from .eventstore import AsyncEventStore, CattrsSerializer, EventStore, RecordedEvent
-from .eventstore._serialization import make_default_converter
+from .eventstore import (
+    AsyncEventStore,
+    CattrsSerializer,
+    EventStore,
+    RecordedEvent,
+    make_default_converter,
+)
 
 __all__ = ["Aggregate", "AsyncRepository", "Repository"]
 

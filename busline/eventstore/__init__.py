@@ -19,7 +19,13 @@ from ..errors import (
 from ._async import AsyncEventStoreAdapter, AsyncInMemoryEventStore, AsyncSQLiteEventStore
 from ._memory import InMemoryEventStore
 from ._protocol import AsyncEventStore, EventStore
-from ._serialization import CattrsSerializer, EventTypes, Serializer, Upcaster
+from ._serialization import (
+    CattrsSerializer,
+    EventTypes,
+    Serializer,
+    Upcaster,
+    make_default_converter,
+)
 from ._sqlite import SCHEMA_VERSION, SQLiteEventStore, Synchronous
 from ._types import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
 
@@ -51,4 +57,5 @@ __all__ = [
     "Synchronous",
     "UnknownEventTypeError",
     "Upcaster",
+    "make_default_converter",
 ]
