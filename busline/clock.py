@@ -39,7 +39,7 @@ class SystemClock:
         return "SystemClock()"
 
 
-def aware(value: object, argument: str) -> datetime:
+def _aware(value: object, argument: str) -> datetime:
     """Return *value* in UTC if it is an aware datetime, else raise InvalidArgumentError."""
     if not isinstance(value, datetime) or value.utcoffset() is None:
         raise InvalidArgumentError(
@@ -48,7 +48,7 @@ def aware(value: object, argument: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def duration(value: object, argument: str) -> timedelta:
+def _duration(value: object, argument: str) -> timedelta:
     """Return *value* as a timedelta if it is one or a number of seconds."""
     if isinstance(value, timedelta):
         return value
@@ -67,7 +67,7 @@ class FakeClock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = _START if start is None else aware(start, "start")
+        self._now = _START if start is None else _aware(start, "start")
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -77,7 +77,7 @@ class FakeClock:
 
     def advance(self, by: timedelta | float) -> datetime:
         """Move the clock forwards *by* a timedelta or a number of seconds; return the new time."""
-        delta = duration(by, "by")
+        delta = _duration(by, "by")
         if delta < timedelta(0):
             raise InvalidArgumentError(
                 "by", by, "zero or more (use set() to move the clock backwards)"
@@ -88,7 +88,7 @@ class FakeClock:
 
     def set(self, when: datetime) -> datetime:
         """Put the clock at *when*, an aware datetime, earlier or later; return it in UTC."""
-        moment = aware(when, "when")
+        moment = _aware(when, "when")
         with self._lock:
             self._now = moment
             return moment

@@ -1,4 +1,4 @@
-"""Book three orders through the booking saga: ``python -m examples.booking``.
+"""Book four orders through the booking saga: ``python -m examples.booking``.
 
 The sagas live in an SQLite file in a temporary directory; the clock is a FakeClock, so
 the payment deadline can pass without waiting a quarter of an hour. A real worker would
@@ -26,7 +26,7 @@ __all__ = ["main"]
 
 
 def run(directory: Path, say: Callable[[str], object] = print) -> dict[str, str]:
-    """Book the three orders with sagas stored under *directory*; return each order's fate."""
+    """Book the four orders with sagas stored under *directory*; return each order's fate."""
     commands = CommandBus()
     events = EventBus()
     clock = FakeClock()
