@@ -1,35 +1,49 @@
-"""Dispatch overhead of busline's buses against hand-written limits.
+"""Dispatch suites: busline's buses beside hand-written limits and peer libraries.
 
-Run:  python benchmarks/dispatch.py [--quick] [--json results.json]
+    python benchmarks/dispatch.py [--quick] [--no-peers]   # the dispatch suites only
 
-Each row is the median of several timed runs of a tight loop, minus the loop's own cost,
-in nanoseconds per dispatch; ratios compare it with the limit named beside it. Absolute
-figures vary by machine; the ratios are what to read.
+Suites: ``dispatch`` (sync commands and queries), ``publish`` (events to 1 and 10 handlers),
+``middleware`` (depth 0 to 10), ``async`` (async commands and queries), ``types`` (cost
+against the number of registered types). Each figure is the median over rounds of a tight
+loop, minus the loop's own cost, in nanoseconds per call; ratios compare it with the limit
+named beside it. Absolute figures vary by machine; read the ratios.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import gc
-import itertools
-import json
-import platform
-import statistics
+import functools
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import busline
-from busline import AsyncCommandBus, Command, CommandBus, Event, EventBus, Registry
+import _peers
+from _harness import Options, Peers, Table, Timer
+
+from busline import (
+    AsyncCommandBus,
+    AsyncQueryBus,
+    Command,
+    CommandBus,
+    Event,
+    EventBus,
+    Query,
+    QueryBus,
+    Registry,
+)
 
 Handler = Callable[[Any], Any]
 Middleware = Callable[[Any, Handler], Any]
+NS = "ns/op"
 
 
 class Ping(Command[int]):
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class Ask(Query[int]):
     __slots__ = ("n",)
 
     def __init__(self, n: int) -> None:
@@ -43,15 +57,11 @@ class Pinged(Event):
         self.n = n
 
 
-def handle(message: Ping) -> int:
+def handle(message: Ping | Ask) -> int:
     return message.n
 
 
-def handle_event(event: Pinged) -> None:
-    pass
-
-
-async def handle_async(message: Ping) -> int:
+async def handle_async(message: Ping | Ask) -> int:
     return message.n
 
 
@@ -59,13 +69,13 @@ def passthrough(message: Any, next: Handler) -> Any:
     return next(message)
 
 
-# -- the hand-written limits ----------------------------------------------------------------
+# -- the hand-written limits ------------------------------------------------------------------
 
 
 class MinimalBus:
     """The least a bus can do: one dict lookup and a call, inside a method."""
 
-    def __init__(self, handlers: dict[type, Handler]) -> None:
+    def __init__(self, handlers: Mapping[type, Handler]) -> None:
         self._handlers = handlers
 
     def execute(self, message: Any) -> Any:
@@ -84,6 +94,8 @@ class MinimalEventBus:
 
 
 class MinimalAsyncBus:
+    """The async twin of MinimalBus: a lookup, a call and an await."""
+
     def __init__(self, handlers: dict[type, Callable[[Any], Awaitable[Any]]]) -> None:
         self._handlers = handlers
 
@@ -113,206 +125,274 @@ def composed_layers(handler: Handler, mw: Middleware, depth: int) -> Handler:
     return handler
 
 
-def many_types(count: int) -> list[type]:
-    return [type(f"Filler{i}", (Command,), {"__slots__": ()}) for i in range(count)]
+def many_types(count: int, base: type = Command) -> list[type]:
+    return [type(f"Filler{i}", (base,), {"__slots__": ()}) for i in range(count)]
 
 
-# -- timing ---------------------------------------------------------------------------------
+def _timer(options: Options, full: int, quick: int) -> Timer:
+    return Timer(options.size(full, quick), options.repeats)
 
 
-def _loop(call: Callable[[Any], Any], message: Any, n: int) -> int:
-    start = time.perf_counter_ns()
-    for _ in itertools.repeat(None, n):
-        call(message)
-    return time.perf_counter_ns() - start
+def _params(timer: Timer) -> dict[str, Any]:
+    return {"n": timer.n, "repeats": timer.repeats}
 
 
-def _empty_loop(n: int) -> int:
-    start = time.perf_counter_ns()
-    for _ in itertools.repeat(None, n):
-        pass
-    return time.perf_counter_ns() - start
+# -- suites -----------------------------------------------------------------------------------
 
 
-async def _async_loop(call: Callable[[Any], Awaitable[Any]], message: Any, n: int) -> int:
-    start = time.perf_counter_ns()
-    for _ in itertools.repeat(None, n):
-        await call(message)
-    return time.perf_counter_ns() - start
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Keep the collector out of timed loops, as timeit does: it would bill one case for
-    the garbage of another."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-class Suite:
-    """Cases timed round-robin, so that a slow spell of the machine hits them all alike."""
-
-    def __init__(self, n: int, repeats: int) -> None:
-        self.n = n
-        self.repeats = repeats
-        self._cases: dict[str, tuple[Callable[[Any], Any], Any, bool]] = {}
-
-    def case(self, name: str, call: Callable[[Any], Any], message: Any) -> None:
-        self._cases[name] = (call, message, False)
-
-    def async_case(self, name: str, call: Callable[[Any], Awaitable[Any]], message: Any) -> None:
-        self._cases[name] = (call, message, True)
-
-    def run(self) -> dict[str, float]:
-        """Return the median ns per call of each case, the empty loop's cost taken off."""
-        runs: dict[str, list[float]] = {name: [] for name in self._cases}
-        loop = asyncio.new_event_loop()
-        try:
-            for round_ in range(self.repeats + 1):  # round 0 warms up: chains get built
-                count = self.n // 10 if round_ == 0 else self.n
-                with _gc_paused():
-                    for name, (call, message, is_async) in self._cases.items():
-                        if is_async:
-                            took = loop.run_until_complete(_async_loop(call, message, count))
-                        else:
-                            took = _loop(call, message, count)
-                        if round_:
-                            runs[name].append((took - _empty_loop(count)) / count)
-        finally:
-            loop.close()
-        return {name: statistics.median(times) for name, times in runs.items()}
-
-
-# -- the suite ------------------------------------------------------------------------------
-
-Row = tuple[str, float, str, float | None]
-
-
-def rows(n: int, repeats: int) -> list[Row]:
-    """Return (case, ns/op, compared with, ratio) rows."""
-    msg, event = Ping(1), Pinged(1)
-    suite = Suite(n, repeats)
-    suite.case("direct call", handle, msg)
-    suite.case("minimal bus", MinimalBus({Ping: handle}).execute, msg)
-
+def dispatch_suite(options: Options) -> Table:
+    """Sync command and query dispatch, beside a direct call, a minimal bus and peers."""
+    table = Table("dispatch", "Sync dispatch: one command or query, one handler, no middleware")
+    table.ratio_means = "ns/op / ns/op of the minimal bus (lower is faster)"
+    peers = Peers(options, table)
+    timer = _timer(options, 300_000, 30_000)
+    ping, ask = Ping(1), Ask(1)
+    timer.case("direct call", handle, ping)
+    timer.case("minimal bus", MinimalBus({Ping: handle}).execute, ping)
     registry = Registry()
     registry.command(Ping)(handle)
-    suite.case("CommandBus.execute", CommandBus(registry).execute, msg)
-
-    big = Registry()
-    for tp in many_types(10_000):
-        big.command(tp)(handle)
-    big.command(Ping)(handle)
-    suite.case("CommandBus.execute, 10,000 types", CommandBus(big).execute, msg)
-    minimal_big = dict.fromkeys(many_types(10000), handle) | {Ping: handle}
-    suite.case("minimal bus, 10,000 types", MinimalBus(minimal_big).execute, msg)
-
-    for depth in (1, 5):
-        suite.case(
-            f"minimal bus + {depth} bare closure layer(s)",
-            MinimalBus({Ping: closure_layers(handle, depth)}).execute,
-            msg,
+    registry.query(Ask)(handle)
+    timer.case("busline CommandBus.execute", CommandBus(registry).execute, ping)
+    timer.case("busline QueryBus.execute", QueryBus(registry).execute, ask)
+    contenders = {
+        "lato Application.execute": ("lato", lambda: _peers.lato_setup(is_async=False)),
+        "mediatr Mediator.send": ("mediatr", lambda: _peers.mediatr_setup(is_async=False)),
+    }
+    present = []
+    for case, (library, setup) in contenders.items():
+        built = peers.build(library, setup)
+        if built is not None:
+            call, args, kwargs = built
+            assert 1 == call(*args, **kwargs), f"{library} did not run the handler"
+            timer.case(case, call, *args, n=max(1, timer.n // 10), **kwargs)
+            present.append((case, library))
+    ns = timer.run()
+    table.params = _params(timer)
+    table.add("direct call", ns["direct call"], NS, library="direct call")
+    table.add("minimal bus", ns["minimal bus"], NS, against="minimal bus", library="minimal bus")
+    for case in ("busline CommandBus.execute", "busline QueryBus.execute"):
+        table.add(case, ns[case], NS, against="minimal bus", library="busline")
+    for case, library in present:
+        table.add(case, ns[case], NS, against="minimal bus", library=library)
+    if present:
+        table.notes.append(
+            "lato and mediatr send commands and queries down one path, so they appear once"
         )
-        suite.case(
-            f"minimal bus + {depth} hand-composed mw(m, next)",
-            MinimalBus({Ping: composed_layers(handle, passthrough, depth)}).execute,
-            msg,
+    return table
+
+
+def publish_suite(options: Options) -> Table:
+    """Publishing one event to 1 and to 10 handlers, beside a minimal event bus and peers."""
+    table = Table("publish", "Publish one event to 1 and to 10 do-nothing handlers")
+    table.ratio_means = "ns/op / ns/op of the minimal event bus (lower is faster)"
+    peers = Peers(options, table)
+    timer = _timer(options, 300_000, 30_000)
+    event = Pinged(1)
+    present: dict[int, list[tuple[str, str]]] = {}
+    keep_alive = []
+    for count in (1, 10):
+        group = f"{count} handler{'s' if count > 1 else ''}"
+        receivers = _peers.receivers(count)
+        keep_alive.append(receivers)
+        timer.case(
+            f"{group}: minimal event bus",
+            MinimalEventBus({Pinged: list(receivers)}).publish,
+            event,
         )
-        layered = CommandBus(registry)
+        bus = EventBus()
+        for receiver in receivers:
+            bus.subscribe(Pinged, receiver)
+        timer.case(f"{group}: busline EventBus.publish", bus.publish, event)
+        contenders: dict[str, tuple[str, Callable[[], _peers.Call]]] = {
+            "blinker Signal.send": (
+                "blinker",
+                functools.partial(_peers.blinker_setup, receivers, event),
+            ),
+            "pyee EventEmitter.emit": (
+                "pyee",
+                functools.partial(_peers.pyee_setup, receivers, event),
+            ),
+            "pypubsub pub.sendMessage": (
+                "pypubsub",
+                functools.partial(_peers.pypubsub_setup, receivers, event),
+            ),
+        }
+        present[count] = []
+        for case, (library, setup) in contenders.items():
+            if count > 1 and library not in {lib for _, lib in present[1]}:
+                continue  # one note per missing peer is enough
+            built = peers.build(library, setup)
+            if built is not None:
+                call, args, kwargs = built
+                timer.case(f"{group}: {case}", call, *args, **kwargs)
+                present[count].append((case, library))
+    ns = timer.run()
+    table.params = _params(timer)
+    for count in (1, 10):
+        group = f"{count} handler{'s' if count > 1 else ''}"
+        base = "minimal event bus"
+        table.add(base, ns[f"{group}: {base}"], NS, against=base, library=base, group=group)
+        table.add(
+            "busline EventBus.publish",
+            ns[f"{group}: busline EventBus.publish"],
+            NS,
+            against=base,
+            library="busline",
+            group=group,
+        )
+        for case, library in present[count]:
+            table.add(case, ns[f"{group}: {case}"], NS, against=base, library=library, group=group)
+    table.notes.append(
+        "busline routes by event class (subclasses included); blinker, pyee and pypubsub route "
+        "by a name or a signal object"
+    )
+    return table
+
+
+DEPTHS = tuple(range(11))
+
+
+def middleware_suite(options: Options) -> Table:
+    """Cost against middleware depth: busline, the same middleware composed by hand, and
+    bare closures (the least a layer can cost)."""
+    table = Table("middleware", "Sync command dispatch through 0 to 10 pass-through middleware")
+    table.ratio_means = "busline ns/op / ns/op of the same depth composed by hand"
+    timer = _timer(options, 200_000, 20_000)
+    ping = Ping(1)
+    registry = Registry()
+    registry.command(Ping)(handle)
+    for depth in DEPTHS:
+        bus = CommandBus(registry)
         for _ in range(depth):
-            layered.use(passthrough)
-        suite.case(f"CommandBus + {depth} middleware", layered.execute, msg)
-
-    one = EventBus()
-    one.subscribe(Pinged, handle_event)
-    suite.case("EventBus.publish, 1 handler", one.publish, event)
-    ten = EventBus()
-    for _ in range(10):
-        ten.subscribe(Pinged, handle_event)
-    suite.case(
-        "minimal event bus, 10 handlers",
-        MinimalEventBus({Pinged: [handle_event] * 10}).publish,
-        event,
-    )
-    suite.case("EventBus.publish, 10 handlers", ten.publish, event)
-
-    suite.async_case("minimal async bus", MinimalAsyncBus({Ping: handle_async}).execute, msg)
-    abus = AsyncCommandBus()
-    abus.register(Ping, handle_async)
-    suite.async_case("AsyncCommandBus.execute", abus.execute, msg)
-
-    ns = suite.run()
-    out: list[Row] = []
-
-    def add(
-        case: str, against: str = "", value: float | None = None, base: float | None = None
-    ) -> None:
-        mine = ns[case] if value is None else value
-        reference = ns.get(against) if base is None else base
-        out.append((case, mine, against, mine / reference if reference else None))
-
-    add("direct call")
-    add("minimal bus", "direct call")
-    add("CommandBus.execute", "minimal bus")
-    add("CommandBus.execute, 10,000 types", "CommandBus.execute")
-    add("minimal bus, 10,000 types", "minimal bus")
-    for depth in (1, 5):
-        bare = f"minimal bus + {depth} bare closure layer(s)"
-        hand = f"minimal bus + {depth} hand-composed mw(m, next)"
-        ours = f"CommandBus + {depth} middleware"
-        add(bare)
-        add(hand)
-        add(ours, hand)
-        per_layer = (ns[ours] - ns["CommandBus.execute"]) / depth
-        add(
-            f"  one layer, busline ({depth} deep)",
-            "hand-composed layer",
-            per_layer,
-            (ns[hand] - ns["minimal bus"]) / depth,
+            bus.use(passthrough)
+        timer.case(f"busline, {depth}", bus.execute, ping)
+        timer.case(
+            f"hand-composed mw(m, next), {depth}",
+            MinimalBus({Ping: composed_layers(handle, passthrough, depth)}).execute,
+            ping,
         )
-        add(
-            f"  one layer, busline ({depth} deep)",
-            "bare closure layer",
-            per_layer,
-            (ns[bare] - ns["minimal bus"]) / depth,
+        timer.case(
+            f"bare closures, {depth}",
+            MinimalBus({Ping: closure_layers(handle, depth)}).execute,
+            ping,
         )
-    add("EventBus.publish, 1 handler", "minimal bus")
-    add("minimal event bus, 10 handlers")
-    add("EventBus.publish, 10 handlers", "minimal event bus, 10 handlers")
-    add("minimal async bus")
-    add("AsyncCommandBus.execute", "minimal async bus")
-    return out
+    ns = timer.run()
+    table.params = {**_params(timer), "depths": list(DEPTHS)}
+    for depth in DEPTHS:
+        group = f"depth {depth}"
+        hand = "minimal bus + hand-composed mw(m, next)"
+        table.add(hand, ns[f"hand-composed mw(m, next), {depth}"], NS, library=hand, group=group)
+        bare = "minimal bus + bare closure layers"
+        table.add(bare, ns[f"bare closures, {depth}"], NS, library=bare, group=group)
+        table.add(
+            "busline CommandBus + middleware",
+            ns[f"busline, {depth}"],
+            NS,
+            against=hand,
+            library="busline",
+            group=group,
+        )
+    top = DEPTHS[-1]
+    group = "cost of one layer (slope from depth 0 to 10)"
+    for label, key in (
+        ("hand-composed layer", "hand-composed mw(m, next)"),
+        ("bare closure layer", "bare closures"),
+    ):
+        table.add(label, (ns[f"{key}, {top}"] - ns[f"{key}, 0"]) / top, NS, group=group)
+    busline_layer = (ns[f"busline, {top}"] - ns["busline, 0"]) / top
+    for against in ("hand-composed layer", "bare closure layer"):
+        table.add("busline layer", busline_layer, NS, against=against, group=group)
+    return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    args = parser.parse_args(argv)
-    n, repeats = (20_000, 3) if args.quick else (300_000, 7)
+def async_suite(options: Options) -> Table:
+    """Async dispatch, beside awaiting the handler, a minimal async bus and async peers."""
+    table = Table("async", "Async dispatch: one command or query, one async handler, no middleware")
+    table.ratio_means = "ns/op / ns/op of the minimal async bus (lower is faster)"
+    peers = Peers(options, table)
+    timer = _timer(options, 200_000, 20_000)
+    ping, ask = Ping(1), Ask(1)
+    timer.async_case("await handler()", handle_async, ping)
+    timer.async_case("minimal async bus", MinimalAsyncBus({Ping: handle_async}).execute, ping)
+    registry = Registry()
+    registry.command(Ping)(handle_async)
+    registry.query(Ask)(handle_async)
+    timer.async_case("busline AsyncCommandBus.execute", AsyncCommandBus(registry).execute, ping)
+    timer.async_case("busline AsyncQueryBus.execute", AsyncQueryBus(registry).execute, ask)
+    contenders = {
+        "lato Application.execute_async": ("lato", lambda: _peers.lato_setup(is_async=True)),
+        "mediatr Mediator.send_async": ("mediatr", lambda: _peers.mediatr_setup(is_async=True)),
+        "python-cqrs mediator.send": ("python-cqrs", _peers.python_cqrs_setup),
+        "diator Mediator.send": ("diator", _peers.diator_setup),
+    }
+    present = []
+    for case, (library, setup) in contenders.items():
+        built = peers.build(library, setup)
+        if built is not None:
+            call, args, _ = built
+            timer.async_case(case, call, *args, n=max(1, timer.n // 20))
+            present.append((case, library))
+    ns = timer.run()
+    table.params = _params(timer)
+    table.add("await handler()", ns["await handler()"], NS, library="await handler()")
+    base = "minimal async bus"
+    table.add(base, ns[base], NS, against=base, library=base)
+    for case in ("busline AsyncCommandBus.execute", "busline AsyncQueryBus.execute"):
+        table.add(case, ns[case], NS, against=base, library="busline")
+    for case, library in present:
+        table.add(case, ns[case], NS, against=base, library=library)
+    table.notes.append("every contender runs inside one event loop; no task is created per call")
+    return table
 
-    table = rows(n, repeats)
-    print(
-        f"busline {busline.__name__} dispatch — Python {platform.python_version()} "
-        f"({platform.python_implementation()}), {platform.machine()}, n={n}, median of {repeats}"
-    )
-    width = max(len(r[0]) for r in table)
-    print(f"{'case':<{width}}  {'ns/op':>8}  ratio")
-    for case, ns, against, ratio in table:
-        shown = f"{ratio:.2f}x {against}" if ratio is not None else ""
-        print(f"{case:<{width}}  {ns:8.1f}  {shown}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(
-                [{"case": c, "ns_per_op": ns, "against": a, "ratio": r} for c, ns, a, r in table],
-                fh,
-                indent=2,
+
+def types_suite(options: Options) -> Table:
+    """Dispatch cost against the number of registered types."""
+    table = Table("types", "Dispatch cost against the number of registered message types")
+    table.ratio_means = "ns/op / ns/op of the same contender with 1 type registered"
+    timer = _timer(options, 300_000, 30_000)
+    counts = (1, 100, options.size(10_000, 1_000))
+    ping, event = Ping(1), Pinged(1)
+    for count in counts:
+        fillers = many_types(count - 1)
+        registry = Registry()
+        for tp in fillers:
+            registry.command(tp)(handle)
+        registry.command(Ping)(handle)
+        timer.case(f"busline CommandBus.execute, {count}", CommandBus(registry).execute, ping)
+        minimal = dict.fromkeys(fillers, handle) | {Ping: handle}
+        timer.case(f"minimal bus, {count}", MinimalBus(minimal).execute, ping)
+        events = EventBus()
+        for tp in many_types(count - 1, Event):
+            events.subscribe(tp, _peers.receivers(1)[0])
+        events.subscribe(Pinged, _peers.receivers(1)[0])
+        timer.case(f"busline EventBus.publish, {count}", events.publish, event)
+    ns = timer.run()
+    table.params = {**_params(timer), "types": list(counts)}
+    for count in counts:
+        group = f"{count:,} type{'s' if count > 1 else ''} registered"
+        for case in ("minimal bus", "busline CommandBus.execute", "busline EventBus.publish"):
+            table.add(
+                case,
+                ns[f"{case}, {count}"],
+                NS,
+                against="the same, 1 type",
+                base=ns[f"{case}, 1"],
+                library=case,
+                group=group,
             )
+    return table
+
+
+SUITES = {
+    "dispatch": dispatch_suite,
+    "publish": publish_suite,
+    "middleware": middleware_suite,
+    "async": async_suite,
+    "types": types_suite,
+}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from run import main
+
+    sys.exit(main(["--only", ",".join(SUITES), *sys.argv[1:]]))

@@ -1,6 +1,6 @@
-"""Measure the event store: appends, stream reads and read_all, beside raw sqlite3 and peers.
+"""Event store suite: appends, stream reads and read_all, beside raw sqlite3 and peers.
 
-    python benchmarks/eventstore.py            # full sizes (a few minutes; 1,000,000 events)
+    python benchmarks/eventstore.py            # this suite only, full sizes (1,000,000 events)
     python benchmarks/eventstore.py --quick    # small sizes, for a smoke run
 
 Every SQLite contender runs in WAL mode with ``synchronous=FULL`` (a commit survives a power
@@ -13,23 +13,20 @@ absolute numbers across machines.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import decimal
-import gc
-import importlib.util
 import json
-import resource
 import sqlite3
+import statistics
+import sys
 import tempfile
-import time
-import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
+from _harness import Options, Peers, Table, timed
 
 from busline.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
 from busline.eventstore._ids import new_ids
@@ -53,13 +50,6 @@ def event(n: int) -> ItemAdded:
 
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds else float("inf")
-
-
-def timed(fn: Callable[[], object]) -> float:
-    gc.collect()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 # -- contenders -------------------------------------------------------------------------------
@@ -203,6 +193,12 @@ class EventSourcing:
         self.datastore.close()
 
 
+def _import_eventsourcing() -> Any:
+    import eventsourcing.sqlite
+
+    return eventsourcing.sqlite
+
+
 # -- measurements -----------------------------------------------------------------------------
 
 
@@ -249,59 +245,53 @@ def stream_read_cost(path: Path, stored: int, reads: int) -> float:
         return seconds / len(streams)
 
 
-def read_all_memory(path: Path, limits: list[int]) -> list[float]:
-    """Peak traced memory (MiB) of read_all over the first *limit* events, for each limit."""
-    peaks = []
-    with SQLiteEventStore(path, types=TYPES) as store:
-        for limit in limits:
-            gc.collect()
-            tracemalloc.start()
-            for _ in store.read_all(limit=limit):
-                pass
-            peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
-            tracemalloc.stop()
-    return peaks
-
-
 def measure(
     store: Raw | Busline | EventSourcing, single: int, batches: int
 ) -> dict[str, float | None]:
     """Return events per second of each operation on a fresh *store*."""
     row: dict[str, float | None] = {}
-    row["append 1 event/tx (events/s)"] = rate(
+    row["append 1 event/tx"] = rate(
         single, timed(lambda: [store.append(f"a-{n}", 1) for n in range(single)])
     )
-    row["append 100 events/tx (events/s)"] = rate(
+    row["append 100 events/tx"] = rate(
         batches * 100, timed(lambda: [store.append(f"b-{n % 10}", 100) for n in range(batches)])
     )
-    row["read a 100-event stream (events/s)"] = rate(
-        200 * 100, timed(lambda: [store.read_stream(f"b-{n % 10}") for n in range(200)])
+    row["read a 100-event stream"] = rate(
+        200 * 100,
+        timed(lambda: [store.read_stream(f"b-{n % min(10, batches)}") for n in range(200)]),
     )
-    row["read_all (events/s)"] = rate(single + batches * 100, timed(store.read_all))
+    row["read_all"] = rate(single + batches * 100, timed(store.read_all))
     return row
 
 
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.0f}"
+OPERATIONS = (
+    "append 1 event/tx",
+    "append 100 events/tx",
+    "read a 100-event stream",
+    "read_all",
+)
+EPS = "events/s"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    args = parser.parse_args()
-    single = 300 if args.quick else 2_000
-    batches = 30 if args.quick else 300
-    big = 20_000 if args.quick else 1_000_000
-    has_es = importlib.util.find_spec("eventsourcing") is not None
-
-    results: dict[str, dict[str, float | None]] = {}
+def eventstore_suite(options: Options) -> Table:
+    """Appends and reads per second of busline's stores, raw sqlite3 and eventsourcing."""
+    table = Table(
+        "eventstore",
+        f"Event store throughput, SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL",
+    )
+    table.ratio_means = "events/s / events/s of the row named after it (higher is faster)"
+    single = options.size(2_000, 300)
+    batches = options.size(300, 30)
+    big = options.size(1_000_000, 20_000)
+    rounds = 3 if options.quick else 5
+    peers = Peers(options, table)
+    has_es = peers.build("eventsourcing", _import_eventsourcing) is not None
+    results: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="busline-bench-") as tmp:
         root = Path(tmp)
 
-        def contenders() -> Iterator[tuple[str, Callable[[Path], object]]]:
-            yield "in-memory", lambda p: Busline(InMemoryEventStore(types=TYPES))
+        def contenders() -> Iterator[tuple[str, Callable[[Path], Raw | Busline | EventSourcing]]]:
+            yield "busline in-memory", lambda p: Busline(InMemoryEventStore(types=TYPES))
             yield (
                 "busline SQLite",
                 lambda p: Busline(SQLiteEventStore(p, types=TYPES, synchronous="full")),
@@ -310,62 +300,79 @@ def main() -> None:
             if has_es:
                 yield "eventsourcing", EventSourcing
 
-        rounds = 3  # best of three, interleaved, so a noisy moment hurts no one contender
+        # Rounds interleave the contenders, so a noisy moment hurts no one of them alone.
         for round_ in range(rounds):
             for i, (name, make) in enumerate(contenders()):
                 store = make(root / f"{round_}-{i}.db")
-                assert isinstance(store, Raw | Busline | EventSourcing)
                 if isinstance(store, EventSourcing):
                     assert 2 == store.synchronous(), "eventsourcing must run at synchronous=FULL"
                 row = measure(store, single, batches)
                 store.close()
-                best = results.setdefault(name, row)
                 for op, value in row.items():
-                    best[op] = max(best[op] or 0.0, value or 0.0)
+                    results.setdefault(name, {}).setdefault(op, []).append(value or 0.0)
 
         small = stream_read_cost(root / "small.db", 1_000, 200)
         large = stream_read_cost(root / "large.db", big, 200)
-        with SQLiteEventStore(root / "large.db", types=TYPES) as store:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            seconds = timed(lambda: sum(1 for _ in store.read_all()))
-            grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-        peaks = read_all_memory(root / "large.db", [big // 10, big])
 
-    names = list(results)
-    operations = list(results[names[0]])
-    width = max(len(o) for o in operations)
-    header = f"{'operation':<{width}} | " + " | ".join(f"{n:>14}" for n in names)
-    header += " | SQLite/raw | SQLite/eventsourcing"
-    print()
-    print(
-        f"busline event store, SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL, "
-        f"{'quick' if args.quick else 'full'} sizes"
-    )
-    print(header)
-    print("-" * len(header))
-    for op in operations:
-        cells = " | ".join(f"{fmt(results[n][op]):>14}" for n in names)
-        ours = results["busline SQLite"][op] or 0.0
-        raw = results["raw sqlite3"][op] or 1.0
-        es = results.get("eventsourcing", {}).get(op)
-        print(
-            f"{op:<{width}} | {cells} | {ours / raw:>10.2f} | "
-            f"{(ours / es if es else float('nan')):>20.2f}"
+    table.params = {
+        "single appends": single,
+        "batches of 100": batches,
+        "rounds": rounds,
+        "large store": big,
+    }
+    for op in OPERATIONS:
+        med = {name: statistics.median(ops[op]) for name, ops in results.items()}
+        base = "raw sqlite3"
+        table.add(base, med[base], EPS, against=base, library=base, group=op)
+        if "eventsourcing" in med:
+            table.add(
+                "eventsourcing",
+                med["eventsourcing"],
+                EPS,
+                against=base,
+                library="eventsourcing",
+                group=op,
+            )
+        table.add(
+            "busline SQLite", med["busline SQLite"], EPS, against=base, library="busline", group=op
         )
-    print()
-    print(
-        f"read a 10-event stream: {small * 1e6:,.0f} µs with 1,000 events stored, "
-        f"{large * 1e6:,.0f} µs with {big:,} stored (ratio {large / small:.2f})"
+        if "eventsourcing" in med:
+            table.add(
+                "busline SQLite",
+                med["busline SQLite"],
+                EPS,
+                against="eventsourcing",
+                library="busline",
+                group=op,
+            )
+        table.add(
+            "busline in-memory",
+            med["busline in-memory"],
+            EPS,
+            against=base,
+            library="busline in-memory",
+            group=op,
+        )
+    group = "read a 10-event stream, by store size"
+    table.add("1,000 events stored", small * 1e6, "µs/read", group=group)
+    table.add(
+        f"{big:,} events stored",
+        large * 1e6,
+        "µs/read",
+        against="1,000 events stored",
+        group=group,
     )
-    print(
-        f"read_all over {big:,} events: {rate(big, seconds):,.0f} events/s; "
-        f"max RSS grew {grown:,.1f} MiB; traced peak {peaks[0]:.2f} MiB for "
-        f"{big // 10:,} events, {peaks[1]:.2f} MiB for {big:,}"
+    table.notes.append(
+        "raw sqlite3 and eventsourcing hand back JSON-decoded dicts; busline decodes each "
+        "payload into its attrs class and builds a RecordedEvent (UUID, datetime, metadata)"
     )
-    if not has_es:
-        print("eventsourcing is not installed (pip install busline[bench]); its column is absent")
+    return table
+
+
+SUITES = {"eventstore": eventstore_suite}
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        main()
+    from run import main
+
+    sys.exit(main(["--only", ",".join(SUITES), *sys.argv[1:]]))

@@ -1,0 +1,175 @@
+"""Peer libraries set up the way their own READMEs show, with the same trivial handlers.
+
+Each ``*_setup`` function imports its library inside (so a missing one is a note, not a
+crash: see :class:`_harness.Peers`) and returns what the timer calls, as
+``(call, args, kwargs)``: a user of that library writes ``call(*args, **kwargs)``.
+Peers carry no type hints mypy can use, so they are imported as ``Any`` and their base
+classes subclassed with ``type()``: the classes are the same as a ``class`` statement's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def load(module: str) -> Any:
+    """Import *module* as an untyped value (peers ship no type information mypy can use)."""
+    return importlib.import_module(module)
+
+
+def subclass(base: Any, name: str, body: dict[str, Any]) -> Any:
+    """Return ``class name(base): body``, for bases mypy sees as Any."""
+    return type(name, (base,), body)
+
+
+# -- command dispatch -------------------------------------------------------------------------
+
+
+def lato_setup(*, is_async: bool) -> Call:
+    """lato: ``@app.handler(Command)``, then ``app.execute(cmd)`` (or ``execute_async``)."""
+    lato = load("lato")
+    ping = subclass(lato.Command, "Ping", {"__annotations__": {"n": int}})
+    app = lato.Application("bench")
+    if is_async:
+
+        async def handle_async(command: Any) -> int:
+            return int(command.n)
+
+        app.handler(ping)(handle_async)
+        return app.execute_async, (ping(n=1),), {}
+
+    def handle(command: Any) -> int:
+        return int(command.n)
+
+    app.handler(ping)(handle)
+    return app.execute, (ping(n=1),), {}
+
+
+class _Request:
+    """A plain request class, as mediatr's README declares them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def mediatr_setup(*, is_async: bool) -> Call:
+    """mediatr: ``Mediator.register_handler(fn)`` (type read from the annotation), then
+    ``mediator.send(request)`` or ``await mediator.send_async(request)``."""
+    mediatr = load("mediatr")
+    mediator = mediatr.Mediator()
+    request = type("AsyncPing" if is_async else "Ping", (_Request,), {})
+
+    async def handle_async(request: Any) -> int:
+        return int(request.n)
+
+    def handle(request: Any) -> int:
+        return int(request.n)
+
+    chosen: Callable[[Any], Any] = handle_async if is_async else handle
+    chosen.__annotations__["request"] = request  # mediatr routes by this annotation
+    mediatr.Mediator.register_handler(chosen)
+    return (mediator.send_async if is_async else mediator.send), (request(1),), {}
+
+
+def python_cqrs_setup() -> Call:
+    """python-cqrs (async only): a ``RequestHandler`` class bound in a ``RequestMap``, a
+    mediator from ``bootstrap.bootstrap(di_container=...)``, then ``await mediator.send``."""
+    cqrs = load("cqrs")
+    di = load("di")
+    bootstrap = load("cqrs.bootstrap.requests")
+    ping = subclass(cqrs.Request, "Ping", {"__annotations__": {"n": int}})
+
+    async def handle(self: Any, request: Any) -> None:
+        return None
+
+    handler = subclass(cqrs.RequestHandler, "PingHandler", {"handle": handle})
+
+    def commands_mapper(mapper: Any) -> None:
+        mapper.bind(ping, handler)
+
+    mediator = bootstrap.bootstrap(di_container=di.Container(), commands_mapper=commands_mapper)
+    return mediator.send, (ping(n=1),), {}
+
+
+def diator_setup() -> Call:
+    """diator (async only): the README's minimal example, a ``di`` container resolving a
+    request-scoped handler, then ``await mediator.send(request)``."""
+    di = load("di")
+    dependent = load("di.dependent")
+    container_di = load("diator.container.di")
+    events = load("diator.events")
+    requests = load("diator.requests")
+    mediator_module = load("diator.mediator")
+    ping = dataclasses.make_dataclass(
+        "Ping", [("n", int)], bases=(requests.Request,), frozen=True, kw_only=True
+    )
+
+    def init(self: Any) -> None:
+        self._events = []
+
+    async def handle(self: Any, request: Any) -> None:
+        return None
+
+    handler = subclass(
+        requests.RequestHandler,
+        "PingHandler",
+        {"__init__": init, "events": property(lambda self: self._events), "handle": handle},
+    )
+    external = di.Container()
+    external.bind(di.bind_by_type(dependent.Dependent(handler, scope="request"), handler))
+    container = container_di.DIContainer()
+    container.attach_external_container(external)
+    request_map = requests.RequestMap()
+    request_map.bind(ping, handler)
+    emitter = events.EventEmitter(
+        event_map=events.EventMap(), container=container, message_broker=None
+    )
+    mediator = mediator_module.Mediator(
+        request_map=request_map, event_emitter=emitter, container=container
+    )
+    return mediator.send, (ping(n=1),), {}
+
+
+# -- event publishing -------------------------------------------------------------------------
+
+
+def blinker_setup(receivers: Sequence[Callable[[Any], None]], event: object) -> Call:
+    """blinker: ``sig = signal(name)``, ``sig.connect(fn)``, then ``sig.send(sender)``."""
+    sig = load("blinker").Signal()
+    for receiver in receivers:  # the caller keeps them alive: blinker holds weak references
+        sig.connect(receiver)
+    return sig.send, (event,), {}
+
+
+def pyee_setup(receivers: Sequence[Callable[[Any], None]], event: object) -> Call:
+    """pyee: ``ee.on(name, fn)``, then ``ee.emit(name, event)``."""
+    ee = load("pyee").EventEmitter()
+    for receiver in receivers:
+        ee.on("ping", receiver)
+    return ee.emit, ("ping", event), {}
+
+
+def pypubsub_setup(receivers: Sequence[Callable[[Any], None]], event: object) -> Call:
+    """pypubsub: ``pub.subscribe(fn, topic)``, then ``pub.sendMessage(topic, event=...)``."""
+    pub = load("pubsub.pub")
+    topic = f"ping{len(receivers)}"
+    for receiver in receivers:  # weak references here too
+        pub.subscribe(receiver, topic)
+    return pub.sendMessage, (topic,), {"event": event}
+
+
+def receivers(count: int) -> list[Callable[[Any], None]]:
+    """Return *count* distinct do-nothing handlers (blinker and pypubsub drop duplicates)."""
+
+    def make() -> Callable[[Any], None]:
+        def receive(event: Any) -> None:
+            pass
+
+        return receive
+
+    return [make() for _ in range(count)]
