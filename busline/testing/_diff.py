@@ -283,7 +283,9 @@ def diff_sequences(
     side by side are shown as changed, with their differing fields, and the rest as missing
     (``-``) or extra (``+``).
     """
-    rows: list[str] = [f"expected {len(expected)} {what}, got {len(actual)}:"]
+    rows: list[str] = [f"expected {_count(len(expected), what)}, got {len(actual)}:"]
+    missing: list[object] = []
+    extra: list[int] = []
     width = len(str(max(len(actual), 1)))
     pad = " " * width
 
@@ -296,9 +298,11 @@ def diff_sequences(
                 rows.extend(_detail(field_diff(exp[k], actual[a]), f"    {pad}    "))
             elif k < len(exp):
                 rows.append(f"  - {pad}  missing  {short(exp[k])}")
+                missing.append(exp[k])
             else:
                 a = act[k]
                 rows.append(f"  + {a + 1:>{width}}  extra    {short(actual[a])}")
+                extra.append(a)
 
     i = j = 0
     for ei, aj in [*_align(expected, actual), (len(expected), len(actual))]:
@@ -306,4 +310,13 @@ def diff_sequences(
         if ei < len(expected):
             rows.append(f"    {aj + 1:>{width}}  {short(actual[aj])}")
         i, j = ei + 1, aj + 1
+    for want in missing:  # a missing message may be an extra one out of place, or nearly so
+        at = closest(want, [actual[a] for a in extra])
+        if at is not None:
+            rows.append(f"closest to the missing {short(want)} is #{extra[at] + 1}:")
+            rows.extend(_detail(field_diff(want, actual[extra[at]]) or ["(equal)"], "    "))
     return "\n".join(rows)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what.removesuffix('s') if n == 1 else what}"

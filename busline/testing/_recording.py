@@ -64,8 +64,8 @@ class Recorder:
         if exact and not any_order:
             if len(expected) != len(actual) or find_subsequence(expected, actual) is None:
                 raise AssertionError(
-                    f"expected exactly these to be {self.verb}, in order; "
-                    + diff_sequences(expected, actual, what=f"{self.verb} messages")
+                    f"other messages were {self.verb} than exactly the expected ones\n"
+                    + diff_sequences(expected, actual, what="messages")
                 )
             return
         if any_order:
