@@ -202,9 +202,7 @@ def listing(messages: Sequence[object], *, indent: str = "  ") -> str:
     if not messages:
         return f"{indent}(none)"
     width = len(str(len(messages)))
-    return "\n".join(
-        f"{indent}{i:>{width}}. {short(m)}" for i, m in enumerate(messages, start=1)
-    )
+    return "\n".join(f"{indent}{i:>{width}}. {short(m)}" for i, m in enumerate(messages, start=1))
 
 
 def find_subsequence(expected: Sequence[object], actual: Sequence[object]) -> list[int] | None:

@@ -35,7 +35,7 @@ class AggregateMachine(RuleBasedStateMachine, Generic[A]):
     :meth:`create`, and call commands in ``@rule`` methods with :meth:`attempt`. Each saved
     event must survive the serializer; the aggregate reloaded from the store, from a
     snapshot, and by a full replay must all equal the live one; a refused command must
-    change nothing; and :meth:`invariants`, which you may override, must hold. Run it with
+    change nothing; and :meth:`check_aggregate`, which you may override, must pass. Run it with
     ``TestOrder = OrderMachine.TestCase``.
     """
 
@@ -87,7 +87,9 @@ class AggregateMachine(RuleBasedStateMachine, Generic[A]):
         except self.refused:
             return None
         if not isinstance(aggregate, Aggregate):
-            raise ScenarioError(f"create() takes a function that returns an Aggregate, not {aggregate!r}")
+            raise ScenarioError(
+                f"create() takes a function that returns an Aggregate, not {aggregate!r}"
+            )
         cls = type(aggregate)
         self._with_snapshots = Repository(
             self.store, cls, snapshot_every=1, snapshots=self.snapshots
@@ -130,7 +132,7 @@ class AggregateMachine(RuleBasedStateMachine, Generic[A]):
         self._unchecked.extend(aggregate.pending_events)
         self._with_snapshots.save(aggregate)
 
-    def invariants(self, aggregate: A) -> None:
+    def check_aggregate(self, aggregate: A) -> None:
         """Check the domain's own rules on the live aggregate; override it (assert freely)."""
 
     @invariant()
@@ -157,7 +159,7 @@ class AggregateMachine(RuleBasedStateMachine, Generic[A]):
             self._with_snapshots.get(aggregate.id),
             "loading from the latest snapshot gives another state than a full replay",
         )
-        self.invariants(aggregate)
+        self.check_aggregate(aggregate)
 
     def teardown(self) -> None:
         self.store.close()

@@ -48,7 +48,9 @@ class Recorder:
         """Return the recorded messages that are instances of *cls*, in order."""
         return [m for m in self.messages if isinstance(m, cls)]
 
-    def assert_recorded(self, *expected: object, any_order: bool = False, exact: bool = False) -> None:
+    def assert_recorded(
+        self, *expected: object, any_order: bool = False, exact: bool = False
+    ) -> None:
         """Check that the *expected* messages were recorded; raise AssertionError if not.
 
         By default they must appear in this order, with any other messages between them.
@@ -74,7 +76,9 @@ class Recorder:
             if len(pairs) == len(expected) and not (exact and spare):
                 return
             order = "exactly these, in any order" if exact else "in any order"
-            raise AssertionError(self._report(expected, actual, pairs, order, spare if exact else []))
+            raise AssertionError(
+                self._report(expected, actual, pairs, order, spare if exact else [])
+            )
         if find_subsequence(expected, actual) is not None:
             return
         pairs = match_any_order(expected, actual)
@@ -160,15 +164,21 @@ class BusRecorder:
         for recorder in (self.executed, self.queried, self.published):
             recorder.clear()
 
-    def assert_executed(self, *expected: object, any_order: bool = False, exact: bool = False) -> None:
+    def assert_executed(
+        self, *expected: object, any_order: bool = False, exact: bool = False
+    ) -> None:
         """Check that these commands were executed (see :meth:`Recorder.assert_recorded`)."""
         self.executed.assert_recorded(*expected, any_order=any_order, exact=exact)
 
-    def assert_published(self, *expected: object, any_order: bool = False, exact: bool = False) -> None:
+    def assert_published(
+        self, *expected: object, any_order: bool = False, exact: bool = False
+    ) -> None:
         """Check that these events were published (see :meth:`Recorder.assert_recorded`)."""
         self.published.assert_recorded(*expected, any_order=any_order, exact=exact)
 
-    def assert_queried(self, *expected: object, any_order: bool = False, exact: bool = False) -> None:
+    def assert_queried(
+        self, *expected: object, any_order: bool = False, exact: bool = False
+    ) -> None:
         """Check that these queries were asked (see :meth:`Recorder.assert_recorded`)."""
         self.queried.assert_recorded(*expected, any_order=any_order, exact=exact)
 

@@ -12,8 +12,8 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from unittest.mock import ANY
 from typing import Any, Final, Generic, Self, TypeVar, final
+from unittest.mock import ANY
 
 import attrs
 
@@ -23,7 +23,7 @@ from ..clock import FakeClock
 from ..errors import HandlerNotFoundError
 from ..eventstore import EventStore, EventTypes
 from ..sagas import InMemorySagaStore, Saga, SagaManager
-from ._diff import Like, ScenarioError, diff_sequences, find_subsequence, matches, short
+from ._diff import Like, ScenarioError, diff_sequences, find_subsequence, short
 
 __all__ = ["AggregateScenario", "CommandScenario", "SagaScenario", "Scheduled"]
 
@@ -38,9 +38,7 @@ def _check_same(expected: Sequence[object], actual: Sequence[object], headline: 
         raise AssertionError(f"{headline}\n{diff_sequences(expected, actual)}")
 
 
-def _check_error(
-    error: BaseException | None, expected: type[E], match: str | None, what: str
-) -> E:
+def _check_error(error: BaseException | None, expected: type[E], match: str | None, what: str) -> E:
     if error is None:
         raise AssertionError(f"expected {what} to raise {expected.__qualname__}, but it did not")
     if not isinstance(error, expected):
@@ -157,7 +155,9 @@ class AggregateScenario(_Builder, Generic[A]):
             raise _unexpected(error, "the action", f"{len(events)} new events")
         actual = list(aggregate.pending_events)
         _check_same(
-            events, actual, f"{self.aggregate_type.__qualname__} recorded other events than expected"
+            events,
+            actual,
+            f"{self.aggregate_type.__qualname__} recorded other events than expected",
         )
         _check_round_trip(self.types, actual)
         return aggregate
@@ -210,7 +210,9 @@ class CommandScenario(_Builder):
 
     def _run(self) -> tuple[Any, list[object], BaseException | None]:
         if self._command is _UNSET:
-            raise ScenarioError("the scenario has no command: call .when(command) before .then...()")
+            raise ScenarioError(
+                "the scenario has no command: call .when(command) before .then...()"
+            )
         for stream_id, events in self._given:
             self.store.append(stream_id, events)
         head = self.store.head_position()
@@ -258,8 +260,6 @@ class Scheduled:
     after: timedelta
 
 
-
-
 @final
 class SagaScenario(_Builder):
     """Given events, when one more arrives or time passes, then these commands and deadlines.
@@ -282,7 +282,9 @@ class SagaScenario(_Builder):
         types: EventTypes | None = None,
     ) -> None:
         if not sagas:
-            raise ScenarioError("SagaScenario() takes the saga classes to run, e.g. SagaScenario(Booking)")
+            raise ScenarioError(
+                "SagaScenario() takes the saga classes to run, e.g. SagaScenario(Booking)"
+            )
         self.sagas = sagas
         self.sends = tuple(sends)
         self.fails: Mapping[type, Exception] = dict(fails or {})
@@ -406,7 +408,9 @@ class SagaScenario(_Builder):
 
         return handle
 
-    def _deadlines(self, manager: SagaManager, store: InMemorySagaStore, now: datetime) -> list[Scheduled]:
+    def _deadlines(
+        self, manager: SagaManager, store: InMemorySagaStore, now: datetime
+    ) -> list[Scheduled]:
         found: list[tuple[datetime, int, Scheduled]] = []
         for record in store.due(datetime.max.replace(tzinfo=UTC)):
             for deadline in record.deadlines:

@@ -48,7 +48,8 @@ def _init_fields(cls: type) -> list[tuple[str, Any, bool]]:
             (
                 f.name,
                 hints.get(f.name, f.type),
-                f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+                f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING,
             )
             for f in dataclasses.fields(cls)
             if f.init
@@ -63,7 +64,7 @@ def _is_message_class(tp: object) -> bool:
     return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
 
 
-def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
+def strategy_for(tp: Any) -> st.SearchStrategy[Any]:  # noqa: PLR0911 - a case per kind of type
     """Return a strategy of values of type *tp* that survive the event store's serializer."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -123,9 +124,8 @@ def event_streams(
     """
     if not classes:
         raise ScenarioError("event_streams() takes at least one event class")
-    choices = [
-        messages(cls, **{k: v for k, v in overrides.items() if k in _names(cls)})
-        for cls in classes
+    choices: list[st.SearchStrategy[Any]] = [
+        messages(cls, **{k: v for k, v in overrides.items() if k in _names(cls)}) for cls in classes
     ]
     return st.lists(st.one_of(choices), min_size=min_size, max_size=max_size)
 
