@@ -53,7 +53,7 @@ class Options:
 
     @property
     def repeats(self) -> int:
-        return 3 if self.quick else 7
+        return 3 if self.quick else 15
 
 
 # -- timing -----------------------------------------------------------------------------------

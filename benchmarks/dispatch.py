@@ -145,7 +145,7 @@ def dispatch_suite(options: Options) -> Table:
     table = Table("dispatch", "Sync dispatch: one command or query, one handler, no middleware")
     table.ratio_means = "ns/op / ns/op of the minimal bus (lower is faster)"
     peers = Peers(options, table)
-    timer = _timer(options, 300_000, 30_000)
+    timer = _timer(options, 100_000, 30_000)
     ping, ask = Ping(1), Ask(1)
     timer.case("direct call", handle, ping)
     timer.case("minimal bus", MinimalBus({Ping: handle}).execute, ping)
@@ -186,7 +186,7 @@ def publish_suite(options: Options) -> Table:
     table = Table("publish", "Publish one event to 1 and to 10 do-nothing handlers")
     table.ratio_means = "ns/op / ns/op of the minimal event bus (lower is faster)"
     peers = Peers(options, table)
-    timer = _timer(options, 300_000, 30_000)
+    timer = _timer(options, 100_000, 30_000)
     event = Pinged(1)
     present: dict[int, list[tuple[str, str]]] = {}
     keep_alive = []
@@ -257,7 +257,7 @@ def middleware_suite(options: Options) -> Table:
     bare closures (the least a layer can cost)."""
     table = Table("middleware", "Sync command dispatch through 0 to 10 pass-through middleware")
     table.ratio_means = "busline ns/op / ns/op of the same depth composed by hand"
-    timer = _timer(options, 200_000, 20_000)
+    timer = _timer(options, 100_000, 20_000)
     ping = Ping(1)
     registry = Registry()
     registry.command(Ping)(handle)
@@ -310,7 +310,7 @@ def async_suite(options: Options) -> Table:
     table = Table("async", "Async dispatch: one command or query, one async handler, no middleware")
     table.ratio_means = "ns/op / ns/op of the minimal async bus (lower is faster)"
     peers = Peers(options, table)
-    timer = _timer(options, 200_000, 20_000)
+    timer = _timer(options, 100_000, 20_000)
     ping, ask = Ping(1), Ask(1)
     timer.async_case("await handler()", handle_async, ping)
     timer.async_case("minimal async bus", MinimalAsyncBus({Ping: handle_async}).execute, ping)
@@ -349,7 +349,7 @@ def types_suite(options: Options) -> Table:
     """Dispatch cost against the number of registered types."""
     table = Table("types", "Dispatch cost against the number of registered message types")
     table.ratio_means = "ns/op / ns/op of the same contender with 1 type registered"
-    timer = _timer(options, 300_000, 30_000)
+    timer = _timer(options, 100_000, 30_000)
     counts = (1, 100, options.size(10_000, 1_000))
     ping, event = Ping(1), Pinged(1)
     for count in counts:
