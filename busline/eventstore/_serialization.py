@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import json
+import json.encoder
 import math
 import types
 import typing
@@ -267,7 +268,7 @@ class EventTypes:
                 type_name=reg.name,
             ) from exc
         try:
-            text = _ENCODER.encode(data)
+            text = _compact_json(data)
         except (TypeError, ValueError):
             text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)  # raises
         if not text.isascii():
@@ -342,6 +343,40 @@ def _corrupt(name: str, position: int, problem: str) -> SerializationError:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def _make_compact_json() -> Callable[[object], str]:
+    """Return a function encoding like ``_ENCODER.encode``, built once.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs as much as
+    encoding a small event; appends encode every event, so keep one. Without the C
+    accelerator (not CPython) the plain encoder serves. There is no check for circular
+    references: payloads come from a converter, which makes trees.
+    """
+    make: Callable[..., Callable[[object, int], Iterable[str]]] | None = getattr(
+        json.encoder, "c_make_encoder", None
+    )
+    if make is None:  # pragma: no cover - CPython always has the accelerator
+        return _ENCODER.encode
+    chunks = make(
+        None,  # markers: no circular-reference check
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+
+    def encode(data: object) -> str:
+        return "".join(chunks(data, 0))
+
+    return encode
+
+
+_compact_json = _make_compact_json()
 
 
 def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
