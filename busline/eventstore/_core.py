@@ -6,7 +6,6 @@ detect idempotent retries and decode stored rows in exactly the same way.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from ..errors import (
     SerializationError,
 )
 from ._ids import new_ids
-from ._serialization import EventTypes, dumps
+from ._serialization import EventTypes, dumps, parse_json
 from ._types import ANY, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
 
 Row: TypeAlias = tuple[int, str, int, bytes, str, int, str, str, str]
@@ -202,7 +201,7 @@ def decode(types: EventTypes, row: Row) -> RecordedEvent:
     """Return the RecordedEvent of a stored *row*, or raise SerializationError."""
     position, stream_id, version, event_id, type_name, schema_version, data, metadata, at = row
     try:
-        meta = {} if metadata == "{}" else json.loads(metadata)
+        meta = {} if metadata == "{}" else parse_json(metadata)
         if not isinstance(meta, dict):
             raise TypeError("the metadata is not a JSON object")
         if type(schema_version) is not int or not isinstance(type_name, str):
