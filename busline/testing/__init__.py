@@ -2,17 +2,16 @@
 
 Importing this package costs nearly nothing and needs neither hypothesis nor pytest: each
 name is imported on first use, and only :class:`AggregateMachine` and the contract suites
-need hypothesis and pytest. The pytest
-plugin (:mod:`busline.testing.plugin`) is loaded by pytest itself; the hypothesis
-strategies live in :mod:`busline.testing.strategies`.
+need hypothesis and pytest. pytest loads the plugin (:mod:`busline.testing.plugin`) itself;
+the hypothesis strategies live in :mod:`busline.testing.strategies`.
 """
 
-from __future__ import annotations
+# Only the names in __all__ are public here (tests check vars() against it), hence the
+# underscored imports and no ``from __future__ import annotations``.
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._diff import Like, ScenarioError
     from ._eventstore_async import AsyncEventStoreContract
     from ._eventstore_contract import EventStoreContract
@@ -51,14 +50,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, so a misspelt name is an error
 
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
