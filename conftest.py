@@ -23,6 +23,10 @@ def _leave_scratch_dir(namespace: dict[str, Any]) -> None:
     scratch.cleanup()
 
 
+# The plugin users get through its entry point, loaded here so coverage sees busline's
+# import (pyproject.toml turns the entry point off with -p no:busline).
+pytest_plugins = ["busline.testing.plugin"]
+
 pytest_collect_file = Sybil(
     parsers=[PythonCodeBlockParser(), SkipParser()],
     patterns=["*.md"],

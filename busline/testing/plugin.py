@@ -1,7 +1,8 @@
 """busline's pytest plugin: buses, event stores and a clock as fixtures, with a recorder.
 
 pytest loads it in every run once busline is installed (``-p no:busline`` turns it off),
-so it imports only pytest and busline's core: never hypothesis.
+before coverage measurement starts, so it imports nothing of busline until a fixture is
+used (busline's own import-time lines would otherwise go unmeasured), and never hypothesis.
 
 The event store fixtures serialize events through the ``event_types`` fixture, an empty
 :class:`~busline.eventstore.EventTypes` unless a conftest.py overrides it::
@@ -15,21 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from busline import (
-    AsyncCommandBus,
-    AsyncEventBus,
-    AsyncQueryBus,
-    CommandBus,
-    EventBus,
-    QueryBus,
-)
-from busline.clock import FakeClock
-from busline.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
+if TYPE_CHECKING:
+    from busline import (
+        AsyncCommandBus,
+        AsyncEventBus,
+        AsyncQueryBus,
+        CommandBus,
+        EventBus,
+        QueryBus,
+    )
+    from busline.clock import FakeClock
+    from busline.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
 
-from ._recording import BusRecorder, Recorder
+    from ._recording import BusRecorder, Recorder
 
 __all__ = [
     "async_command_bus",
@@ -51,6 +54,8 @@ __all__ = [
 @pytest.fixture
 def recorder() -> BusRecorder:
     """What this test's bus fixtures executed, answered and published."""
+    from ._recording import BusRecorder
+
     return BusRecorder()
 
 
@@ -69,6 +74,8 @@ def published(recorder: BusRecorder) -> Recorder:
 @pytest.fixture
 def command_bus(recorder: BusRecorder) -> CommandBus:
     """An empty CommandBus whose commands the ``recorder`` keeps."""
+    from busline import CommandBus
+
     bus = CommandBus()
     recorder.attach(bus)
     return bus
@@ -77,6 +84,8 @@ def command_bus(recorder: BusRecorder) -> CommandBus:
 @pytest.fixture
 def query_bus(recorder: BusRecorder) -> QueryBus:
     """An empty QueryBus whose queries the ``recorder`` keeps."""
+    from busline import QueryBus
+
     bus = QueryBus()
     recorder.attach(bus)
     return bus
@@ -85,6 +94,8 @@ def query_bus(recorder: BusRecorder) -> QueryBus:
 @pytest.fixture
 def event_bus(recorder: BusRecorder, command_bus: CommandBus) -> EventBus:
     """An empty EventBus, wired to ``command_bus`` so that sagas work; it records events."""
+    from busline import EventBus
+
     bus = EventBus(commands=command_bus)
     recorder.attach(bus)
     return bus
@@ -93,6 +104,8 @@ def event_bus(recorder: BusRecorder, command_bus: CommandBus) -> EventBus:
 @pytest.fixture
 def async_command_bus(recorder: BusRecorder) -> AsyncCommandBus:
     """An empty AsyncCommandBus whose commands the ``recorder`` keeps."""
+    from busline import AsyncCommandBus
+
     bus = AsyncCommandBus()
     recorder.attach(bus)
     return bus
@@ -101,6 +114,8 @@ def async_command_bus(recorder: BusRecorder) -> AsyncCommandBus:
 @pytest.fixture
 def async_query_bus(recorder: BusRecorder) -> AsyncQueryBus:
     """An empty AsyncQueryBus whose queries the ``recorder`` keeps."""
+    from busline import AsyncQueryBus
+
     bus = AsyncQueryBus()
     recorder.attach(bus)
     return bus
@@ -109,6 +124,8 @@ def async_query_bus(recorder: BusRecorder) -> AsyncQueryBus:
 @pytest.fixture
 def async_event_bus(recorder: BusRecorder, async_command_bus: AsyncCommandBus) -> AsyncEventBus:
     """An empty AsyncEventBus wired to ``async_command_bus``; it records events."""
+    from busline import AsyncEventBus
+
     bus = AsyncEventBus(commands=async_command_bus)
     recorder.attach(bus)
     return bus
@@ -120,12 +137,16 @@ def event_types() -> EventTypes:
 
     Override it in a conftest.py, or add classes in a test: ``event_types.add(OrderPlaced)``.
     """
+    from busline.eventstore import EventTypes
+
     return EventTypes()
 
 
 @pytest.fixture
 def event_store(event_types: EventTypes) -> Iterator[InMemoryEventStore]:
     """An empty in-memory event store over ``event_types``, closed after the test."""
+    from busline.eventstore import InMemoryEventStore
+
     with InMemoryEventStore(types=event_types) as store:
         yield store
 
@@ -135,6 +156,8 @@ def sqlite_event_store(
     event_types: EventTypes, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SQLiteEventStore]:
     """An empty SQLite event store in a temporary file, closed after the test."""
+    from busline.eventstore import SQLiteEventStore
+
     folder: Path = tmp_path_factory.mktemp("busline-events")
     with SQLiteEventStore(folder / "events.db", types=event_types) as store:
         yield store
@@ -143,4 +166,6 @@ def sqlite_event_store(
 @pytest.fixture
 def fake_clock() -> FakeClock:
     """A FakeClock at 2000-01-01 00:00 UTC, which moves only when told to."""
+    from busline.clock import FakeClock
+
     return FakeClock()
