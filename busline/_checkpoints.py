@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from typing import Final, Protocol, Self, final, runtime_checkable
+from typing import Final, Protocol, final, runtime_checkable
 
-from ._sqlite_util import Database, check_table
-from .errors import InvalidArgumentError, StoreClosedError
+from ._closeable import Closeable
+from ._sqlite import Database, Layout, SQLiteStore, check_table
+from .errors import InvalidArgumentError
 
 __all__ = ["CheckpointStore", "InMemoryCheckpointStore", "SQLiteCheckpointStore"]
 
@@ -45,13 +46,12 @@ class CheckpointStore(Protocol):
 
 
 @final
-class InMemoryCheckpointStore:
+class InMemoryCheckpointStore(Closeable):
     """A :class:`CheckpointStore` in memory: for read models that live in memory too."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._positions: dict[str, int] = {}
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<InMemoryCheckpointStore {self._positions!r}>"
@@ -69,25 +69,12 @@ class InMemoryCheckpointStore:
             self._check_open()
             self._positions[name] = position
 
-    def close(self) -> None:
-        """Forget every checkpoint; the store cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            self._positions = {}
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _release(self) -> None:
+        self._positions = {}  # nothing can read them any more
 
 
 @final
-class SQLiteCheckpointStore:
+class SQLiteCheckpointStore(SQLiteStore):
     """A :class:`CheckpointStore` in a table of an SQLite database.
 
     Put it in the database of the read model it tracks: a runner then gives an
@@ -104,39 +91,28 @@ class SQLiteCheckpointStore:
         table: str = "projection_checkpoints",
         timeout: float = 10.0,
     ) -> None:
-        self.table = check_table(table)
-        self._db = Database(path_or_connection, timeout)
-        self.path = self._db.path
-        self._lock = threading.RLock()
-        self._closed = False
-        t = self.table
-        try:
-            self._db.ensure_table(
-                t,
-                _COLUMNS,
-                [
-                    f"CREATE TABLE IF NOT EXISTS {t} "
-                    "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)"
-                ],
-            )
-        except BaseException:
-            self._db.close()
-            raise
+        self.table = t = check_table(table)
+        layout = Layout(
+            kind="a checkpoint store",
+            tables=(t,),
+            create=(
+                f"CREATE TABLE IF NOT EXISTS {t} "
+                "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+            ),
+            columns=_COLUMNS,
+        )
+        super().__init__(Database(path_or_connection, layout, timeout=timeout))
         self._sql_load = f"SELECT position FROM {t} WHERE name = ?"
         self._sql_save = (
             f"INSERT INTO {t} (name, position) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
         )
 
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<SQLiteCheckpointStore {self._db.location} (table {self.table!r}){state}>"
-
     def load(self, name: str) -> int:
         """Return the position *name* has handled every event up to; 0 if none."""
         with self._lock:
             self._check_open()
-            return self._load(self._db.conn, name)
+            return self._load(self._conn, name)
 
     def save(self, name: str, position: int) -> None:
         """Record that *name* has handled every event up to *position*."""
@@ -146,13 +122,6 @@ class SQLiteCheckpointStore:
             with self._db.transaction() as conn:
                 self._save(conn, name, position)
 
-    def close(self) -> None:
-        """Close the store's own connection (never one it was given); closing twice is harmless."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
-
     # -- for the runner, inside its transaction ----------------------------------------------
 
     def _load(self, conn: sqlite3.Connection, name: str) -> int:
@@ -161,13 +130,3 @@ class SQLiteCheckpointStore:
 
     def _save(self, conn: sqlite3.Connection, name: str, position: int) -> None:
         conn.execute(self._sql_save, (name, position))
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

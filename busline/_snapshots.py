@@ -11,12 +11,12 @@ import json
 import os
 import sqlite3
 import threading
-from typing import Final, Protocol, Self, final, runtime_checkable
+from typing import Final, Protocol, final, runtime_checkable
 
 import attrs
 
-from ._sqlite_util import Database, check_table
-from .errors import StoreClosedError
+from ._closeable import Closeable
+from ._sqlite import Database, Layout, SQLiteStore, check_table
 
 __all__ = ["InMemorySnapshotStore", "SQLiteSnapshotStore", "Snapshot", "SnapshotStore"]
 
@@ -54,13 +54,12 @@ class SnapshotStore(Protocol):
 
 
 @final
-class InMemorySnapshotStore:
+class InMemorySnapshotStore(Closeable):
     """A :class:`SnapshotStore` in memory, safe to share between threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<InMemorySnapshotStore {len(self._snapshots)} snapshots>"
@@ -80,25 +79,12 @@ class InMemorySnapshotStore:
             if kept is None or kept.version <= snapshot.version:
                 self._snapshots[snapshot.stream_id] = snapshot
 
-    def close(self) -> None:
-        """Drop every snapshot; the store cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            self._snapshots = {}
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _release(self) -> None:
+        self._snapshots = {}  # nothing can read them any more
 
 
 @final
-class SQLiteSnapshotStore:
+class SQLiteSnapshotStore(SQLiteStore):
     """A :class:`SnapshotStore` in a table of an SQLite database, the event store's file or not.
 
     Given a path it opens (and on :meth:`close` closes) its own connection; given a
@@ -112,25 +98,18 @@ class SQLiteSnapshotStore:
         table: str = "snapshots",
         timeout: float = 10.0,
     ) -> None:
-        self.table = check_table(table)
-        self._db = Database(path_or_connection, timeout)
-        self.path = self._db.path
-        self._lock = threading.Lock()
-        self._closed = False
-        t = self.table
-        try:
-            self._db.ensure_table(
-                t,
-                _COLUMNS,
-                [
-                    f"CREATE TABLE IF NOT EXISTS {t} (stream_id TEXT PRIMARY KEY, "
-                    "version INTEGER NOT NULL, schema_version INTEGER NOT NULL, "
-                    "state TEXT NOT NULL)"
-                ],
-            )
-        except BaseException:
-            self._db.close()
-            raise
+        self.table = t = check_table(table)
+        layout = Layout(
+            kind="a snapshot store",
+            tables=(t,),
+            create=(
+                f"CREATE TABLE IF NOT EXISTS {t} (stream_id TEXT PRIMARY KEY, "
+                "version INTEGER NOT NULL, schema_version INTEGER NOT NULL, "
+                "state TEXT NOT NULL)",
+            ),
+            columns=_COLUMNS,
+        )
+        super().__init__(Database(path_or_connection, layout, timeout=timeout))
         self._sql_load = f"SELECT {', '.join(_COLUMNS)} FROM {t} WHERE stream_id = ?"
         self._sql_save = (
             f"INSERT INTO {t} ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?) "
@@ -139,15 +118,11 @@ class SQLiteSnapshotStore:
             f"WHERE excluded.version >= {t}.version"
         )
 
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<SQLiteSnapshotStore {self._db.location} (table {self.table!r}){state}>"
-
     def load(self, stream_id: str) -> Snapshot | None:
         """Return the latest snapshot of *stream_id*, or ``None``."""
         with self._lock:
             self._check_open()
-            row = self._db.conn.execute(self._sql_load, (stream_id,)).fetchone()
+            row = self._conn.execute(self._sql_load, (stream_id,)).fetchone()
         return None if row is None else Snapshot(*row)
 
     def save(self, snapshot: Snapshot) -> None:
@@ -159,20 +134,3 @@ class SQLiteSnapshotStore:
                     self._sql_save,
                     (snapshot.stream_id, snapshot.version, snapshot.schema_version, snapshot.state),
                 )
-
-    def close(self) -> None:
-        """Close the store's own connection (never one it was given); closing twice is harmless."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._db.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
