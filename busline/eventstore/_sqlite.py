@@ -11,15 +11,11 @@ already read. The database runs in WAL mode: readers never block the writer, nor
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Final, Literal, Self, final
+from typing import Any, Final, final
 
-from ..errors import InvalidArgumentError, StoreClosedError, StoreFormatError
+from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
 from ._core import (
     ROW_COLUMNS,
     check_count,
@@ -42,33 +38,35 @@ __all__ = ["SCHEMA_VERSION", "SQLiteEventStore", "Synchronous"]
 SCHEMA_VERSION: Final = 1
 """The layout this release writes; recorded per table in ``busline_schema``."""
 
-Synchronous = Literal["extra", "full", "normal", "off"]
-"""SQLite's ``PRAGMA synchronous``: how hard a commit insists that data reached the disk."""
-
-_COMPONENT: Final = "eventstore"
-_SCHEMA_TABLE: Final = "busline_schema"
-_SCHEMA_COLUMNS: Final = ("table_name", "component", "version")
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _MAX_INT: Final = 2**63 - 1
 _IN_CHUNK: Final = 500  # well below SQLite's limit on bound parameters
 _TYPE_FILTER_MAX: Final = 64  # more type names than this are filtered in Python
 _COLUMNS: Final = ", ".join(ROW_COLUMNS)
 
 
-def _check_table(table: object) -> str:
-    if (
-        not isinstance(table, str)
-        or not _TABLE_NAME.match(table)
-        or table.lower().startswith("sqlite_")
-        or table.lower() == _SCHEMA_TABLE
-    ):
-        raise InvalidArgumentError(
-            "table",
-            table,
-            "an SQL identifier of letters, digits and underscores (at most 63, not starting "
-            f"with a digit, 'sqlite_' or named {_SCHEMA_TABLE!r})",
-        )
-    return table
+def _layout(t: str) -> Layout:
+    return Layout(
+        kind="an event store",
+        tables=(t,),
+        create=(
+            f"""CREATE TABLE {t} (
+                position INTEGER PRIMARY KEY AUTOINCREMENT,
+                stream_id TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                event_id BLOB NOT NULL,
+                type TEXT NOT NULL,
+                schema_version INTEGER NOT NULL,
+                data TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                recorded_at TEXT NOT NULL,
+                CONSTRAINT {t}_stream_version UNIQUE (stream_id, version),
+                CONSTRAINT {t}_event_id UNIQUE (event_id)
+            )""",
+        ),
+        columns=ROW_COLUMNS,
+        component="eventstore",
+        version=SCHEMA_VERSION,
+    )
 
 
 class _IdTaken(Exception):
@@ -76,7 +74,7 @@ class _IdTaken(Exception):
 
 
 @final
-class SQLiteEventStore:
+class SQLiteEventStore(SQLiteStore):
     """An :class:`EventStore` in an SQLite database file (or a connection you own).
 
     Given a path, the store opens its own connection in WAL mode with the given durability
@@ -100,32 +98,11 @@ class SQLiteEventStore:
         page_size: int = 1000,
     ) -> None:
         self.types = check_types(types)
-        self.table = _check_table(table)
-        if synchronous is not None and synchronous not in ("extra", "full", "normal", "off"):
-            raise InvalidArgumentError(
-                "synchronous", synchronous, "one of 'extra', 'full', 'normal', 'off'"
-            )
+        self.table = check_table(table)
         self._page_size = check_count("page_size", page_size, 1)
-        self._lock = threading.RLock()
-        self._closed = False
-        if isinstance(path_or_connection, sqlite3.Connection):
-            self.path: Path | None = None
-            self._location = f"the connection given for table {table!r}"
-            self._owned = False
-            self._conn = path_or_connection
-        else:
-            name = os.fspath(path_or_connection)
-            self.path = None if name == ":memory:" else Path(name)
-            self._location = f"{name} (table {table!r})"
-            self._owned = True
-            self._conn = sqlite3.connect(
-                name, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        try:
-            self._open(synchronous if synchronous is not None or not self._owned else "full")
-        except BaseException:
-            self._close_connection()
-            raise
+        super().__init__(
+            Database(path_or_connection, _layout(table), timeout=timeout, synchronous=synchronous)
+        )
         t = self.table
         self._sql_version = (
             f"SELECT version FROM {t} WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
@@ -149,127 +126,6 @@ class SQLiteEventStore:
             "GROUP BY stream_id ORDER BY stream_id LIMIT ?"
         )
 
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<SQLiteEventStore {self._location}{state}>"
-
-    # -- opening -----------------------------------------------------------------------------
-
-    def _open(self, synchronous: Synchronous | None) -> None:
-        # Look before touching anything: a file that is not a store must stay as it was.
-        state = self._inspect()
-        if self._owned:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-        if synchronous is not None:
-            self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        if state != "ready":
-            with self._transaction():
-                if self._inspect() == "missing":  # another process may have just created it
-                    self._create()
-
-    def _inspect(self) -> Literal["ready", "missing"]:
-        """Tell whether the table is a current store or absent; raise if it is anything else."""
-        try:
-            tables = {
-                name
-                for (name,) in self._conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table'"
-                )
-            }
-        except sqlite3.DatabaseError as exc:
-            raise StoreFormatError(self._location, f"it is not an SQLite database ({exc})") from exc
-        registered = None
-        if _SCHEMA_TABLE in tables:
-            self._check_columns(_SCHEMA_TABLE, _SCHEMA_COLUMNS)
-            registered = self._conn.execute(
-                f"SELECT component, version FROM {_SCHEMA_TABLE} WHERE table_name = ?",
-                (self.table,),
-            ).fetchone()
-        if registered is None:
-            if self.table in tables:
-                raise StoreFormatError(
-                    self._location,
-                    f"a table named {self.table!r} exists and is not a busline event store; "
-                    "pass another table= name or another database",
-                )
-            return "missing"
-        component, version = registered
-        if component != _COMPONENT:
-            raise StoreFormatError(
-                self._location,
-                f"table {self.table!r} holds a busline {component}, not an event store",
-            )
-        if type(version) is not int or version > SCHEMA_VERSION:
-            raise StoreFormatError(
-                self._location,
-                f"it was written by a later busline (schema version {version}; this one "
-                f"reads up to {SCHEMA_VERSION}); upgrade busline to open it",
-            )
-        if self.table not in tables:
-            raise StoreFormatError(
-                self._location,
-                f"it is registered as an event store but table {self.table!r} is gone",
-            )
-        self._check_columns(self.table, ROW_COLUMNS)
-        return "ready"
-
-    def _check_columns(self, table: str, expected: Sequence[str]) -> None:
-        columns = tuple(row[1] for row in self._conn.execute(f"PRAGMA table_info({table})"))
-        if columns != tuple(expected):
-            raise StoreFormatError(
-                self._location,
-                f"table {table!r} has columns {', '.join(columns)} where a busline store has "
-                f"{', '.join(expected)}; pass another table= name or another database",
-            )
-
-    def _create(self) -> None:
-        t = self.table
-        self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {_SCHEMA_TABLE} ("
-            "table_name TEXT PRIMARY KEY, component TEXT NOT NULL, version INTEGER NOT NULL)"
-        )
-        self._conn.execute(
-            f"""CREATE TABLE {t} (
-                position INTEGER PRIMARY KEY AUTOINCREMENT,
-                stream_id TEXT NOT NULL,
-                version INTEGER NOT NULL CHECK (version >= 1),
-                event_id BLOB NOT NULL,
-                type TEXT NOT NULL,
-                schema_version INTEGER NOT NULL,
-                data TEXT NOT NULL,
-                metadata TEXT NOT NULL,
-                recorded_at TEXT NOT NULL,
-                CONSTRAINT {t}_stream_version UNIQUE (stream_id, version),
-                CONSTRAINT {t}_event_id UNIQUE (event_id)
-            )"""
-        )
-        self._conn.execute(
-            f"INSERT INTO {_SCHEMA_TABLE} (table_name, component, version) VALUES (?, ?, ?)",
-            (t, _COMPONENT, SCHEMA_VERSION),
-        )
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """Run the block in a write transaction, or in a savepoint of the caller's one."""
-        conn = self._conn
-        if conn.in_transaction:
-            conn.execute("SAVEPOINT busline_eventstore")
-            try:
-                yield
-            except BaseException:
-                conn.execute("ROLLBACK TO busline_eventstore")
-                conn.execute("RELEASE busline_eventstore")
-                raise
-            conn.execute("RELEASE busline_eventstore")
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.rollback()  # a no-op if SQLite already rolled back
-            raise
-
     # -- writing -----------------------------------------------------------------------------
 
     def append(
@@ -288,7 +144,7 @@ class SQLiteEventStore:
         try:
             with self._lock:
                 self._check_open()
-                with self._transaction():
+                with self._db.transaction():
                     row = self._conn.execute(self._sql_version, (stream,)).fetchone()
                     current = 0 if row is None else row[0]
                     if not matches(expected, current):
@@ -434,25 +290,3 @@ class SQLiteEventStore:
             after = rows[-1][0]
             if count is not None:
                 count -= len(rows)
-
-    # -- closing -----------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the store's own connection (never one it was given); closing twice is harmless."""
-        with self._lock:
-            self._closed = True
-            self._close_connection()
-
-    def _close_connection(self) -> None:
-        if self._owned:
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
