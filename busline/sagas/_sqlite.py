@@ -12,48 +12,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Final, Literal, Self, final
+from typing import Any, Final, final
 
-from ..errors import (
-    InvalidArgumentError,
-    SagaConcurrencyError,
-    StoreClosedError,
-    StoreFormatError,
-)
+from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
+from ..errors import SagaConcurrencyError, StoreClosedError
 from ._store import Deadline, SagaRecord, StoredMessage, Write
 
 __all__ = ["SQLiteSagaStore"]
 
 SCHEMA_VERSION: Final = 1
-_COMPONENT: Final = "sagastore"
-_SCHEMA_TABLE: Final = "busline_schema"
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}\Z")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
-_SUFFIXES: Final = ("", "_associations", "_deadlines", "_checkpoints")
-
-
-def _check_table(table: object) -> str:
-    if (
-        not isinstance(table, str)
-        or not _TABLE_NAME.match(table)
-        or table.lower().startswith("sqlite_")
-        or table.lower().startswith(_SCHEMA_TABLE)
-    ):
-        raise InvalidArgumentError(
-            "table",
-            table,
-            "an SQL identifier of letters, digits and underscores (at most 40, not starting "
-            f"with a digit, 'sqlite_' or {_SCHEMA_TABLE!r})",
-        )
-    return table
 
 
 def _micros(moment: datetime) -> int:
@@ -64,135 +35,11 @@ def _moment(micros: int) -> datetime:
     return _EPOCH + micros * _MICROSECOND
 
 
-def _format_error(location: str, problem: str) -> StoreFormatError:
-    error = StoreFormatError(location, problem)
-    error.args = (f"{location} cannot be opened as a saga store: {problem}",)
-    return error
-
-
-@final
-class SQLiteSagaStore:
-    """A :class:`SagaStore` in an SQLite database file, kept across restarts.
-
-    The store opens its own connection in WAL mode (readers never wait for the writer),
-    with a busy *timeout* in seconds and ``synchronous`` durability (default ``"full"``: a
-    committed saga survives a power cut), and closes it on :meth:`close`. It may share a
-    database file with an :class:`~busline.eventstore.SQLiteEventStore`; threads may share
-    it, and several processes may use the same file.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        table: str = "sagas",
-        synchronous: Literal["extra", "full", "normal", "off"] = "full",
-        timeout: float = 10.0,
-    ) -> None:
-        self.table = _check_table(table)
-        if synchronous not in ("extra", "full", "normal", "off"):
-            raise InvalidArgumentError(
-                "synchronous", synchronous, "one of 'extra', 'full', 'normal', 'off'"
-            )
-        name = os.fspath(path)
-        self.path = None if name == ":memory:" else Path(name)
-        self._location = f"{name} (table {table!r})"
-        self._lock = threading.RLock()
-        self._closed = False
-        self._conn = sqlite3.connect(
-            name, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._open(synchronous)
-        except BaseException:
-            self._conn.close()
-            raise
-        t = self.table
-        self._sql_saga = (
-            f"SELECT saga_id, saga_type, version, schema_version, state, outbox, ended "
-            f"FROM {t} WHERE saga_id = ?"
-        )
-        self._sql_version = f"SELECT version FROM {t} WHERE saga_id = ?"
-        self._sql_upsert = (
-            f"INSERT INTO {t} (saga_id, saga_type, version, schema_version, state, outbox, "
-            "pending, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga_id) DO UPDATE SET "
-            "version = excluded.version, schema_version = excluded.schema_version, "
-            "state = excluded.state, outbox = excluded.outbox, pending = excluded.pending, "
-            "ended = excluded.ended"
-        )
-        self._sql_find = (
-            f"SELECT saga_id FROM {t}_associations WHERE saga_type = ? AND key = ? AND value = ? "
-            "ORDER BY saga_id"
-        )
-        self._sql_associations = f"SELECT key, value FROM {t}_associations WHERE saga_id = ?"
-        self._sql_deadlines = (
-            f"SELECT due, deadline_id, type, schema_version, data FROM {t}_deadlines "
-            "WHERE saga_id = ? ORDER BY seq"
-        )
-        self._sql_due = (
-            f"SELECT saga_id, min(due) AS first FROM {t}_deadlines WHERE due <= ? "
-            "GROUP BY saga_id ORDER BY first, saga_id"
-        )
-
-    def __repr__(self) -> str:
-        return f"<SQLiteSagaStore {self._location}{' closed' if self._closed else ''}>"
-
-    # -- opening -------------------------------------------------------------------------
-
-    def _open(self, synchronous: str) -> None:
-        if self._inspect() == "missing":
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            with self._transaction():
-                if self._inspect() == "missing":  # another process may have just created it
-                    self._create()
-        else:
-            self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-
-    def _inspect(self) -> Literal["ready", "missing"]:
-        """Tell whether the tables are a current saga store or absent; raise otherwise."""
-        try:
-            tables = {
-                row[0]
-                for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
-        except sqlite3.DatabaseError as exc:
-            raise _format_error(self._location, f"it is not an SQLite database ({exc})") from exc
-        registered = None
-        if _SCHEMA_TABLE in tables:
-            registered = self._conn.execute(
-                f"SELECT component, version FROM {_SCHEMA_TABLE} WHERE table_name = ?",
-                (self.table,),
-            ).fetchone()
-        ours = {self.table + suffix for suffix in _SUFFIXES}
-        if registered is None:
-            taken = sorted(ours & tables)
-            if taken:
-                raise _format_error(
-                    self._location,
-                    f"table {taken[0]!r} exists and is not part of a busline saga store; pass "
-                    "another table= name or another database",
-                )
-            return "missing"
-        component, version = registered
-        if component != _COMPONENT:
-            raise _format_error(self._location, f"table {self.table!r} holds a busline {component}")
-        if type(version) is not int or version > SCHEMA_VERSION:
-            raise _format_error(
-                self._location,
-                f"it was written by a later busline (schema version {version}; this one reads "
-                f"up to {SCHEMA_VERSION}); upgrade busline to open it",
-            )
-        missing = sorted(ours - tables)
-        if missing:
-            raise _format_error(self._location, f"table {missing[0]!r} is gone")
-        return "ready"
-
-    def _create(self) -> None:
-        t = self.table
-        for sql in (
-            f"CREATE TABLE IF NOT EXISTS {_SCHEMA_TABLE} ("
-            "table_name TEXT PRIMARY KEY, component TEXT NOT NULL, version INTEGER NOT NULL)",
+def _layout(t: str) -> Layout:
+    return Layout(
+        kind="a saga store",
+        tables=(t, f"{t}_associations", f"{t}_deadlines", f"{t}_checkpoints"),
+        create=(
             f"""CREATE TABLE {t} (
                 saga_id TEXT PRIMARY KEY,
                 saga_type TEXT NOT NULL,
@@ -227,22 +74,60 @@ class SQLiteSagaStore:
                 name TEXT PRIMARY KEY,
                 position INTEGER NOT NULL
             )""",
-        ):
-            self._conn.execute(sql)
-        self._conn.execute(
-            f"INSERT INTO {_SCHEMA_TABLE} (table_name, component, version) VALUES (?, ?, ?)",
-            (t, _COMPONENT, SCHEMA_VERSION),
-        )
+        ),
+        component="sagastore",
+        version=SCHEMA_VERSION,
+    )
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.rollback()
-            raise
+
+@final
+class SQLiteSagaStore(SQLiteStore):
+    """A :class:`SagaStore` in an SQLite database file, kept across restarts.
+
+    The store opens its own connection in WAL mode (readers never wait for the writer),
+    with a busy *timeout* in seconds and ``synchronous`` durability (default ``"full"``: a
+    committed saga survives a power cut), and closes it on :meth:`close`. It may share a
+    database file with an :class:`~busline.eventstore.SQLiteEventStore`; threads may share
+    it, and several processes may use the same file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "sagas",
+        synchronous: Synchronous = "full",
+        timeout: float = 10.0,
+    ) -> None:
+        # At most 40: the tables beside it take its name and a suffix.
+        self.table = check_table(table, longest=40)
+        super().__init__(Database(path, _layout(table), timeout=timeout, synchronous=synchronous))
+        t = self.table
+        self._sql_saga = (
+            f"SELECT saga_id, saga_type, version, schema_version, state, outbox, ended "
+            f"FROM {t} WHERE saga_id = ?"
+        )
+        self._sql_version = f"SELECT version FROM {t} WHERE saga_id = ?"
+        self._sql_upsert = (
+            f"INSERT INTO {t} (saga_id, saga_type, version, schema_version, state, outbox, "
+            "pending, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga_id) DO UPDATE SET "
+            "version = excluded.version, schema_version = excluded.schema_version, "
+            "state = excluded.state, outbox = excluded.outbox, pending = excluded.pending, "
+            "ended = excluded.ended"
+        )
+        self._sql_find = (
+            f"SELECT saga_id FROM {t}_associations WHERE saga_type = ? AND key = ? AND value = ? "
+            "ORDER BY saga_id"
+        )
+        self._sql_associations = f"SELECT key, value FROM {t}_associations WHERE saga_id = ?"
+        self._sql_deadlines = (
+            f"SELECT due, deadline_id, type, schema_version, data FROM {t}_deadlines "
+            "WHERE saga_id = ? ORDER BY seq"
+        )
+        self._sql_due = (
+            f"SELECT saga_id, min(due) AS first FROM {t}_deadlines WHERE due <= ? "
+            "GROUP BY saga_id ORDER BY first, saga_id"
+        )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -320,7 +205,7 @@ class SQLiteSagaStore:
         t = self.table
         with self._lock:
             self._check_open()
-            with self._transaction():
+            with self._db.transaction():
                 for write in writes:
                     record = write.record
                     row = self._conn.execute(self._sql_version, (record.saga_id,)).fetchone()
@@ -380,20 +265,6 @@ class SQLiteSagaStore:
                 for seq, d in enumerate(record.deadlines)
             ],
         )
-
-    # -- closing -------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the store's connection; closing twice is harmless."""
-        with self._lock:
-            self._closed = True
-            self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _check_open(self) -> None:
         if self._closed:
