@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Self, final
+from typing import Any, final
 
-from ..errors import StoreClosedError
+from .._closeable import Closeable
 from ._core import (
     Row,
     check_count,
@@ -28,7 +28,7 @@ __all__ = ["InMemoryEventStore"]
 
 
 @final
-class InMemoryEventStore:
+class InMemoryEventStore(Closeable):
     """An :class:`EventStore` that keeps its events in memory, safe to share between threads.
 
     Events are stored encoded, exactly as the SQLite store stores them, and decoded on every
@@ -43,7 +43,6 @@ class InMemoryEventStore:
         self._rows: list[Row] = []  # position order; position p is at index p - 1
         self._streams: dict[str, list[Row]] = {}
         self._ids: dict[bytes, tuple[str, int]] = {}
-        self._closed = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._rows)} events"
@@ -168,18 +167,5 @@ class InMemoryEventStore:
             )
         return iter(found if count is None else found[:count])
 
-    def close(self) -> None:
-        """Drop every event; the store cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            self._rows, self._streams, self._ids = [], {}, {}
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
+    def _release(self) -> None:
+        self._rows, self._streams, self._ids = [], {}, {}  # nothing can read them any more

@@ -5,24 +5,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Self, final
+from typing import final
 
-from ..errors import SagaConcurrencyError, StoreClosedError
+from .._closeable import Closeable
+from ..errors import SagaConcurrencyError
 from ._store import SagaRecord, Write
 
 __all__ = ["InMemorySagaStore"]
 
 
 @final
-class InMemorySagaStore:
-    """A :class:`SagaStore` in a dict, with the same checks as the SQLite store."""
+class InMemorySagaStore(Closeable):
+    """A :class:`SagaStore` in a dict, with the same checks as the SQLite store.
+
+    Closing it refuses further use but forgets nothing.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, SagaRecord] = {}
         self._index: dict[tuple[str, str, str], set[str]] = {}
         self._checkpoints: dict[str, int] = {}
-        self._closed = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._records)} sagas"
@@ -95,17 +98,3 @@ class InMemorySagaStore:
         with self._lock:
             self._check_open()
             return self._checkpoints.get(name, 0)
-
-    def close(self) -> None:
-        """Forget nothing, but refuse further use; closing twice is harmless."""
-        self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(self)
