@@ -49,6 +49,8 @@ class CheckpointStore(Protocol):
 class InMemoryCheckpointStore(Closeable):
     """A :class:`CheckpointStore` in memory: for read models that live in memory too."""
 
+    _holds = "checkpoints"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._positions: dict[str, int] = {}
@@ -83,6 +85,8 @@ class SQLiteCheckpointStore(SQLiteStore):
     even across crashes. Given a path it opens (and on :meth:`close` closes) its own
     connection; given a connection, it uses it and leaves it open.
     """
+
+    _holds = "checkpoints"
 
     def __init__(
         self,

@@ -13,12 +13,13 @@ __all__ = ["Closeable"]
 class Closeable:
     """A store that :meth:`close` shuts for good; :meth:`_check_open` guards every use.
 
-    A subclass sets ``_lock`` (the lock its work runs under) and lets go of what it holds
-    in :meth:`_release`.
+    A subclass sets ``_lock`` (the lock its work runs under), names what it keeps in
+    ``_holds`` (for the error after closing), and lets go of it in :meth:`_release`.
     """
 
     _lock: AbstractContextManager[object]
     _closed = False
+    _holds = "events"
 
     def close(self) -> None:
         """Release the store's resources for good; closing twice is harmless."""
@@ -32,7 +33,7 @@ class Closeable:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreClosedError(self)
+            raise StoreClosedError(self, holds=self._holds)
 
     def __enter__(self) -> Self:
         return self

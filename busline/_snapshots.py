@@ -57,6 +57,8 @@ class SnapshotStore(Protocol):
 class InMemorySnapshotStore(Closeable):
     """A :class:`SnapshotStore` in memory, safe to share between threads."""
 
+    _holds = "snapshots"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
@@ -90,6 +92,8 @@ class SQLiteSnapshotStore(SQLiteStore):
     Given a path it opens (and on :meth:`close` closes) its own connection; given a
     connection, it uses it and leaves it open.
     """
+
+    _holds = "snapshots"
 
     def __init__(
         self,

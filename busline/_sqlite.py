@@ -213,10 +213,7 @@ class Database:
 
     def _format_error(self, problem: str) -> StoreFormatError:
         """Return the error saying why the database cannot be opened as this store."""
-        error = StoreFormatError(self.location, problem)
-        # StoreFormatError's own message speaks of event stores; this store may be another.
-        error.args = (f"{self.location} cannot be opened as {self.layout.kind}: {problem}",)
-        return error
+        return StoreFormatError(self.location, problem, kind=self.layout.kind)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -241,9 +241,9 @@ class UnknownEventTypeError(SerializationError, LookupError):
 class StoreClosedError(EventStoreError):
     """The store was used after ``close()``."""
 
-    def __init__(self, store: object) -> None:
+    def __init__(self, store: object, *, holds: str = "events") -> None:
         self.store = store
-        super().__init__(f"{store!r} is closed; open a new store to read or write its events")
+        super().__init__(f"{store!r} is closed; open a new store to read or write its {holds}")
 
 
 class StoreFormatError(EventStoreError):
@@ -252,10 +252,10 @@ class StoreFormatError(EventStoreError):
     Nothing in the database was changed when this is raised.
     """
 
-    def __init__(self, location: str, problem: str) -> None:
+    def __init__(self, location: str, problem: str, *, kind: str = "an event store") -> None:
         self.location = location
         self.problem = problem
-        super().__init__(f"{location} cannot be opened as an event store: {problem}")
+        super().__init__(f"{location} cannot be opened as {kind}: {problem}")
 
 
 # -- aggregates and projections --------------------------------------------------------------

@@ -62,10 +62,13 @@ def test_stable_handlers_miss_nothing_while_others_come_and_go() -> None:
         nonlocal churned
         while not stop.is_set():
             subscription = events.subscribe(Tick, lambda e: None)
-            extra = Registry()
-            extra.event(Event)(lambda e: None)
-            events.include(extra)
+            catch_all = events.subscribe(Event, lambda e: None)
+            if churned < 20:  # a bounded number, so every rebuild stays cheap
+                extra = Registry()
+                extra.event(Event)(lambda e: None)
+                events.include(extra)
             subscription.unsubscribe()
+            catch_all.unsubscribe()
             churned += 1
 
     def dispatch(thread: int) -> None:
@@ -97,10 +100,10 @@ def test_commands_stay_reachable_while_types_are_registered() -> None:
     results: list[list[int]] = [[], []]
 
     def register_more() -> None:
-        i = 0
-        while not stop.is_set():
+        for i in range(2_000):  # bounded: each registration copies the tables
+            if stop.is_set():
+                return
             handlers.command(type(f"Extra{i}", (Command,), {}))(lambda c: None)
-            i += 1
 
     def dispatch(slot: int) -> None:
         results[slot] = [commands.execute(Work(n)) for n in range(5_000)]

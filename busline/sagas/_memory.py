@@ -21,6 +21,8 @@ class InMemorySagaStore(Closeable):
     Closing it refuses further use but forgets nothing.
     """
 
+    _holds = "sagas"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, SagaRecord] = {}

@@ -91,6 +91,8 @@ class SQLiteSagaStore(SQLiteStore):
     it, and several processes may use the same file.
     """
 
+    _holds = "sagas"
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -268,6 +270,4 @@ class SQLiteSagaStore(SQLiteStore):
 
     def _check_open(self) -> None:
         if self._closed:
-            error = StoreClosedError(self)
-            error.args = (f"{self!r} is closed; open a new SQLiteSagaStore to use its sagas",)
-            raise error
+            raise StoreClosedError(self, holds="sagas")
