@@ -6,8 +6,9 @@
     python benchmarks/run.py --only dispatch,async --no-peers
 
 Each suite prints a table of medians with ratios and writes ``<results>/<suite>.json``
-(default ``benchmarks/results/``). A full run also draws PNG plots into ``docs/img/`` when
-matplotlib is installed; ``--plots DIR`` draws them anywhere, also after a quick run.
+(default ``benchmarks/results/``). A full run of every suite also draws PNG plots into
+``docs/img/`` when matplotlib is installed; ``--plots DIR`` draws them anywhere, after any
+run.
 """
 
 from __future__ import annotations
@@ -118,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(name)
             continue
         results[name] = json.loads((args.results / f"{name}.json").read_text(encoding="utf-8"))
-    plots = None if args.no_plots else args.plots or (None if args.quick else ROOT / "docs" / "img")
+    # Only a full run of every suite redraws the documentation's plots: a partial one would
+    # replace them with pictures of less.
+    complete = not args.quick and not args.only
+    plots = None if args.no_plots else args.plots or (ROOT / "docs" / "img" if complete else None)
     if plots is not None:
         from _plots import draw
 
