@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar, final
 
 from ..errors import StoreClosedError
-from ._core import check_count, check_limit, check_stream_id
+from ._core import check_count, check_limit, check_stream_id, wanted_types
 from ._memory import InMemoryEventStore
 from ._protocol import EventStore
 from ._serialization import EventTypes
@@ -94,10 +94,7 @@ class _AsyncStore:
         """Iterate over every stream's events in position order, fetching a page per await."""
         start = check_count("from_position", from_position, 1)
         count = check_limit(limit)
-        wanted = (
-            None if types is None else tuple((types,) if isinstance(types, str | type) else types)
-        )
-        return self._iter_all(start, count, wanted)
+        return self._iter_all(start, count, wanted_types(types))
 
     async def _iter_all(
         self, position: int, count: int | None, types: tuple[type | str, ...] | None

@@ -88,13 +88,19 @@ def check_limit(limit: object) -> int | None:
     return None if limit is None else check_count("limit", limit, 0)
 
 
-def type_names(types: EventTypes, wanted: Iterable[type | str] | None) -> frozenset[str] | None:
-    """Return the stored type names that ``read_all(types=...)`` asks for."""
+def wanted_types(wanted: Iterable[type | str] | None) -> tuple[type | str, ...] | None:
+    """Return ``read_all(types=...)`` as a tuple: one class or name alone is allowed too."""
     if wanted is None:
         return None
-    if isinstance(wanted, str | type):
-        wanted = (wanted,)
-    return frozenset(w if isinstance(w, str) else types.name_of(w) for w in wanted)
+    return (wanted,) if isinstance(wanted, str | type) else tuple(wanted)
+
+
+def type_names(types: EventTypes, wanted: Iterable[type | str] | None) -> frozenset[str] | None:
+    """Return the stored type names that ``read_all(types=...)`` asks for."""
+    chosen = wanted_types(wanted)
+    if chosen is None:
+        return None
+    return frozenset(w if isinstance(w, str) else types.name_of(w) for w in chosen)
 
 
 def _check_metadata(metadata: object, what: str) -> Mapping[str, Any]:
