@@ -12,7 +12,7 @@ from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 def _enter_scratch_dir(namespace: dict[str, Any]) -> None:
     # Examples write files such as events.db; keep them out of the checkout.
-    scratch = tempfile.TemporaryDirectory(prefix="busline-docs-")
+    scratch = tempfile.TemporaryDirectory(prefix="busway-docs-")
     namespace["_scratch"] = (scratch, os.getcwd())
     os.chdir(scratch.name)
 
@@ -23,9 +23,9 @@ def _leave_scratch_dir(namespace: dict[str, Any]) -> None:
     scratch.cleanup()
 
 
-# The plugin users get through its entry point, loaded here so coverage sees busline's
-# import (pyproject.toml turns the entry point off with -p no:busline).
-pytest_plugins = ["busline.testing.plugin"]
+# The plugin users get through its entry point, loaded here so coverage sees busway's
+# import (pyproject.toml turns the entry point off with -p no:busway).
+pytest_plugins = ["busway.testing.plugin"]
 
 pytest_collect_file = Sybil(
     parsers=[PythonCodeBlockParser(), SkipParser()],

@@ -27,7 +27,7 @@ from typing import Any
 
 #: Distributions whose versions every result records (those not installed show as null).
 LIBRARIES = (
-    "busline",
+    "busway",
     "blinker",
     "pyee",
     "pypubsub",

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-BUSLINE = "#d9480f"
+BUSWAY = "#d9480f"
 LIMIT = "#868e96"
 PEER = "#4c6ef5"
 
@@ -55,7 +55,7 @@ def draw(results: dict[str, dict[str, Any]], directory: Path) -> Iterator[str]:
             names = [r["case"] for r in rows][::-1]
             values = [r["value"] for r in rows][::-1]
             colors = [
-                BUSLINE if r["library"] == "busline" else LIMIT if r["case"] in LIMITS else PEER
+                BUSWAY if r["library"] == "busway" else LIMIT if r["case"] in LIMITS else PEER
                 for r in rows
             ][::-1]
             ax.barh(names, values, color=colors)
@@ -81,7 +81,7 @@ def draw(results: dict[str, dict[str, Any]], directory: Path) -> Iterator[str]:
         depths = data["params"]["depths"]
         fig, ax = plt.subplots(figsize=(8, 4.5))
         for library, color, style in (
-            ("busline", BUSLINE, "-o"),
+            ("busway", BUSWAY, "-o"),
             ("minimal bus + hand-composed mw(m, next)", PEER, "-s"),
             ("minimal bus + bare closure layers", LIMIT, "-^"),
         ):
@@ -93,7 +93,7 @@ def draw(results: dict[str, dict[str, Any]], directory: Path) -> Iterator[str]:
                 )
                 for d in depths
             ]
-            label = "busline CommandBus + middleware" if library == "busline" else library
+            label = "busway CommandBus + middleware" if library == "busway" else library
             ax.plot(depths, values, style, color=color, label=label, markersize=4)
         ax.set_xlabel("middleware layers")
         ax.set_ylabel("ns per dispatch")

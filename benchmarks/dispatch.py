@@ -1,4 +1,4 @@
-"""Dispatch suites: busline's buses beside hand-written limits and peer libraries.
+"""Dispatch suites: busway's buses beside hand-written limits and peer libraries.
 
     python benchmarks/dispatch.py [--quick] [--no-peers]   # the dispatch suites only
 
@@ -19,7 +19,7 @@ from typing import Any
 import _peers
 from _harness import Options, Peers, Table, Timer
 
-from busline import (
+from busway import (
     AsyncCommandBus,
     AsyncQueryBus,
     Command,
@@ -115,7 +115,7 @@ def closure_layers(handler: Handler, depth: int) -> Handler:
 
 
 def composed_layers(handler: Handler, mw: Middleware, depth: int) -> Handler:
-    """The same ``mw(message, next)`` middleware busline runs, composed by hand."""
+    """The same ``mw(message, next)`` middleware busway runs, composed by hand."""
     for _ in range(depth):
 
         def link(message: Any, next: Handler = handler) -> Any:
@@ -152,8 +152,8 @@ def dispatch_suite(options: Options) -> Table:
     registry = Registry()
     registry.command(Ping)(handle)
     registry.query(Ask)(handle)
-    timer.case("busline CommandBus.execute", CommandBus(registry).execute, ping)
-    timer.case("busline QueryBus.execute", QueryBus(registry).execute, ask)
+    timer.case("busway CommandBus.execute", CommandBus(registry).execute, ping)
+    timer.case("busway QueryBus.execute", QueryBus(registry).execute, ask)
     contenders = {
         "lato Application.execute": ("lato", lambda: _peers.lato_setup(is_async=False)),
         "mediatr Mediator.send": ("mediatr", lambda: _peers.mediatr_setup(is_async=False)),
@@ -170,8 +170,8 @@ def dispatch_suite(options: Options) -> Table:
     table.params = _params(timer)
     table.add("direct call", ns["direct call"], NS, library="direct call")
     table.add("minimal bus", ns["minimal bus"], NS, against="minimal bus", library="minimal bus")
-    for case in ("busline CommandBus.execute", "busline QueryBus.execute"):
-        table.add(case, ns[case], NS, against="minimal bus", library="busline")
+    for case in ("busway CommandBus.execute", "busway QueryBus.execute"):
+        table.add(case, ns[case], NS, against="minimal bus", library="busway")
     for case, library in present:
         table.add(case, ns[case], NS, against="minimal bus", library=library)
     if present:
@@ -202,7 +202,7 @@ def publish_suite(options: Options) -> Table:
         bus = EventBus()
         for receiver in receivers:
             bus.subscribe(Pinged, receiver)
-        timer.case(f"{group}: busline EventBus.publish", bus.publish, event)
+        timer.case(f"{group}: busway EventBus.publish", bus.publish, event)
         contenders: dict[str, tuple[str, Callable[[], _peers.Call]]] = {
             "blinker Signal.send": (
                 "blinker",
@@ -233,17 +233,17 @@ def publish_suite(options: Options) -> Table:
         base = "minimal event bus"
         table.add(base, ns[f"{group}: {base}"], NS, against=base, library=base, group=group)
         table.add(
-            "busline EventBus.publish",
-            ns[f"{group}: busline EventBus.publish"],
+            "busway EventBus.publish",
+            ns[f"{group}: busway EventBus.publish"],
             NS,
             against=base,
-            library="busline",
+            library="busway",
             group=group,
         )
         for case, library in present[count]:
             table.add(case, ns[f"{group}: {case}"], NS, against=base, library=library, group=group)
     table.notes.append(
-        "busline routes by event class (subclasses included); blinker, pyee and pypubsub route "
+        "busway routes by event class (subclasses included); blinker, pyee and pypubsub route "
         "by a name or a signal object"
     )
     return table
@@ -253,10 +253,10 @@ DEPTHS = tuple(range(11))
 
 
 def middleware_suite(options: Options) -> Table:
-    """Cost against middleware depth: busline, the same middleware composed by hand, and
+    """Cost against middleware depth: busway, the same middleware composed by hand, and
     bare closures (the least a layer can cost)."""
     table = Table("middleware", "Sync command dispatch through 0 to 10 pass-through middleware")
-    table.ratio_means = "busline ns/op / ns/op of the same depth composed by hand"
+    table.ratio_means = "busway ns/op / ns/op of the same depth composed by hand"
     timer = _timer(options, 100_000, 20_000)
     ping = Ping(1)
     registry = Registry()
@@ -265,7 +265,7 @@ def middleware_suite(options: Options) -> Table:
         bus = CommandBus(registry)
         for _ in range(depth):
             bus.use(passthrough)
-        timer.case(f"busline, {depth}", bus.execute, ping)
+        timer.case(f"busway, {depth}", bus.execute, ping)
         timer.case(
             f"hand-composed mw(m, next), {depth}",
             MinimalBus({Ping: composed_layers(handle, passthrough, depth)}).execute,
@@ -285,11 +285,11 @@ def middleware_suite(options: Options) -> Table:
         bare = "minimal bus + bare closure layers"
         table.add(bare, ns[f"bare closures, {depth}"], NS, library=bare, group=group)
         table.add(
-            "busline CommandBus + middleware",
-            ns[f"busline, {depth}"],
+            "busway CommandBus + middleware",
+            ns[f"busway, {depth}"],
             NS,
             against=hand,
-            library="busline",
+            library="busway",
             group=group,
         )
     top = DEPTHS[-1]
@@ -299,9 +299,9 @@ def middleware_suite(options: Options) -> Table:
         ("bare closure layer", "bare closures"),
     ):
         table.add(label, (ns[f"{key}, {top}"] - ns[f"{key}, 0"]) / top, NS, group=group)
-    busline_layer = (ns[f"busline, {top}"] - ns["busline, 0"]) / top
+    busway_layer = (ns[f"busway, {top}"] - ns["busway, 0"]) / top
     for against in ("hand-composed layer", "bare closure layer"):
-        table.add("busline layer", busline_layer, NS, against=against, group=group)
+        table.add("busway layer", busway_layer, NS, against=against, group=group)
     return table
 
 
@@ -317,8 +317,8 @@ def async_suite(options: Options) -> Table:
     registry = Registry()
     registry.command(Ping)(handle_async)
     registry.query(Ask)(handle_async)
-    timer.async_case("busline AsyncCommandBus.execute", AsyncCommandBus(registry).execute, ping)
-    timer.async_case("busline AsyncQueryBus.execute", AsyncQueryBus(registry).execute, ask)
+    timer.async_case("busway AsyncCommandBus.execute", AsyncCommandBus(registry).execute, ping)
+    timer.async_case("busway AsyncQueryBus.execute", AsyncQueryBus(registry).execute, ask)
     contenders = {
         "lato Application.execute_async": ("lato", lambda: _peers.lato_setup(is_async=True)),
         "mediatr Mediator.send_async": ("mediatr", lambda: _peers.mediatr_setup(is_async=True)),
@@ -337,8 +337,8 @@ def async_suite(options: Options) -> Table:
     table.add("await handler()", ns["await handler()"], NS, library="await handler()")
     base = "minimal async bus"
     table.add(base, ns[base], NS, against=base, library=base)
-    for case in ("busline AsyncCommandBus.execute", "busline AsyncQueryBus.execute"):
-        table.add(case, ns[case], NS, against=base, library="busline")
+    for case in ("busway AsyncCommandBus.execute", "busway AsyncQueryBus.execute"):
+        table.add(case, ns[case], NS, against=base, library="busway")
     for case, library in present:
         table.add(case, ns[case], NS, against=base, library=library)
     table.notes.append("every contender runs inside one event loop; no task is created per call")
@@ -358,19 +358,19 @@ def types_suite(options: Options) -> Table:
         for tp in fillers:
             registry.command(tp)(handle)
         registry.command(Ping)(handle)
-        timer.case(f"busline CommandBus.execute, {count}", CommandBus(registry).execute, ping)
+        timer.case(f"busway CommandBus.execute, {count}", CommandBus(registry).execute, ping)
         minimal = dict.fromkeys(fillers, handle) | {Ping: handle}
         timer.case(f"minimal bus, {count}", MinimalBus(minimal).execute, ping)
         events = EventBus()
         for tp in many_types(count - 1, Event):
             events.subscribe(tp, _peers.receivers(1)[0])
         events.subscribe(Pinged, _peers.receivers(1)[0])
-        timer.case(f"busline EventBus.publish, {count}", events.publish, event)
+        timer.case(f"busway EventBus.publish, {count}", events.publish, event)
     ns = timer.run()
     table.params = {**_params(timer), "types": list(counts)}
     for count in counts:
         group = f"{count:,} type{'s' if count > 1 else ''} registered"
-        for case in ("minimal bus", "busline CommandBus.execute", "busline EventBus.publish"):
+        for case in ("minimal bus", "busway CommandBus.execute", "busway EventBus.publish"):
             table.add(
                 case,
                 ns[f"{case}, {count}"],

@@ -28,8 +28,8 @@ from typing import Any
 import attrs
 from _harness import Options, Peers, Table, timed
 
-from busline.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
-from busline.eventstore._ids import new_ids
+from busway.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
+from busway.eventstore._ids import new_ids
 
 
 @attrs.frozen
@@ -119,7 +119,7 @@ class Raw:
         self.conn.close()
 
 
-class Busline:
+class Busway:
     def __init__(self, store: InMemoryEventStore | SQLiteEventStore) -> None:
         self.store = store
         self.versions: dict[str, int] = {}
@@ -246,7 +246,7 @@ def stream_read_cost(path: Path, stored: int, reads: int) -> float:
 
 
 def measure(
-    store: Raw | Busline | EventSourcing, single: int, batches: int
+    store: Raw | Busway | EventSourcing, single: int, batches: int
 ) -> dict[str, float | None]:
     """Return events per second of each operation on a fresh *store*."""
     row: dict[str, float | None] = {}
@@ -274,7 +274,7 @@ EPS = "events/s"
 
 
 def eventstore_suite(options: Options) -> Table:
-    """Appends and reads per second of busline's stores, raw sqlite3 and eventsourcing."""
+    """Appends and reads per second of busway's stores, raw sqlite3 and eventsourcing."""
     table = Table(
         "eventstore",
         f"Event store throughput, SQLite {sqlite3.sqlite_version}, WAL, synchronous=FULL",
@@ -290,14 +290,14 @@ def eventstore_suite(options: Options) -> Table:
     peers = Peers(options, table)
     has_es = peers.build("eventsourcing", _import_eventsourcing) is not None
     results: dict[str, dict[str, list[float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="busline-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="busway-bench-") as tmp:
         root = Path(tmp)
 
-        def contenders() -> Iterator[tuple[str, Callable[[Path], Raw | Busline | EventSourcing]]]:
-            yield "busline in-memory", lambda p: Busline(InMemoryEventStore(types=TYPES))
+        def contenders() -> Iterator[tuple[str, Callable[[Path], Raw | Busway | EventSourcing]]]:
+            yield "busway in-memory", lambda p: Busway(InMemoryEventStore(types=TYPES))
             yield (
-                "busline SQLite",
-                lambda p: Busline(SQLiteEventStore(p, types=TYPES, synchronous="full")),
+                "busway SQLite",
+                lambda p: Busway(SQLiteEventStore(p, types=TYPES, synchronous="full")),
             )
             yield "raw sqlite3", Raw
             if has_es:
@@ -337,23 +337,23 @@ def eventstore_suite(options: Options) -> Table:
                 group=op,
             )
         table.add(
-            "busline SQLite", med["busline SQLite"], EPS, against=base, library="busline", group=op
+            "busway SQLite", med["busway SQLite"], EPS, against=base, library="busway", group=op
         )
         if "eventsourcing" in med:
             table.add(
-                "busline SQLite",
-                med["busline SQLite"],
+                "busway SQLite",
+                med["busway SQLite"],
                 EPS,
                 against="eventsourcing",
-                library="busline",
+                library="busway",
                 group=op,
             )
         table.add(
-            "busline in-memory",
-            med["busline in-memory"],
+            "busway in-memory",
+            med["busway in-memory"],
             EPS,
             against=base,
-            library="busline in-memory",
+            library="busway in-memory",
             group=op,
         )
     group = "read a 10-event stream, by store size"
@@ -366,7 +366,7 @@ def eventstore_suite(options: Options) -> Table:
         group=group,
     )
     table.notes.append(
-        "raw sqlite3 and eventsourcing hand back JSON-decoded dicts; busline decodes each "
+        "raw sqlite3 and eventsourcing hand back JSON-decoded dicts; busway decodes each "
         "payload into its attrs class and builds a RecordedEvent (UUID, datetime, metadata)"
     )
     return table

@@ -24,8 +24,8 @@ from _peers import load, subclass
 from dispatch import MinimalBus, many_types
 from eventstore import TYPES, event, fill
 
-from busline import CommandBus, Event, EventBus, Registry
-from busline.eventstore import InMemoryEventStore, SQLiteEventStore
+from busway import CommandBus, Event, EventBus, Registry
+from busway.eventstore import InMemoryEventStore, SQLiteEventStore
 
 BYTES = "bytes"
 
@@ -93,12 +93,12 @@ def _registrations(table: Table, options: Options) -> None:
     size, kept = traced(minimal)
     table.add(base, size / count, BYTES, against=base, library=base, group=group)
     for case, build in (
-        ("busline CommandBus", command_bus),
-        ("busline CommandBus, every type dispatched once", command_bus_dispatched),
-        ("busline EventBus", event_bus),
+        ("busway CommandBus", command_bus),
+        ("busway CommandBus, every type dispatched once", command_bus_dispatched),
+        ("busway EventBus", event_bus),
     ):
         size, kept = traced(build)
-        table.add(case, size / count, BYTES, against=base, library="busline", group=group)
+        table.add(case, size / count, BYTES, against=base, library="busway", group=group)
     del kept
 
     peers = Peers(options, table)
@@ -168,11 +168,11 @@ def _stored_events(table: Table, options: Options) -> None:
     del kept
     table.add("JSON payload alone", len(payload), BYTES, group=group)
     table.add(
-        "busline InMemoryEventStore",
+        "busway InMemoryEventStore",
         size / (count // 100 * 100),
         BYTES,
         against="JSON payload alone",
-        library="busline",
+        library="busway",
         group=group,
     )
 
@@ -181,7 +181,7 @@ def _read_all_peak(table: Table, options: Options) -> None:
     big = options.size(1_000_000, 20_000)
     small = min(big, max(10_000, big // 100))  # several pages of 1,000, so both page
     group = "peak while iterating read_all over an SQLite store (MiB)"
-    with tempfile.TemporaryDirectory(prefix="busline-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="busway-bench-") as tmp:
         peaks = {}
         for name, size in (("small", small), ("big", big)):
             path = Path(tmp) / f"{name}.db"

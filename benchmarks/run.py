@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return _worker(args)
     names = list(dict.fromkeys(args.only or SUITES))
     size = "quick" if args.quick else "full"
-    print(f"busline benchmarks, {size} sizes{'' if args.scale == 1 else f' x{args.scale}'}")
+    print(f"busway benchmarks, {size} sizes{'' if args.scale == 1 else f' x{args.scale}'}")
     print(describe_environment(), flush=True)
     passed = ["--results", str(args.results), "--scale", str(args.scale)]
     passed += ["--quick"] * args.quick + ["--no-peers"] * args.no_peers

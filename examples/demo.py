@@ -1,5 +1,5 @@
-"""Run the order demo; its code, with comments, is in busline/demo.py."""
+"""Run the order demo; its code, with comments, is in busway/demo.py."""
 
-from busline.demo import main
+from busway.demo import main
 
 main()

@@ -6,7 +6,7 @@ import dataclasses
 
 import attrs
 
-from busline import Command, Event, Query
+from busway import Command, Event, Query
 
 
 @attrs.frozen
@@ -44,7 +44,7 @@ class OrderShipped(Event):
 
 
 class PlainCommand:
-    """A message that subclasses no busline base."""
+    """A message that subclasses no busway base."""
 
     def __init__(self, value: int) -> None:
         self.value = value

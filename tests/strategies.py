@@ -6,7 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from busline import Event
+from busway import Event
 
 
 @st.composite

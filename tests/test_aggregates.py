@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import attrs
 import pytest
 
-from busline import (
+from busway import (
     AsyncEventBus,
     CommandBus,
     ConcurrencyError,
@@ -24,7 +24,7 @@ from busline import (
     SerializationError,
     StoreFormatError,
 )
-from busline.aggregates import (
+from busway.aggregates import (
     Aggregate,
     AggregateNotFoundError,
     ApplierNotFoundError,
@@ -36,8 +36,8 @@ from busline.aggregates import (
     SQLiteSnapshotStore,
     when,
 )
-from busline.errors import StoreClosedError
-from busline.eventstore import (
+from busway.errors import StoreClosedError
+from busway.eventstore import (
     AsyncInMemoryEventStore,
     AsyncSQLiteEventStore,
     CattrsSerializer,
@@ -46,8 +46,8 @@ from busline.eventstore import (
     RecordedEvent,
     SQLiteEventStore,
 )
-from busline.eventstore._serialization import make_default_converter
-from busline.middleware import retry
+from busway.eventstore._serialization import make_default_converter
+from busway.middleware import retry
 
 # -- a small domain ------------------------------------------------------------------------
 
@@ -610,7 +610,7 @@ def test_a_failed_snapshot_write_does_not_fail_the_save(
 ) -> None:
     """Snapshots are a cache: a write that fails is logged, and the save succeeds."""
     repo = Repository(store, BankAccount, snapshot_every=1, snapshots=FailingSnapshots())
-    with caplog.at_level(logging.WARNING, logger="busline.aggregates"):
+    with caplog.at_level(logging.WARNING, logger="busway.aggregates"):
         assert 1 == repo.save(BankAccount.open("a-1", "ann"))
     assert "could not save the snapshot of 'bank-account-a-1'" in caplog.text
     assert "ann" == repo.get("a-1").owner
@@ -761,7 +761,7 @@ def test_async_repository_takes_a_sync_bus_and_logs_failed_snapshots(
             assert "ann" == (await repo.get("a-1")).owner
         return seen
 
-    with caplog.at_level(logging.WARNING, logger="busline.aggregates"):
+    with caplog.at_level(logging.WARNING, logger="busway.aggregates"):
         assert [Opened("ann")] == asyncio.run(main())
     assert "could not save the snapshot" in caplog.text
 

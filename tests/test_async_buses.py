@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from busline import (
+from busway import (
     AsyncCommandBus,
     AsyncEventBus,
     AsyncQueryBus,
@@ -160,7 +160,7 @@ def test_on_error_may_be_async(hook_is_async: bool) -> None:
 
 def test_async_on_error_on_a_sync_bus_is_refused() -> None:
     """A sync event bus refuses an async error hook it could never await."""
-    from busline import EventBus
+    from busway import EventBus
 
     async def hook(exc: BaseException, event: Any, handler: Any) -> None:
         pass

@@ -41,13 +41,13 @@ def test_quick_run_exits_cleanly(smoke: tuple[subprocess.CompletedProcess[str], 
 
 
 def test_quick_run_prints_tables(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
-    """Each suite prints a table: a header row, busline's rows, and the ratio legend."""
+    """Each suite prints a table: a header row, busway's rows, and the ratio legend."""
     out = smoke[0].stdout
     for suite in SUITES:
         assert f"== {suite} ==" in out
     assert len(SUITES) == out.count("ratio = ")
     assert re.search(r"^case +median +unit +ratio$", out, re.MULTILINE)
-    assert re.search(r"^busline CommandBus\.execute +[\d.,]+ +ns/op", out, re.MULTILINE)
+    assert re.search(r"^busway CommandBus\.execute +[\d.,]+ +ns/op", out, re.MULTILINE)
 
 
 def test_quick_run_saves_json(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:

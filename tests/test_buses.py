@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from busline import (
+from busway import (
     CommandBus,
     DuplicateHandlerError,
     Event,

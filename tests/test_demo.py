@@ -1,4 +1,4 @@
-"""The demo runs as ``python -m busline.demo`` and shows each step."""
+"""The demo runs as ``python -m busway.demo`` and shows each step."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from busline import demo as demo_module
+from busway import demo as demo_module
 
 
 @pytest.fixture(scope="module")
 def demo() -> subprocess.CompletedProcess[str]:
     """Run the demo once, in a fresh interpreter, for every test here."""
     return subprocess.run(
-        [sys.executable, "-m", "busline.demo"],
+        [sys.executable, "-m", "busway.demo"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -69,4 +69,4 @@ def test_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "   -> order-1" in out
     assert "   [log] INFO handled PlaceOrder in " in out
-    assert logging.getLogger("busline.demo").handlers == []
+    assert logging.getLogger("busway.demo").handlers == []

@@ -6,7 +6,7 @@ import dataclasses
 
 import attrs
 
-from busline import Command, CommandBus, Event, EventBus, Query, QueryBus
+from busway import Command, CommandBus, Event, EventBus, Query, QueryBus
 
 
 def test_bases_have_no_fields_and_no_instance_dict() -> None:
@@ -51,7 +51,7 @@ def test_dataclasses_dispatch() -> None:
 
 
 def test_plain_classes_dispatch_on_any_bus() -> None:
-    """A class that subclasses no busline base may be a command, a query or an event."""
+    """A class that subclasses no busway base may be a command, a query or an event."""
 
     class Plain:
         pass

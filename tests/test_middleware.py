@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import pytest
 
-from busline import (
+from busway import (
     AsyncCommandBus,
     CommandBus,
     ConcurrencyError,
@@ -22,8 +22,8 @@ from busline import (
     ValidationError,
     context,
 )
-from busline import middleware as mw
-from busline.context import MessageContext
+from busway import middleware as mw
+from busway.context import MessageContext
 from tests.messages import CancelOrder, GetOrder, OrderPlaced, PlaceOrder
 
 Trace = list[str]
@@ -150,7 +150,7 @@ def test_log_records_start_and_outcome(caplog: pytest.LogCaptureFixture) -> None
     bus = CommandBus()
     bus.register(PlaceOrder, lambda c: "x")
     bus.use(mw.log(level=logging.INFO))
-    with caplog.at_level(logging.INFO, logger="busline"):
+    with caplog.at_level(logging.INFO, logger="busway"):
         bus.execute(PlaceOrder("ada"))
     assert ["handling PlaceOrder: PlaceOrder(customer='ada')", "handled PlaceOrder in"] == [
         r.getMessage()[: len("handled PlaceOrder in")]
@@ -186,7 +186,7 @@ def test_log_when_disabled_logs_nothing(caplog: pytest.LogCaptureFixture) -> Non
     bus = CommandBus()
     bus.register(PlaceOrder, lambda c: "x")
     bus.use(mw.log())
-    with caplog.at_level(logging.WARNING, logger="busline"):
+    with caplog.at_level(logging.WARNING, logger="busway"):
         assert "x" == bus.execute(PlaceOrder("x"))
     assert [] == caplog.records
 
@@ -440,8 +440,8 @@ def test_timeout_is_refused_by_sync_buses() -> None:
 
 def test_built_ins_have_readable_reprs() -> None:
     """Built-in middleware say what they are when printed."""
-    assert "<busline.middleware.retry(on=(ConcurrencyError), attempts=3)>" == repr(mw.retry())
-    assert "<busline.middleware.timeout(2)>" == repr(mw.timeout(2))
+    assert "<busway.middleware.retry(on=(ConcurrencyError), attempts=3)>" == repr(mw.retry())
+    assert "<busway.middleware.timeout(2)>" == repr(mw.timeout(2))
 
 
 def test_all_built_ins_work_on_an_async_bus(caplog: pytest.LogCaptureFixture) -> None:
@@ -462,7 +462,7 @@ def test_all_built_ins_work_on_an_async_bus(caplog: pytest.LogCaptureFixture) ->
         mw.timeout(1),
     ):
         bus.use(layer)
-    with caplog.at_level(logging.INFO, logger="busline"):
+    with caplog.at_level(logging.INFO, logger="busway"):
         ctx = asyncio.run(bus.execute(PlaceOrder("x")))
     assert isinstance(ctx, MessageContext)
     assert [PlaceOrder("x")] == reports

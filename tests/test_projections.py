@@ -12,10 +12,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from busline import Event, InvalidArgumentError, RegistrationError, StoreFormatError
-from busline.errors import StoreClosedError
-from busline.eventstore import EventTypes, InMemoryEventStore, RecordedEvent, SQLiteEventStore
-from busline.projections import (
+from busway import Event, InvalidArgumentError, RegistrationError, StoreFormatError
+from busway.errors import StoreClosedError
+from busway.eventstore import EventTypes, InMemoryEventStore, RecordedEvent, SQLiteEventStore
+from busway.projections import (
     CheckpointStore,
     InMemoryCheckpointStore,
     Projection,

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from busline import CommandBus, EventBus, Subscription
+from busway import CommandBus, EventBus, Subscription
 from tests.strategies import event_hierarchies, layer_specs
 
 

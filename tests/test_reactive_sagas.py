@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from busline import (
+from busway import (
     AsyncCommandBus,
     AsyncEventBus,
     Command,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from busline import Command, CommandBus, Event, EventBus, Registry
+from busway import Command, CommandBus, Event, EventBus, Registry
 
 
 class Tick(Event):

@@ -14,9 +14,9 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from busline import CommandBus, EventBus
-from busline.clock import FakeClock
-from busline.sagas import SagaManager, SQLiteSagaStore
+from busway import CommandBus, EventBus
+from busway.clock import FakeClock
+from busway.sagas import SagaManager, SQLiteSagaStore
 
 from .messages import OrderPlaced
 from .saga import PAYMENT_TIMEOUT, Booking
@@ -68,7 +68,7 @@ def run(directory: Path, say: Callable[[str], object] = print) -> dict[str, str]
 
 def main() -> int:
     """Run the example in a fresh temporary directory and print what happens."""
-    with tempfile.TemporaryDirectory(prefix="busline-booking-") as directory:
+    with tempfile.TemporaryDirectory(prefix="busway-booking-") as directory:
         orders = run(Path(directory))
     for order_id, fate in sorted(orders.items()):
         print(f"{order_id}: {fate}")

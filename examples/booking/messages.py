@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import attrs
 
-from busline import Command, Event
+from busway import Command, Event
 
 
 @attrs.frozen

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import attrs
 
-from busline.sagas import Saga, compensates, handles, on_deadline, starts
+from busway.sagas import Saga, compensates, handles, on_deadline, starts
 
 from .messages import (
     ChargePayment,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from busline import CommandBus, EventBus
+from busway import CommandBus, EventBus
 
 from .messages import (
     ChargePayment,

@@ -1,4 +1,4 @@
-"""An order service on busline: event-sourced orders, a SQLite read model, one database file.
+"""An order service on busway: event-sourced orders, a SQLite read model, one database file.
 
 The command side loads and saves :class:`~examples.orders.domain.Order` aggregates through a
 repository; the query side reads a denormalized ``orders`` table that a projection keeps

@@ -194,11 +194,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = sys.stdout if out is None else out
     with contextlib.ExitStack() as stack:
         if args.db is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="busline-orders-"))
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="busway-orders-"))
             path = Path(folder) / "orders.db"
         else:
             path = args.db
-        stream.write(f"busline orders demo, on one SQLite file: {path}\n\n")
+        stream.write(f"busway orders demo, on one SQLite file: {path}\n\n")
         app = stack.enter_context(OrdersApp(path, batch_size=4))
         tour(app, stream)
     stream.write("\ndone.\n")

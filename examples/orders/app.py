@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol, Self, TypeVar
 
-from busline import CommandBus, ConcurrencyError, EventBus, QueryBus, Registry
-from busline.aggregates import Repository, SQLiteSnapshotStore
-from busline.eventstore import SQLiteEventStore
-from busline.middleware import retry
-from busline.projections import ProjectionRunner, SQLiteCheckpointStore
+from busway import CommandBus, ConcurrencyError, EventBus, QueryBus, Registry
+from busway.aggregates import Repository, SQLiteSnapshotStore
+from busway.eventstore import SQLiteEventStore
+from busway.middleware import retry
+from busway.projections import ProjectionRunner, SQLiteCheckpointStore
 
 from .domain import Order
 from .messages import EVENT_TYPES, CancelOrder, PlaceOrder, ShipOrder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from busline.aggregates import Aggregate, when
+from busway.aggregates import Aggregate, when
 
 from .messages import LineItem, OrderCancelled, OrderPlaced, OrderShipped, OrderStatus
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import attrs
 
-from busline import Command, Event, Query
-from busline.eventstore import EventTypes
+from busway import Command, Event, Query
+from busway.eventstore import EventTypes
 
 __all__ = [
     "EVENT_TYPES",

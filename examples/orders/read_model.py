@@ -17,8 +17,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from busline.eventstore import RecordedEvent
-from busline.projections import SQLiteProjection, when
+from busway.eventstore import RecordedEvent
+from busway.projections import SQLiteProjection, when
 
 from .messages import (
     GetOrder,

@@ -14,7 +14,7 @@ import sys
 
 import attrs
 
-from busline.eventstore import ConcurrencyError, EventTypes, NewEvent, SQLiteEventStore
+from busway.eventstore import ConcurrencyError, EventTypes, NewEvent, SQLiteEventStore
 
 
 @attrs.frozen

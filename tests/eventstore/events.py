@@ -6,7 +6,7 @@ import decimal
 
 import attrs
 
-from busline.eventstore import EventTypes
+from busway.eventstore import EventTypes
 
 
 @attrs.frozen

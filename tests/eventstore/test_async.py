@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from busline import AsyncCommandBus, context
-from busline.eventstore import (
+from busway import AsyncCommandBus, context
+from busway.eventstore import (
     AsyncEventStore,
     AsyncEventStoreAdapter,
     AsyncInMemoryEventStore,
@@ -20,7 +20,7 @@ from busline.eventstore import (
     StoreClosedError,
     StoreFormatError,
 )
-from busline.middleware import correlation
+from busway.middleware import correlation
 
 from .events import OrderCancelled, types
 

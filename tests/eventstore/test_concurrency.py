@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from busline.eventstore import (
+from busway.eventstore import (
     ConcurrencyError,
     EventStore,
     InMemoryEventStore,

@@ -1,4 +1,4 @@
-"""Every store shipped with busline passes the contract third-party backends must pass."""
+"""Every store shipped with busway passes the contract third-party backends must pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from busline.eventstore import (
+from busway.eventstore import (
     AsyncEventStore,
     AsyncEventStoreAdapter,
     AsyncInMemoryEventStore,
@@ -18,7 +18,7 @@ from busline.eventstore import (
     InMemoryEventStore,
     SQLiteEventStore,
 )
-from busline.testing import AsyncEventStoreContract, EventStoreContract
+from busway.testing import AsyncEventStoreContract, EventStoreContract
 
 
 class TestInMemoryEventStore(EventStoreContract):

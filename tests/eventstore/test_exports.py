@@ -1,4 +1,4 @@
-"""The public face of busline.eventstore (busline.testing's is in tests/testing)."""
+"""The public face of busway.eventstore (busway.testing's is in tests/testing)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import sys
 import types
 import typing
 
-import busline.errors
-import busline.eventstore
+import busway.errors
+import busway.eventstore
 
 
 def test_all_is_sorted_and_complete() -> None:
     """__all__ is sorted and names exactly the module's public attributes."""
-    module = busline.eventstore
+    module = busway.eventstore
     public = {
         name
         for name, value in vars(module).items()
@@ -24,29 +24,29 @@ def test_all_is_sorted_and_complete() -> None:
     assert public == set(module.__all__)
 
 
-def test_event_store_errors_come_from_busline_errors() -> None:
-    """The event store's errors are the ones in busline.errors, under EventStoreError."""
-    for name in busline.eventstore.__all__:
-        value = getattr(busline.eventstore, name)
+def test_event_store_errors_come_from_busway_errors() -> None:
+    """The event store's errors are the ones in busway.errors, under EventStoreError."""
+    for name in busway.eventstore.__all__:
+        value = getattr(busway.eventstore, name)
         if isinstance(value, type) and issubclass(value, BaseException):
-            assert value is getattr(busline.errors, name)
-            assert issubclass(value, busline.errors.EventStoreError)
+            assert value is getattr(busway.errors, name)
+            assert issubclass(value, busway.errors.EventStoreError)
 
 
 def test_concrete_classes_are_final() -> None:
     """Concrete public classes are marked final; protocols are not."""
     protocols = {"AsyncEventStore", "EventStore", "Serializer"}
-    for name in busline.eventstore.__all__:
-        value = getattr(busline.eventstore, name)
+    for name in busway.eventstore.__all__:
+        value = getattr(busway.eventstore, name)
         if isinstance(value, type) and not issubclass(value, BaseException):
             assert getattr(value, "__final__", False) is (name not in protocols), name
 
 
 def test_importing_the_event_store_stays_light() -> None:
-    """``import busline.eventstore`` pulls in neither pytest nor hypothesis nor busline.testing."""
+    """``import busway.eventstore`` pulls in neither pytest nor hypothesis nor busway.testing."""
     code = (
-        "import sys, busline.eventstore; "
-        "print(sorted(m for m in ('busline.testing', 'pytest', 'hypothesis') if m in sys.modules))"
+        "import sys, busway.eventstore; "
+        "print(sorted(m for m in ('busway.testing', 'pytest', 'hypothesis') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "[]" == out.stdout.strip()
@@ -54,7 +54,7 @@ def test_importing_the_event_store_stays_light() -> None:
 
 def test_sentinels() -> None:
     """NO_STREAM is 0; ANY and STREAM_EXISTS print as their names."""
-    assert 0 == busline.eventstore.NO_STREAM
-    assert "ANY" == repr(busline.eventstore.ANY) == str(busline.eventstore.ANY)
-    assert "STREAM_EXISTS" == repr(busline.eventstore.STREAM_EXISTS)
-    assert typing.get_args(busline.eventstore.ExpectedVersion)
+    assert 0 == busway.eventstore.NO_STREAM
+    assert "ANY" == repr(busway.eventstore.ANY) == str(busway.eventstore.ANY)
+    assert "STREAM_EXISTS" == repr(busway.eventstore.STREAM_EXISTS)
+    assert typing.get_args(busway.eventstore.ExpectedVersion)

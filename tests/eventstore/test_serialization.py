@@ -12,8 +12,8 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from busline.errors import RegistrationError
-from busline.eventstore import (
+from busway.errors import RegistrationError
+from busway.eventstore import (
     CattrsSerializer,
     EventTypes,
     InMemoryEventStore,
@@ -290,7 +290,7 @@ def test_event_ids_are_time_ordered_uuids() -> None:
     import time
     import uuid
 
-    from busline.eventstore import NewEvent
+    from busway.eventstore import NewEvent
 
     with InMemoryEventStore(types=EventTypes(OrderCancelled)) as store:
         store.append("o-1", [OrderCancelled("a")] * 50)

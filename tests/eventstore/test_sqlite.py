@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from busline.eventstore import (
+from busway.eventstore import (
     SCHEMA_VERSION,
     InvalidArgumentError,
     SerializationError,
@@ -59,7 +59,7 @@ def test_file_is_in_wal_mode_and_records_its_schema(store: SQLiteEventStore, pat
     """A new store switches the file to WAL and records the table's schema version."""
     assert "wal" == _pragma(path, "journal_mode")
     assert [("events", "eventstore", SCHEMA_VERSION)] == _query(
-        path, "SELECT table_name, component, version FROM busline_schema"
+        path, "SELECT table_name, component, version FROM busway_schema"
     )
 
 
@@ -83,7 +83,7 @@ def test_bad_synchronous_setting(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "table", ["", "1events", "events; DROP TABLE x", "sqlite_master", "busline_schema", "a" * 64, 7]
+    "table", ["", "1events", "events; DROP TABLE x", "sqlite_master", "busway_schema", "a" * 64, 7]
 )
 def test_table_names_are_validated(path: Path, table: object) -> None:
     """Only plain identifiers are accepted as table names, before the file is touched."""
@@ -116,9 +116,9 @@ def test_a_foreign_table_is_refused_untouched(path: Path) -> None:
     assert "delete" == _pragma(path, "journal_mode")
 
 
-def test_a_foreign_busline_schema_table_is_refused(path: Path) -> None:
-    """A table named busline_schema with other columns means the file is not ours."""
-    _query(path, "CREATE TABLE busline_schema (x TEXT)")
+def test_a_foreign_busway_schema_table_is_refused(path: Path) -> None:
+    """A table named busway_schema with other columns means the file is not ours."""
+    _query(path, "CREATE TABLE busway_schema (x TEXT)")
     before = _digest(path)
     with pytest.raises(StoreFormatError):
         SQLiteEventStore(path, types=types())
@@ -137,16 +137,16 @@ def test_a_table_with_other_columns_is_refused(path: Path) -> None:
 def test_a_later_schema_version_is_refused(path: Path) -> None:
     """A store written by a later release is refused, asking for an upgrade."""
     SQLiteEventStore(path, types=types()).close()
-    _query(path, "UPDATE busline_schema SET version = ?", (SCHEMA_VERSION + 1,))
+    _query(path, "UPDATE busway_schema SET version = ?", (SCHEMA_VERSION + 1,))
     with pytest.raises(StoreFormatError) as info:
         SQLiteEventStore(path, types=types())
-    assert "upgrade busline" in str(info.value)
+    assert "upgrade busway" in str(info.value)
 
 
 def test_another_component_is_refused(path: Path) -> None:
-    """A table that holds another busline component is not taken for an event store."""
+    """A table that holds another busway component is not taken for an event store."""
     SQLiteEventStore(path, types=types()).close()
-    _query(path, "UPDATE busline_schema SET component = 'sagas'")
+    _query(path, "UPDATE busway_schema SET component = 'sagas'")
     with pytest.raises(StoreFormatError) as info:
         SQLiteEventStore(path, types=types())
     assert "sagas" in str(info.value)

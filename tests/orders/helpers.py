@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from busline.aggregates import Aggregate
-from busline.eventstore import EventStore, RecordedEvent
-from busline.projections import ProjectionRunner, SQLiteCheckpointStore
+from busway.aggregates import Aggregate
+from busway.eventstore import EventStore, RecordedEvent
+from busway.projections import ProjectionRunner, SQLiteCheckpointStore
 from examples.orders import LineItem, OrdersApp, OrdersProjection
 from examples.orders.read_model import COLUMNS
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from busline import ConcurrencyError
-from busline.aggregates import AggregateNotFoundError, Repository
+from busway import ConcurrencyError
+from busway.aggregates import AggregateNotFoundError, Repository
 from examples.orders import (
     CancelOrder,
     CannotCancelError,

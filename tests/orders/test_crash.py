@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DYING_RUNNER = textwrap.dedent(
     """
     import os, sys
-    from busline.projections import ProjectionRunner
+    from busway.projections import ProjectionRunner
     from examples.orders import OrdersApp, OrdersProjection
 
     handled = 0

@@ -22,9 +22,9 @@ from hypothesis.stateful import (
     rule,
 )
 
-from busline.aggregates import Repository
-from busline.eventstore import RecordedEvent
-from busline.projections import ProjectionRunner
+from busway.aggregates import Repository
+from busway.eventstore import RecordedEvent
+from busway.projections import ProjectionRunner
 from examples.orders import (
     CancelOrder,
     LineItem,
@@ -85,7 +85,7 @@ class OrdersMachine(RuleBasedStateMachine):
 
     @initialize()
     def open_app(self) -> None:
-        self.folder = tempfile.TemporaryDirectory(prefix="busline-orders-test-")
+        self.folder = tempfile.TemporaryDirectory(prefix="busway-orders-test-")
         ids = itertools.count(1)
         self.app = OrdersApp(
             Path(self.folder.name) / "orders.db",

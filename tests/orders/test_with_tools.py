@@ -1,4 +1,4 @@
-"""The orders domain, tested with busline.testing: scenarios, recorders, strategies, a machine."""
+"""The orders domain, tested with busway.testing: scenarios, recorders, strategies, a machine."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
-from busline import CommandBus, EventBus, Registry
-from busline.aggregates import Repository
-from busline.eventstore import EventTypes, InMemoryEventStore
-from busline.testing import (
+from busway import CommandBus, EventBus, Registry
+from busway.aggregates import Repository
+from busway.eventstore import EventTypes, InMemoryEventStore
+from busway.testing import (
     AggregateMachine,
     AggregateScenario,
     BusRecorder,
@@ -20,7 +20,7 @@ from busline.testing import (
     Like,
     Recorder,
 )
-from busline.testing.strategies import event_streams, histories, messages
+from busway.testing.strategies import event_streams, histories, messages
 from examples.orders import (
     CancelOrder,
     CannotCancelError,
@@ -188,7 +188,7 @@ def test_a_history_ends_at_most_once(history: list[object]) -> None:
 
 
 class OrderMachine(AggregateMachine[Order]):
-    """Random commands on one order; busline checks storage and snapshots after each."""
+    """Random commands on one order; busway checks storage and snapshots after each."""
 
     types = EVENT_TYPES
     refused = (OrderError,)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from busline.clock import FakeClock
-from busline.sagas import InMemorySagaStore, SagaManager, SagaStore, SQLiteSagaStore
+from busway.clock import FakeClock
+from busway.sagas import InMemorySagaStore, SagaManager, SagaStore, SQLiteSagaStore
 
 from .model import Booking, Services
 

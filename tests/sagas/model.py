@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import attrs
 
-from busline import Command, CommandBus, Event
-from busline.sagas import Saga, compensates, handles, on_deadline, starts
+from busway import Command, CommandBus, Event
+from busway.sagas import Saga, compensates, handles, on_deadline, starts
 
 
 @attrs.frozen

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from busline import AsyncCommandBus, AsyncEventBus, CommandBus, EventBus, RegistrationError
-from busline.clock import FakeClock
-from busline.errors import StoreClosedError
-from busline.eventstore import AsyncInMemoryEventStore, EventTypes, InMemoryEventStore
-from busline.sagas import (
+from busway import AsyncCommandBus, AsyncEventBus, CommandBus, EventBus, RegistrationError
+from busway.clock import FakeClock
+from busway.errors import StoreClosedError
+from busway.eventstore import AsyncInMemoryEventStore, EventTypes, InMemoryEventStore
+from busway.sagas import (
     AsyncSagaManager,
     InMemorySagaStore,
     SagaStore,

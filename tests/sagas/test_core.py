@@ -5,11 +5,11 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from busline import CommandBus
-from busline.clock import FakeClock
-from busline.errors import SagaConcurrencyError
-from busline.eventstore import EventTypes
-from busline.sagas._core import Commit, Core, Find, Load, Send
+from busway import CommandBus
+from busway.clock import FakeClock
+from busway.errors import SagaConcurrencyError
+from busway.eventstore import EventTypes
+from busway.sagas._core import Commit, Core, Find, Load, Send
 
 from .model import Booking, ChargePayment, OrderPlaced, ReserveStock
 

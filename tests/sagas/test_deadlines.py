@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import pytest
 
-from busline import CommandBus
-from busline.clock import Clock, FakeClock, SystemClock
-from busline.errors import InvalidArgumentError, SagaError, StoreClosedError
-from busline.sagas import InMemorySagaStore, Saga, SagaManager, SagaStore, on_deadline, starts
+from busway import CommandBus
+from busway.clock import Clock, FakeClock, SystemClock
+from busway.errors import InvalidArgumentError, SagaError, StoreClosedError
+from busway.sagas import InMemorySagaStore, Saga, SagaManager, SagaStore, on_deadline, starts
 
 from .model import (
     Booking,

@@ -8,10 +8,10 @@ from typing import Any
 import attrs
 import pytest
 
-from busline import CommandBus, RegistrationError
-from busline.errors import SagaDefinitionError, SagaError, SerializationError
-from busline.eventstore import EventTypes
-from busline.sagas import InMemorySagaStore, Saga, SagaManager, compensates, handles, starts
+from busway import CommandBus, RegistrationError
+from busway.errors import SagaDefinitionError, SagaError, SerializationError
+from busway.eventstore import EventTypes
+from busway.sagas import InMemorySagaStore, Saga, SagaManager, compensates, handles, starts
 
 from .model import Booking, OrderPlaced, ReserveStock, StockReserved
 
@@ -27,7 +27,7 @@ def test_a_saga_must_subclass_saga() -> None:
     class NotASaga:
         pass
 
-    with pytest.raises(SagaDefinitionError, match=r"subclass busline\.sagas\.Saga"):
+    with pytest.raises(SagaDefinitionError, match=r"subclass busway\.sagas\.Saga"):
         build(NotASaga)
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from busline.clock import FakeClock
-from busline.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
-from busline.sagas import InMemorySagaStore, SagaManager, SQLiteSagaStore
+from busway.clock import FakeClock
+from busway.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
+from busway.sagas import InMemorySagaStore, SagaManager, SQLiteSagaStore
 
 from .model import (
     Booking,

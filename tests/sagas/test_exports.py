@@ -1,40 +1,40 @@
-"""The public faces of busline.sagas and busline.clock."""
+"""The public faces of busway.sagas and busway.clock."""
 
 from __future__ import annotations
 
 import types
 
-import busline.clock
-import busline.errors
-import busline.sagas
+import busway.clock
+import busway.errors
+import busway.sagas
 
 
 def test_sagas_all_is_sorted_and_complete() -> None:
-    """busline.sagas only re-exports, and __all__ names all of it, sorted."""
+    """busway.sagas only re-exports, and __all__ names all of it, sorted."""
     public = {
         name
-        for name, value in vars(busline.sagas).items()
+        for name, value in vars(busway.sagas).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert sorted(busline.sagas.__all__) == busline.sagas.__all__
-    assert public == set(busline.sagas.__all__)
+    assert sorted(busway.sagas.__all__) == busway.sagas.__all__
+    assert public == set(busway.sagas.__all__)
 
 
 def test_clock_all_is_sorted_and_complete() -> None:
-    """busline.clock exports every public class it defines, sorted."""
+    """busway.clock exports every public class it defines, sorted."""
     defined = {
         name
-        for name, value in vars(busline.clock).items()
-        if not name.startswith("_") and getattr(value, "__module__", "") == "busline.clock"
+        for name, value in vars(busway.clock).items()
+        if not name.startswith("_") and getattr(value, "__module__", "") == "busway.clock"
     }
-    assert sorted(busline.clock.__all__) == busline.clock.__all__
-    assert defined == set(busline.clock.__all__)
+    assert sorted(busway.clock.__all__) == busway.clock.__all__
+    assert defined == set(busway.clock.__all__)
 
 
-def test_saga_errors_come_from_busline_errors() -> None:
-    """Each saga error is the one in busline.errors, under BuslineError."""
+def test_saga_errors_come_from_busway_errors() -> None:
+    """Each saga error is the one in busway.errors, under BuswayError."""
     for name in ("SagaConcurrencyError", "SagaDefinitionError", "SagaError"):
-        error = getattr(busline.sagas, name)
-        assert error is getattr(busline.errors, name)
-        assert issubclass(error, busline.errors.BuslineError)
-    assert issubclass(busline.sagas.SagaConcurrencyError, busline.errors.ConcurrencyError)
+        error = getattr(busway.sagas, name)
+        assert error is getattr(busway.errors, name)
+        assert issubclass(error, busway.errors.BuswayError)
+    assert issubclass(busway.sagas.SagaConcurrencyError, busway.errors.ConcurrencyError)

@@ -9,16 +9,16 @@ from typing import Any
 import attrs
 import pytest
 
-from busline import CommandBus, EventBus, HandlerNotFoundError, RegistrationError
-from busline.clock import FakeClock
-from busline.errors import (
+from busway import CommandBus, EventBus, HandlerNotFoundError, RegistrationError
+from busway.clock import FakeClock
+from busway.errors import (
     SagaConcurrencyError,
     SagaError,
     SerializationError,
     UnknownEventTypeError,
 )
-from busline.eventstore import EventTypes
-from busline.sagas import (
+from busway.eventstore import EventTypes
+from busway.sagas import (
     Deadline,
     InMemorySagaStore,
     Saga,
@@ -82,7 +82,7 @@ def test_an_event_no_saga_takes_is_ignored_and_logged(
     manager: SagaManager, services: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An event that matches no live saga and starts none changes nothing; a debug line says so."""
-    with caplog.at_level(logging.DEBUG, logger="busline.sagas"):
+    with caplog.at_level(logging.DEBUG, logger="busway.sagas"):
         manager.handle(StockReserved("nobody"))
         manager.handle("not even an event")
     assert [] == services.executed
@@ -97,7 +97,7 @@ def test_a_second_start_for_a_live_saga_is_ignored(
 ) -> None:
     """A duplicate start does not create a second saga for the same key."""
     manager.handle(OrderPlaced("o-1"))
-    with caplog.at_level(logging.DEBUG, logger="busline.sagas"):
+    with caplog.at_level(logging.DEBUG, logger="busway.sagas"):
         manager.handle(OrderPlaced("o-1"))
     assert 1 == len(manager.find(Booking, "order_id", "o-1"))
     assert [ReserveStock("o-1")] == services.executed

@@ -7,8 +7,8 @@ from datetime import timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from busline.clock import FakeClock
-from busline.sagas import InMemorySagaStore, SagaManager
+from busway.clock import FakeClock
+from busway.sagas import InMemorySagaStore, SagaManager
 
 from .model import Closed, Opened, Stepped, Tracker, recorder
 from .test_deadlines import Plan, Planner

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from busline.errors import (
+from busway.errors import (
     InvalidArgumentError,
     SagaConcurrencyError,
     StoreClosedError,
     StoreFormatError,
 )
-from busline.eventstore import EventTypes, SQLiteEventStore
-from busline.sagas import (
+from busway.eventstore import EventTypes, SQLiteEventStore
+from busway.sagas import (
     Deadline,
     InMemorySagaStore,
     SagaRecord,
@@ -160,12 +160,12 @@ def test_sqlite_uses_wal_and_shares_a_file_with_an_event_store(tmp_path: Path) -
         sagas.commit([Write(record(), 0)])
     with sqlite3.connect(path) as conn:
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        components = dict(conn.execute("SELECT table_name, component FROM busline_schema"))
+        components = dict(conn.execute("SELECT table_name, component FROM busway_schema"))
     conn.close()
     assert ("wal", {"events": "eventstore", "sagas": "sagastore"}) == (mode, components)
 
 
-@pytest.mark.parametrize("table", ["", "1abc", "a-b", "sqlite_x", "busline_schema", "x" * 41, 3])
+@pytest.mark.parametrize("table", ["", "1abc", "a-b", "sqlite_x", "busway_schema", "x" * 41, 3])
 def test_sqlite_table_names_are_validated(tmp_path: Path, table: object) -> None:
     """Only plain identifiers are accepted as table names."""
     with pytest.raises(InvalidArgumentError, match="an SQL identifier"):
@@ -182,18 +182,18 @@ def test_sqlite_refuses_what_is_not_a_saga_store(tmp_path: Path) -> None:
         SQLiteSagaStore(path)
     with SQLiteEventStore(path, types=EventTypes(), table="events"):
         pass
-    with pytest.raises(StoreFormatError, match="holds a busline eventstore"):
+    with pytest.raises(StoreFormatError, match="holds a busway eventstore"):
         SQLiteSagaStore(path, table="events")
     with SQLiteSagaStore(path, table="later"):
         pass
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE busline_schema SET version = 99 WHERE table_name = 'later'")
+        conn.execute("UPDATE busway_schema SET version = 99 WHERE table_name = 'later'")
     conn.close()
-    with pytest.raises(StoreFormatError, match="upgrade busline"):
+    with pytest.raises(StoreFormatError, match="upgrade busway"):
         SQLiteSagaStore(path, table="later")
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE sagas")
-        conn.execute("INSERT INTO busline_schema VALUES ('sagas', 'sagastore', 1)")
+        conn.execute("INSERT INTO busway_schema VALUES ('sagas', 'sagastore', 1)")
     conn.close()
     with pytest.raises(StoreFormatError, match="is gone"):
         SQLiteSagaStore(path)

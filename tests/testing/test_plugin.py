@@ -13,9 +13,9 @@ import asyncio
 import attrs
 import pytest
 
-from busline import Command, Event, Registry
-from busline.eventstore import EventTypes
-from busline.testing import Like
+from busway import Command, Event, Registry
+from busway.eventstore import EventTypes
+from busway.testing import Like
 
 
 @attrs.frozen
@@ -110,7 +110,7 @@ def test_the_default_event_types_accept_what_a_test_adds(pytester: pytest.Pytest
         """
         import attrs
         import pytest
-        from busline.errors import UnknownEventTypeError
+        from busway.errors import UnknownEventTypeError
 
         @attrs.frozen
         class Pinged:
@@ -129,21 +129,21 @@ def test_the_default_event_types_accept_what_a_test_adds(pytester: pytest.Pytest
     pytester.runpytest_inprocess().assert_outcomes(passed=2)
 
 
-def test_no_busline_turns_the_plugin_off(pytester: pytest.Pytester) -> None:
-    """With -p no:busline, the fixtures are gone."""
+def test_no_busway_turns_the_plugin_off(pytester: pytest.Pytester) -> None:
+    """With -p no:busway, the fixtures are gone."""
     pytester.makepyfile("def test_uses(command_bus):\n    pass\n")
-    result = pytester.runpytest_inprocess("-p", "no:busline")
+    result = pytester.runpytest_inprocess("-p", "no:busway")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'command_bus' not found*"])
 
 
 def test_the_plugin_imports_neither_hypothesis_nor_the_scenarios() -> None:
-    """Loading the plugin costs busline's core and pytest, nothing optional."""
+    """Loading the plugin costs busway's core and pytest, nothing optional."""
     code = (
-        "import sys, busline.testing.plugin, busline.testing\n"
-        "loaded = [m for m in sys.modules if m.startswith(('hypothesis', 'busline.sagas',"
-        " 'busline.testing._scenarios', 'busline.aggregates'))]\n"
+        "import sys, busway.testing.plugin, busway.testing\n"
+        "loaded = [m for m in sys.modules if m.startswith(('hypothesis', 'busway.sagas',"
+        " 'busway.testing._scenarios', 'busway.aggregates'))]\n"
         "assert not loaded, loaded\n"
-        "assert 'busline.testing._eventstore_contract' not in sys.modules\n"
+        "assert 'busway.testing._eventstore_contract' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

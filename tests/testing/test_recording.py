@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from busline import AsyncEventBus, CommandBus, EventBus, QueryBus
-from busline.testing import BusRecorder, Like, Recorder
+from busway import AsyncEventBus, CommandBus, EventBus, QueryBus
+from busway.testing import BusRecorder, Like, Recorder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,5 +91,5 @@ def test_bus_recorder_on_every_kind_of_bus() -> None:
     recorder.clear()
     recorder.assert_nothing_executed()
     recorder.assert_nothing_published()
-    with pytest.raises(TypeError, match="busline buses"):
+    with pytest.raises(TypeError, match="busway buses"):
         recorder.attach(object())

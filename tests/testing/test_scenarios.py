@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from busline import CommandBus, Registry
-from busline.aggregates import Repository
-from busline.eventstore import InMemoryEventStore
-from busline.testing import (
+from busway import CommandBus, Registry
+from busway.aggregates import Repository
+from busway.eventstore import InMemoryEventStore
+from busway.testing import (
     AggregateScenario,
     CommandScenario,
     Like,
@@ -47,7 +47,7 @@ PENDING = AggregateScenario(Order, id="o-1", types=EVENT_TYPES).given(PLACED)
 
 FAILING = """
 from decimal import Decimal
-from busline.testing import AggregateScenario
+from busway.testing import AggregateScenario
 from examples.orders import LineItem, Order, OrderCancelled, OrderPlaced, OrderShipped
 
 PLACED = OrderPlaced("o-1", "ann", (LineItem("mug", 2, Decimal("4.50")),), Decimal("9.00"))

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule, run_state_machine_as_test
 
-from busline.aggregates import Aggregate, when
-from busline.eventstore import EventTypes
-from busline.testing import AggregateMachine, ScenarioError
-from busline.testing.strategies import event_streams, histories, messages, strategy_for
+from busway.aggregates import Aggregate, when
+from busway.eventstore import EventTypes
+from busway.testing import AggregateMachine, ScenarioError
+from busway.testing.strategies import event_streams, histories, messages, strategy_for
 
 
 class Colour(enum.Enum):

@@ -1,4 +1,4 @@
-"""What mypy infers from busline's API; checked by ``mypy --strict`` (see test_typing.py)."""
+"""What mypy infers from busway's API; checked by ``mypy --strict`` (see test_typing.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any, assert_type
 
 import attrs
 
-from busline import (
+from busway import (
     AsyncCommandBus,
     AsyncEventBus,
     AsyncQueryBus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from busline import AsyncCommandBus, Command, CommandBus, Event, EventBus, Query, QueryBus, Registry
+from busway import AsyncCommandBus, Command, CommandBus, Event, EventBus, Query, QueryBus, Registry
 
 
 @attrs.frozen

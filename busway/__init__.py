@@ -1,0 +1,76 @@
+"""Typed, in-process command, query and event buses, with an event store to match."""
+
+from ._async_buses import AsyncCommandBus, AsyncEventBus, AsyncQueryBus
+from ._buses import CommandBus, EventBus, QueryBus
+from ._dispatch import Subscription
+from ._messages import Command, Event, Query
+from ._registry import Registry
+from .context import MessageContext
+from .errors import (
+    AggregateNotFoundError,
+    ApplierNotFoundError,
+    BuswayError,
+    ConcurrencyError,
+    DispatchTimeoutError,
+    DuplicateEventError,
+    DuplicateHandlerError,
+    EventStoreError,
+    HandlerNotFoundError,
+    InvalidArgumentError,
+    ProjectionError,
+    ProjectionTimeoutError,
+    RegistrationError,
+    SagaConcurrencyError,
+    SagaDefinitionError,
+    SagaError,
+    SerializationError,
+    StoreClosedError,
+    StoreFormatError,
+    UnknownEventTypeError,
+    ValidationError,
+)
+
+__all__ = [
+    "AggregateNotFoundError",
+    "ApplierNotFoundError",
+    "AsyncCommandBus",
+    "AsyncEventBus",
+    "AsyncQueryBus",
+    "BuswayError",
+    "Command",
+    "CommandBus",
+    "ConcurrencyError",
+    "DispatchTimeoutError",
+    "DuplicateEventError",
+    "DuplicateHandlerError",
+    "Event",
+    "EventBus",
+    "EventStoreError",
+    "HandlerNotFoundError",
+    "InvalidArgumentError",
+    "MessageContext",
+    "ProjectionError",
+    "ProjectionTimeoutError",
+    "Query",
+    "QueryBus",
+    "RegistrationError",
+    "Registry",
+    "SagaConcurrencyError",
+    "SagaDefinitionError",
+    "SagaError",
+    "SerializationError",
+    "StoreClosedError",
+    "StoreFormatError",
+    "Subscription",
+    "UnknownEventTypeError",
+    "ValidationError",
+]
+
+
+def __getattr__(name: str) -> str:
+    # Read lazily: importlib.metadata costs more than the rest of `import busway`.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("busway")
+    raise AttributeError(f"module 'busway' has no attribute {name!r}")

@@ -1,0 +1,263 @@
+"""SQLite plumbing for every SQLite store: its connection, the checks before use, transactions.
+
+A store opens its own connection to a path (autocommit mode, so that transactions are
+explicit; WAL, so that readers never block the writer) or borrows one it is given and
+leaves it open. It looks before it touches: a file that is not a database, or that holds a
+table of the store's name that is not the store's, is refused and left as it was.
+
+The event and saga stores register their main table in ``busway_schema`` (table name,
+component, layout version), so that a table of another component or of a later layout is
+refused; the snapshot and checkpoint stores are known by their table's columns alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final, Literal
+
+import attrs
+
+from ._closeable import Closeable
+from .errors import InvalidArgumentError, StoreFormatError
+
+__all__ = ["Database", "Layout", "SQLiteStore", "Synchronous", "check_table"]
+
+Synchronous = Literal["extra", "full", "normal", "off"]
+"""SQLite's ``PRAGMA synchronous``: how hard a commit insists that data reached the disk."""
+
+_SYNCHRONOUS: Final = ("extra", "full", "normal", "off")
+_SCHEMA_TABLE: Final = "busway_schema"
+_SCHEMA_COLUMNS: Final = ("table_name", "component", "version")
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_table(table: object, *, longest: int = 63) -> str:
+    """Return *table* if it is a plain SQL identifier that may be put into a statement."""
+    if (
+        not isinstance(table, str)
+        or len(table) > longest
+        or not _TABLE_NAME.match(table)
+        or table.lower().startswith("sqlite_")
+        or table.lower() == _SCHEMA_TABLE
+    ):
+        raise InvalidArgumentError(
+            "table",
+            table,
+            f"an SQL identifier of letters, digits and underscores (at most {longest}, not "
+            f"starting with a digit or 'sqlite_', nor named {_SCHEMA_TABLE!r})",
+        )
+    return table
+
+
+def _in_transaction(conn: sqlite3.Connection) -> bool:
+    # A call, so that the type checker reads the flag afresh instead of the value seen last.
+    return conn.in_transaction
+
+
+@attrs.frozen
+class Layout:
+    """What a store keeps in a database, and how to tell that a table there is its own."""
+
+    kind: str
+    """What the store is, for errors: ``"an event store"``."""
+    tables: tuple[str, ...]
+    """Every table the store makes, its main one first."""
+    create: tuple[str, ...]
+    """The statements that make them, run in one transaction."""
+    columns: tuple[str, ...] | None = None
+    """The main table's columns, checked when it is opened; None: not checked."""
+    component: str | None = None
+    """Its name in ``busway_schema``; None: the main table is not registered there."""
+    version: int = 1
+    """The layout's version in ``busway_schema``: a later one is refused."""
+
+
+class Database:
+    """One store's connection, checked and set up: opened on a path (owned) or given (borrowed).
+
+    Given a path, the connection runs in WAL mode with ``synchronous`` (default ``"full"``:
+    a commit survives a power cut) and is closed by :meth:`close`; given a connection, it is
+    used as configured (``synchronous`` is applied if given) and left open.
+    """
+
+    def __init__(
+        self,
+        path_or_connection: str | os.PathLike[str] | sqlite3.Connection,
+        layout: Layout,
+        *,
+        timeout: float,
+        synchronous: Synchronous | None = None,
+    ) -> None:
+        if synchronous is not None and synchronous not in _SYNCHRONOUS:
+            raise InvalidArgumentError(
+                "synchronous", synchronous, "one of 'extra', 'full', 'normal', 'off'"
+            )
+        self.layout = layout
+        table = layout.tables[0]
+        self.path: Path | None
+        if isinstance(path_or_connection, sqlite3.Connection):
+            self.path = None
+            self.location = f"the connection given for table {table!r}"
+            self.owned = False
+            self.conn = path_or_connection
+        else:
+            name = os.fspath(path_or_connection)
+            self.path = None if name == ":memory:" else Path(name)
+            self.location = f"{name} (table {table!r})"
+            self.owned = True
+            self.conn = sqlite3.connect(
+                name, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+            synchronous = synchronous or "full"
+        try:
+            self._set_up(synchronous)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, synchronous: Synchronous | None) -> None:
+        # Look before touching anything: a file that is not the store's must stay as it was.
+        ready = self._inspect()
+        if self.owned:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        if synchronous is not None:
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        if not ready:
+            with self.transaction():
+                if not self._inspect():  # another process may have just made the tables
+                    self._create()
+
+    def _inspect(self) -> bool:
+        """Tell whether the store's tables are there (True) or not yet (False); raise otherwise."""
+        layout, conn = self.layout, self.conn
+        try:
+            tables = {
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise self._format_error(
+                f"it is not an SQLite database ({exc}); check the path, or pass another database"
+            ) from exc
+        main = layout.tables[0]
+        if layout.component is not None:
+            registered = None
+            if _SCHEMA_TABLE in tables:
+                self._check_columns(_SCHEMA_TABLE, _SCHEMA_COLUMNS)
+                registered = conn.execute(
+                    f"SELECT component, version FROM {_SCHEMA_TABLE} WHERE table_name = ?",
+                    (main,),
+                ).fetchone()
+            if registered is None:
+                taken = [t for t in layout.tables if t in tables]
+                if taken:
+                    raise self._format_error(
+                        f"table {taken[0]!r} exists but is not registered as {layout.kind}; "
+                        "pass another table= name or another database"
+                    )
+                return False
+            self._check_registration(*registered)
+            missing = [t for t in layout.tables if t not in tables]
+            if missing:
+                raise self._format_error(
+                    f"it is registered as {layout.kind} but table {missing[0]!r} is gone; "
+                    "restore it from a backup, or pass another table= name"
+                )
+        elif main not in tables:
+            return False
+        if layout.columns is not None:
+            self._check_columns(main, layout.columns)
+        return True
+
+    def _check_registration(self, component: object, version: object) -> None:
+        layout = self.layout
+        if component != layout.component:
+            raise self._format_error(
+                f"table {layout.tables[0]!r} holds a busway {component}, not {layout.kind}; "
+                "pass another table= name or another database"
+            )
+        if type(version) is not int or version > layout.version:
+            raise self._format_error(
+                f"it was written by a later busway (schema version {version}; this one "
+                f"reads up to {layout.version}); upgrade busway to open it"
+            )
+
+    def _check_columns(self, table: str, expected: Sequence[str]) -> None:
+        columns = tuple(row[1] for row in self.conn.execute(f"PRAGMA table_info({table})"))
+        if columns != tuple(expected):
+            raise self._format_error(
+                f"table {table!r} has columns {', '.join(columns)} where busway expects "
+                f"{', '.join(expected)}; pass another table= name or another database"
+            )
+
+    def _create(self) -> None:
+        layout = self.layout
+        if layout.component is not None:
+            self.conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {_SCHEMA_TABLE} ("
+                "table_name TEXT PRIMARY KEY, component TEXT NOT NULL, version INTEGER NOT NULL)"
+            )
+        for statement in layout.create:
+            self.conn.execute(statement)
+        if layout.component is not None:
+            self.conn.execute(
+                f"INSERT INTO {_SCHEMA_TABLE} (table_name, component, version) VALUES (?, ?, ?)",
+                (layout.tables[0], layout.component, layout.version),
+            )
+
+    def _format_error(self, problem: str) -> StoreFormatError:
+        """Return the error saying why the database cannot be opened as this store."""
+        return StoreFormatError(self.location, problem, kind=self.layout.kind)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in a write transaction, or in a savepoint of the caller's one."""
+        conn = self.conn
+        if conn.in_transaction:
+            conn.execute("SAVEPOINT busway")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK TO busway")
+                conn.execute("RELEASE busway")
+                raise
+            conn.execute("RELEASE busway")
+            return
+        # IMMEDIATE takes the write lock before anything is read, so that what the block
+        # checks still holds when it writes, for every thread and process.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            if _in_transaction(conn):  # else the block ended it, and says so itself
+                conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()  # a no-op if SQLite already rolled back
+            raise
+
+    def close(self) -> None:
+        """Close the connection if it was opened here; closing twice is harmless."""
+        if self.owned:
+            self.conn.close()
+
+
+class SQLiteStore(Closeable):
+    """A store on a :class:`Database`, behind a lock its threads take turns on."""
+
+    def __init__(self, db: Database) -> None:
+        self._lock = threading.RLock()
+        self._db = db
+        self._conn = db.conn
+        self.path = db.path
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__} {self._db.location}{state}>"
+
+    def _release(self) -> None:
+        self._db.close()

@@ -1,0 +1,358 @@
+"""Every error busway raises, under one root.
+
+::
+
+    BuswayError
+    ├── RegistrationError (TypeError)        a handler, type or middleware cannot be registered
+    │   └── DuplicateHandlerError            a second handler for a command or query type
+    ├── HandlerNotFoundError (LookupError)   nobody handles the dispatched message
+    ├── ValidationError (ValueError)         the validation middleware rejected a message
+    ├── DispatchTimeoutError (TimeoutError)  the timeout middleware gave up on a dispatch
+    ├── AggregateNotFoundError (LookupError) a repository found no events for an aggregate id
+    ├── ApplierNotFoundError (LookupError)   an aggregate has no @when method for an event
+    ├── ProjectionError                      a projection's handler failed (it stopped there),
+    │   │                                    or it cannot do what was asked
+    │   └── ProjectionTimeoutError (TimeoutError)
+    │                                        wait_for() gave up before the position was reached
+    └── EventStoreError                      anything the event store refuses
+        ├── ConcurrencyError                 the stream is not at the expected version
+        ├── DuplicateEventError              an event id is already stored elsewhere
+        ├── InvalidArgumentError (ValueError, TypeError)
+        │                                    a stream id, version or limit that cannot be right
+        ├── SerializationError               an event cannot be encoded or decoded
+        │   └── UnknownEventTypeError (LookupError)
+        │                                    a type name or class with no registration
+        ├── StoreClosedError                 the store was used after close()
+        └── StoreFormatError                 a database that is not (this version of) a store
+
+    sagas (busway.sagas):
+    BuswayError
+    ├── SagaError                            a saga cannot be run, driven or stored as asked
+    │   └── SagaDefinitionError (RegistrationError, TypeError)
+    │                                        a saga class declares something that cannot work
+    └── EventStoreError
+        └── ConcurrencyError
+            └── SagaConcurrencyError         a saga changed since it was loaded
+
+Errors carry what they are about as attributes (``exc.message_type``, ``exc.expected``, ...),
+and their messages say what to do. Exceptions raised by handlers are never wrapped, except
+by a projection runner, which must say where it stopped: its ``ProjectionError`` has the
+handler's exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AggregateNotFoundError",
+    "ApplierNotFoundError",
+    "BuswayError",
+    "ConcurrencyError",
+    "DispatchTimeoutError",
+    "DuplicateEventError",
+    "DuplicateHandlerError",
+    "EventStoreError",
+    "HandlerNotFoundError",
+    "InvalidArgumentError",
+    "ProjectionError",
+    "ProjectionTimeoutError",
+    "RegistrationError",
+    "SagaConcurrencyError",
+    "SagaDefinitionError",
+    "SagaError",
+    "SerializationError",
+    "StoreClosedError",
+    "StoreFormatError",
+    "UnknownEventTypeError",
+    "ValidationError",
+]
+
+
+def _name(tp: type) -> str:
+    return getattr(tp, "__qualname__", repr(tp))
+
+
+class BuswayError(Exception):
+    """Base class of every error busway raises."""
+
+
+class RegistrationError(BuswayError, TypeError):
+    """A handler, message type or middleware cannot be registered as given."""
+
+
+class DuplicateHandlerError(RegistrationError):
+    """A command or query type would get a second handler."""
+
+    def __init__(self, message_type: type, existing: object, new: object) -> None:
+        self.message_type = message_type
+        self.existing = existing
+        self.new = new
+        super().__init__(
+            f"{_name(message_type)} already has a handler ({existing!r}); a command or query "
+            f"has exactly one handler, so {new!r} cannot be added. Remove one of them, or use "
+            f"bus.override({message_type.__name__}, fn) to swap it temporarily in tests"
+        )
+
+
+class HandlerNotFoundError(BuswayError, LookupError):
+    """No handler is registered for the dispatched message's type."""
+
+    def __init__(
+        self, message_type: type, known: Iterable[type], *, kind: str = "command", hint: str = ""
+    ) -> None:
+        self.message_type = message_type
+        self.known = tuple(known)
+        names = sorted(t.__name__ for t in self.known)
+        if len(names) <= 10:
+            listed = f"registered: {', '.join(names) or 'none'}"
+        else:
+            close = difflib.get_close_matches(message_type.__name__, names, n=3, cutoff=0.6)
+            shown = close or names[:10]
+            listed = (
+                f"did you mean {', '.join(close)}? "
+                if close
+                else f"registered: {', '.join(shown)}, "
+            ) + f"({len(names)} registered in all)"
+        advice = hint or (
+            f"register one with @registry.{kind} or bus.register({message_type.__name__}, fn)"
+        )
+        super().__init__(f"no handler for {_name(message_type)} ({listed}); {advice}")
+
+
+class ValidationError(BuswayError, ValueError):
+    """A message failed validation before reaching its handler."""
+
+    def __init__(self, message: object, problems: Iterable[str]) -> None:
+        self.message = message
+        self.problems = tuple(problems)
+        super().__init__(
+            f"{_name(type(message))} is invalid: {'; '.join(self.problems) or 'rejected'}"
+        )
+
+
+class DispatchTimeoutError(BuswayError, TimeoutError):
+    """A dispatch did not finish within the timeout middleware's limit."""
+
+    def __init__(self, message: object, seconds: float) -> None:
+        self.message = message
+        self.seconds = seconds
+        super().__init__(
+            f"{_name(type(message))} was not handled within {seconds:g}s; the handler was "
+            "cancelled. Raise the limit given to timeout() or make the handler faster"
+        )
+
+
+class EventStoreError(BuswayError):
+    """The event store refused an operation."""
+
+
+class ConcurrencyError(EventStoreError):
+    """A stream was not at the version the writer expected; nothing was written."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, but the append expected {expected}; "
+            "nothing was written. Reload the stream and retry (the retry middleware "
+            "can do this: retry(on=(ConcurrencyError,)))"
+        )
+
+
+class DuplicateEventError(EventStoreError):
+    """An event id in the batch is already stored at another place; nothing was written."""
+
+    def __init__(self, event_id: object, stream_id: str, detail: str = "") -> None:
+        self.event_id = event_id
+        self.stream_id = stream_id
+        super().__init__(
+            f"event id {event_id} appended to stream {stream_id!r} is already stored"
+            f"{' ' + detail if detail else ''}; nothing was written. Give each new event a "
+            "fresh id, or retry the exact same batch to make the append idempotent"
+        )
+
+
+class InvalidArgumentError(EventStoreError, ValueError, TypeError):
+    """A stream id, version, position or limit that no store could accept; nothing was written.
+
+    It is both a ``ValueError`` and a ``TypeError`` so that either builtin ``except`` catches it,
+    whether the argument had the wrong type (``True`` as a version) or a wrong value (``-1``).
+    """
+
+    def __init__(self, argument: str, value: object, requirement: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(f"{argument} must be {requirement}, not {value!r}; nothing was done")
+
+
+class SerializationError(EventStoreError):
+    """An event or its metadata cannot be encoded, or stored data cannot be decoded.
+
+    ``type_name`` and ``position`` (for stored events) or ``field`` (a dotted path into the
+    payload) say where, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        type_name: str | None = None,
+        position: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.type_name = type_name
+        self.position = position
+        self.field = field
+        super().__init__(message)
+
+
+class UnknownEventTypeError(SerializationError, LookupError):
+    """A stored type name or an appended class has no registration in the store's EventTypes."""
+
+    def __init__(
+        self,
+        type_name: str,
+        known: Iterable[str],
+        *,
+        position: int | None = None,
+        event_class: type | None = None,
+    ) -> None:
+        self.known = tuple(sorted(known))
+        self.event_class = event_class
+        listed = ", ".join(self.known) or "none"
+        if event_class is not None:
+            message = (
+                f"{_name(event_class)} is not registered in the store's EventTypes "
+                f"(registered: {listed}); nothing was written. Register it with "
+                f"EventTypes(..., {event_class.__name__}) or types.add({event_class.__name__})"
+            )
+        else:
+            message = (
+                f"the event at position {position} has type {type_name!r}, which is not "
+                f"registered in the store's EventTypes (registered: {listed}). Register the "
+                f"class that reads it with types.add(cls, name={type_name!r})"
+            )
+        super().__init__(message, type_name=type_name, position=position)
+
+
+class StoreClosedError(EventStoreError):
+    """The store was used after ``close()``."""
+
+    def __init__(self, store: object, *, holds: str = "events") -> None:
+        self.store = store
+        super().__init__(f"{store!r} is closed; open a new store to read or write its {holds}")
+
+
+class StoreFormatError(EventStoreError):
+    """A database is not a busway event store, or was written by an unknown version.
+
+    Nothing in the database was changed when this is raised.
+    """
+
+    def __init__(self, location: str, problem: str, *, kind: str = "an event store") -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location} cannot be opened as {kind}: {problem}")
+
+
+# -- aggregates and projections --------------------------------------------------------------
+
+
+class AggregateNotFoundError(BuswayError, LookupError):
+    """A repository found no events for the aggregate id it was asked to load."""
+
+    def __init__(self, aggregate_type: type, aggregate_id: str, stream_id: str) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        self.stream_id = stream_id
+        super().__init__(
+            f"no {_name(aggregate_type)} with id {aggregate_id!r}: stream {stream_id!r} has no "
+            "events. Check the id, or create the aggregate (a classmethod that records its "
+            "first event) and save it with repository.save()"
+        )
+
+
+class ApplierNotFoundError(BuswayError, LookupError):
+    """An aggregate recorded or replayed an event that none of its ``@when`` methods applies."""
+
+    def __init__(self, aggregate_type: type, event_type: type, known: Iterable[type]) -> None:
+        self.aggregate_type = aggregate_type
+        self.event_type = event_type
+        self.known = tuple(known)
+        names = ", ".join(sorted(t.__name__ for t in self.known)) or "none"
+        super().__init__(
+            f"{_name(aggregate_type)} has no @when method for {_name(event_type)} (it applies: "
+            f"{names}); add one: @when({event_type.__name__}) def _(self, event) -> None: ..."
+        )
+
+
+class ProjectionError(BuswayError):
+    """A projection stopped: a handler failed on an event, or it was asked what it cannot do.
+
+    When a handler failed, ``position`` and ``recorded`` say on which event; the checkpoint
+    stays just before it, so the next run starts with that event again and skips nothing.
+    The handler's exception is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        projection: str,
+        problem: str,
+        *,
+        position: int | None = None,
+        recorded: object = None,
+    ) -> None:
+        self.projection = projection
+        self.position = position
+        self.recorded = recorded
+        super().__init__(f"projection {projection!r} {problem}")
+
+
+class ProjectionTimeoutError(ProjectionError, TimeoutError):
+    """``wait_for`` gave up before the projection reached the position."""
+
+    def __init__(self, projection: str, wanted: int, reached: int, seconds: float) -> None:
+        self.wanted = wanted
+        self.reached = reached
+        self.seconds = seconds
+        super().__init__(
+            projection,
+            f"did not reach position {wanted} within {seconds:g}s (it is at {reached}); "
+            "make sure its runner is running (runner.start()) or wait longer",
+            position=reached,
+        )
+
+
+# -- sagas ----------------------------------------------------------------------------------
+
+
+class SagaError(BuswayError):
+    """A saga cannot be run, driven or stored as asked."""
+
+
+class SagaDefinitionError(SagaError, RegistrationError):
+    """A saga class declares handlers, keys or state that a saga manager cannot run."""
+
+    def __init__(self, saga_class: object, problem: str) -> None:
+        self.saga_class = saga_class
+        name = _name(saga_class) if isinstance(saga_class, type) else repr(saga_class)
+        super().__init__(f"saga {name} {problem}")
+
+
+class SagaConcurrencyError(ConcurrencyError):
+    """A saga instance changed since it was loaded; nothing was written.
+
+    Saga managers reload and retry by themselves a few times before letting it through.
+    """
+
+    def __init__(self, saga_id: str, expected: int, actual: int) -> None:
+        super().__init__(saga_id, expected, actual)
+        self.saga_id = saga_id
+        self.args = (
+            f"saga {saga_id!r} is at version {actual}, but the write expected version "
+            f"{expected}; nothing was written. Several workers keep changing the same saga: "
+            "retry (retry(on=(ConcurrencyError,)) does it) or run fewer workers on one store",
+        )

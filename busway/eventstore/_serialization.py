@@ -1,0 +1,440 @@
+"""Turning events into JSON and back: type names, schema versions, upcasters, serializers.
+
+Stored type names resolve only through an :class:`EventTypes` registry. Nothing here imports
+a module or looks up an attribute named by stored data, and nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import json
+import json.encoder
+import math
+import types
+import typing
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, TypeVar, final, runtime_checkable
+
+import attrs
+import cattrs
+from cattrs.preconf.json import make_converter
+
+from ..errors import RegistrationError, SerializationError, UnknownEventTypeError
+
+__all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster"]
+
+T = TypeVar("T")
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Migrates the payload dict of one schema version to the next one."""
+_U = TypeVar("_U", bound=Upcaster)
+
+_TAG = "_type"
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Converts events to JSON-compatible dicts and back; bring your own (msgspec, pydantic).
+
+    ``to_dict`` must return only what :func:`json.dumps` accepts (dicts with string keys,
+    lists, strings, numbers, booleans, ``None``); ``from_dict`` gets that data back, after
+    any upcasters ran, with the class to build.
+    """
+
+    def to_dict(self, event: object) -> dict[str, Any]:
+        """Return the JSON-compatible payload of *event*."""
+        ...
+
+    def from_dict(self, data: dict[str, Any], cls: type[T]) -> T:
+        """Build an instance of *cls* from a payload made by :meth:`to_dict`."""
+        ...
+
+
+def _is_class_union(tp: object) -> bool:
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return False
+    members = [m for m in typing.get_args(tp) if m is not type(None)]
+    return len(members) >= 2 and all(
+        isinstance(m, type) and (attrs.has(m) or dataclasses.is_dataclass(m)) for m in members
+    )
+
+
+def _tagged_union_unstructure(tp: Any, converter: cattrs.Converter) -> Callable[[Any], Any]:
+    # Tags name the class, so adding a field later never changes which member is decoded.
+    def unstructure(value: Any) -> Any:
+        if value is None:
+            return None
+        data = converter.unstructure(value, unstructure_as=type(value))
+        return {_TAG: type(value).__name__, **data}
+
+    return unstructure
+
+
+def _tagged_union_structure(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    members = {m.__name__: m for m in typing.get_args(tp) if m is not type(None)}
+    optional = type(None) in typing.get_args(tp)
+
+    def structure(value: Any, _: Any) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, dict) or value.get(_TAG) not in members:
+            raise ValueError(f"expected an object tagged {_TAG!r} with one of {sorted(members)}")
+        rest = {k: v for k, v in value.items() if k != _TAG}
+        return converter.structure(rest, members[value[_TAG]])
+
+    return structure
+
+
+def _structure_uuid(value: Any, _: Any) -> uuid.UUID:
+    return uuid.UUID(value)
+
+
+def _structure_decimal(value: Any, _: Any) -> decimal.Decimal:
+    if not isinstance(value, str):  # a float would already have lost digits
+        raise ValueError(f"expected a decimal as a string, got {value!r}")
+    return decimal.Decimal(value)
+
+
+def make_default_converter() -> cattrs.Converter:
+    """Return the cattrs converter busway uses unless given another one."""
+    converter = make_converter()
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_structure_hook(uuid.UUID, _structure_uuid)
+    converter.register_unstructure_hook(decimal.Decimal, str)
+    converter.register_structure_hook(decimal.Decimal, _structure_decimal)
+    converter.register_unstructure_hook_factory(_is_class_union, _tagged_union_unstructure)
+    converter.register_structure_hook_factory(_is_class_union, _tagged_union_structure)
+    return converter
+
+
+@final
+class CattrsSerializer:
+    """The default serializer: attrs classes and dataclasses through a cattrs converter.
+
+    Besides JSON's own types it handles aware and naive datetimes, dates, UUIDs, Decimals
+    (as strings, so no digit is lost), Enums, tuples, sets and frozensets, nested attrs
+    classes and dataclasses, ``Optional`` and unions (unions of classes are tagged with the
+    class name under ``"_type"``). Pass your own converter to add hooks.
+    """
+
+    def __init__(self, converter: cattrs.Converter | None = None) -> None:
+        self.converter = converter if converter is not None else make_default_converter()
+
+    def to_dict(self, event: object) -> dict[str, Any]:
+        """Return the JSON-compatible payload of *event*."""
+        data = self.converter.unstructure(event)
+        if not isinstance(data, dict):
+            raise TypeError(f"{type(event).__qualname__} does not unstructure to a dict")
+        return data
+
+    def from_dict(self, data: dict[str, Any], cls: type[T]) -> T:
+        """Build an instance of *cls* from a payload made by :meth:`to_dict`."""
+        return self.converter.structure(data, cls)
+
+
+@attrs.frozen
+class _Registration:
+    cls: type
+    name: str
+    version: int
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise RegistrationError(
+            f"an event type name must be a non-empty string without surrounding spaces, "
+            f"not {name!r}"
+        )
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise RegistrationError(f"event type name {name!r} is not valid text") from None
+    return name
+
+
+def _check_version(version: object, what: str) -> int:
+    if type(version) is not int or version < 1:
+        raise RegistrationError(f"{what} must be an int of 1 or more, not {version!r}")
+    return version
+
+
+@final
+class EventTypes:
+    """The event classes a store may hold, under stable names and schema versions.
+
+    A class is stored under a name (its ``__name__`` unless given) and its current schema
+    version (1 unless given). On read, a stored name resolves only through this registry,
+    and payloads written by an older schema version pass through the upcasters registered
+    for that name, one version at a time, before the class is built.
+    """
+
+    def __init__(self, *classes: type, serializer: Serializer | None = None) -> None:
+        self.serializer: Serializer = serializer if serializer is not None else CattrsSerializer()
+        self._by_class: dict[type, _Registration] = {}
+        self._by_name: dict[str, _Registration] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        for cls in classes:
+            self.add(cls)
+
+    def add(self, cls: type[T], *, name: str | None = None, version: int = 1) -> type[T]:
+        """Register *cls* under *name* at schema *version*; return *cls* (usable as decorator).
+
+        Registering the same class again the same way does nothing; a name or a class that is
+        already registered differently raises :class:`~busway.errors.RegistrationError`.
+        """
+        if not isinstance(cls, type):
+            raise RegistrationError(f"EventTypes holds classes, not {cls!r}")
+        reg = _Registration(
+            cls,
+            _check_name(cls.__name__ if name is None else name),
+            _check_version(version, "version"),
+        )
+        for existing in (self._by_class.get(cls), self._by_name.get(reg.name)):
+            if existing is not None and existing != reg:
+                raise RegistrationError(
+                    f"cannot register {cls.__qualname__} as {reg.name!r} version {reg.version}: "
+                    f"{existing.cls.__qualname__} is already registered as {existing.name!r} "
+                    f"version {existing.version}. Each class has one name and each name one class"
+                )
+        self._by_class[cls] = reg
+        self._by_name[reg.name] = reg
+        return cls
+
+    def upcaster(self, name: str, *, from_version: int) -> Callable[[_U], _U]:
+        """Register the decorated function to migrate *name*'s payloads from *from_version*.
+
+        The function takes the payload dict of version *from_version* and returns the payload
+        of version ``from_version + 1``; upcasters chain, so v1 data passes through each.
+        """
+        _check_name(name)
+        _check_version(from_version, "from_version")
+
+        def register(fn: _U) -> _U:
+            if (name, from_version) in self._upcasters:
+                raise RegistrationError(
+                    f"{name!r} already has an upcaster from version {from_version}"
+                )
+            self._upcasters[(name, from_version)] = fn
+            return fn
+
+        return register
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._by_name or item in self._by_class
+
+    def __iter__(self) -> Iterator[type]:
+        return iter(list(self._by_class))
+
+    def __len__(self) -> int:
+        return len(self._by_class)
+
+    def __repr__(self) -> str:
+        return f"EventTypes({', '.join(sorted(self._by_name))})"
+
+    @property
+    def names(self) -> Mapping[str, type]:
+        """Every registered name, with its class."""
+        return {name: reg.cls for name, reg in self._by_name.items()}
+
+    def name_of(self, cls: type) -> str:
+        """Return the name *cls* is stored under, or raise UnknownEventTypeError."""
+        try:
+            return self._by_class[cls].name
+        except KeyError:
+            raise UnknownEventTypeError(cls.__name__, self._by_name, event_class=cls) from None
+
+    def class_of(self, name: str) -> type:
+        """Return the class registered under *name*, or raise UnknownEventTypeError."""
+        try:
+            return self._by_name[name].cls
+        except KeyError:
+            raise UnknownEventTypeError(name, self._by_name) from None
+
+    def encode(self, event: object) -> tuple[str, int, str]:
+        """Return *event*'s type name, schema version and JSON payload."""
+        try:
+            reg = self._by_class[type(event)]
+        except KeyError:
+            raise UnknownEventTypeError(
+                type(event).__name__, self._by_name, event_class=type(event)
+            ) from None
+        try:
+            data = self.serializer.to_dict(event)
+        except Exception as exc:
+            raise SerializationError(
+                f"{reg.name} cannot be serialized: {exc}; give its fields types the "
+                "serializer knows, or register a hook for them on the serializer",
+                type_name=reg.name,
+            ) from exc
+        try:
+            text = _compact_json(data)
+        except (TypeError, ValueError):
+            text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)  # raises
+        if not text.isascii():
+            text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)
+        return reg.name, reg.version, text
+
+    def decode(self, name: str, version: int, payload: str, *, position: int) -> object:
+        """Return the event stored at *position* as *name* at schema *version*."""
+        reg = self._by_name.get(name)
+        if reg is None:
+            raise UnknownEventTypeError(name, self._by_name, position=position)
+        try:
+            data = parse_json(payload)
+        except (ValueError, TypeError) as exc:
+            raise _corrupt(name, position, f"its payload is not JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise _corrupt(name, position, "its payload is not a JSON object")
+        if version != reg.version:
+            data = self._upcast(reg, version, data, position)
+        try:
+            return self.serializer.from_dict(data, reg.cls)
+        except Exception as exc:
+            detail = (
+                "; ".join(cattrs.transform_error(exc))
+                if isinstance(exc, cattrs.BaseValidationError)
+                else str(exc)
+            )
+            raise _corrupt(
+                name, position, f"its payload does not fit {reg.cls.__qualname__}: {detail}"
+            ) from exc
+
+    def _upcast(
+        self, reg: _Registration, version: int, data: dict[str, Any], position: int
+    ) -> dict[str, Any]:
+        if version > reg.version:
+            raise _corrupt(
+                reg.name,
+                position,
+                f"it was written at schema version {version}, but {reg.cls.__qualname__} is "
+                f"registered at version {reg.version}; upgrade this program to read it",
+            )
+        for v in range(version, reg.version):
+            upcaster = self._upcasters.get((reg.name, v))
+            if upcaster is None:
+                raise _corrupt(
+                    reg.name,
+                    position,
+                    f"it was written at schema version {version} and there is no upcaster "
+                    f"from version {v}; add one with @types.upcaster({reg.name!r}, "
+                    f"from_version={v})",
+                )
+            try:
+                data = upcaster(data)
+            except Exception as exc:
+                raise _corrupt(
+                    reg.name, position, f"the upcaster from version {v} failed: {exc!r}"
+                ) from exc
+            if not isinstance(data, dict):
+                raise _corrupt(
+                    reg.name, position, f"the upcaster from version {v} did not return a dict"
+                )
+        return data
+
+
+def _corrupt(name: str, position: int, problem: str) -> SerializationError:
+    return SerializationError(
+        f"the event at position {position} ({name}) cannot be decoded: {problem}",
+        type_name=name,
+        position=position,
+    )
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def _make_compact_json() -> Callable[[object], str]:
+    """Return a function encoding like ``_ENCODER.encode``, built once.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs as much as
+    encoding a small event; appends encode every event, so keep one. Without the C
+    accelerator (not CPython) the plain encoder serves. There is no check for circular
+    references: payloads come from a converter, which makes trees.
+    """
+    make: Callable[..., Callable[[object, int], Iterable[str]]] | None = getattr(
+        json.encoder, "c_make_encoder", None
+    )
+    if make is None:  # pragma: no cover - CPython always has the accelerator
+        return _ENCODER.encode
+    chunks = make(
+        None,  # markers: no circular-reference check
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,  # indent
+        ":",
+        ",",
+        False,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+
+    def encode(data: object) -> str:
+        return "".join(chunks(data, 0))
+
+    return encode
+
+
+_compact_json = _make_compact_json()
+_scan_json: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - not in the type stubs
+
+
+def parse_json(text: str) -> Any:
+    """Parse stored JSON like :func:`json.loads`, with less overhead per call.
+
+    Reads decode every event, and stored text is compact JSON: one scan, then a check that
+    nothing follows. Anything else (whitespace, trailing data, no JSON) goes to ``json.loads``,
+    which parses it or raises ``ValueError`` as usual.
+    """
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
+def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
+    """Return *data* as compact JSON, or raise SerializationError naming the bad field."""
+    try:
+        text = _ENCODER.encode(data)
+    except (TypeError, ValueError) as exc:
+        field = _find_bad_field(data)
+        where = f" at field {field!r}" if field else ""
+        raise SerializationError(
+            f"{what} is not JSON-compatible{where}: {exc}; use types the serializer "
+            "turns into JSON (str, int, float, bool, None, lists, dicts with str keys)",
+            type_name=type_name,
+            field=field,
+        ) from exc
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            # Lone surrogates cannot be stored as UTF-8 text; JSON escapes keep them exact.
+            text = _ASCII_ENCODER.encode(data)
+    return text
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _find_bad_field(data: object, path: str = "") -> str | None:
+    """Return the dotted path of the first value json.dumps refuses, if any."""
+    children: Iterable[tuple[str, object]]
+    if isinstance(data, dict):
+        bad_key = next((k for k in data if not isinstance(k, _JSON_SCALARS)), None)
+        if bad_key is not None:
+            return f"{path}.{bad_key}" if path else str(bad_key)
+        children = ((f"{path}.{k}" if path else str(k), v) for k, v in data.items())
+    elif isinstance(data, list | tuple):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(data))
+    elif isinstance(data, float):
+        return None if math.isfinite(data) else (path or None)
+    else:
+        return None if isinstance(data, _JSON_SCALARS) else (path or None)
+    for sub, value in children:
+        found = _find_bad_field(value, sub)
+        if found is not None:
+            return found
+    return None

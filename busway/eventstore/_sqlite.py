@@ -1,0 +1,292 @@
+"""An event store in an SQLite database, with the standard library's sqlite3.
+
+One writer at a time, across threads and processes: every append runs in ``BEGIN
+IMMEDIATE``, which takes SQLite's write lock before the stream's version is read, so the
+version check, the positions given out and the commit happen in one order for everybody.
+Positions come from an AUTOINCREMENT key assigned under that lock, so commits happen in
+position order and a reader never meets an event with a lower position than one it has
+already read. The database runs in WAL mode: readers never block the writer, nor it them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final, final
+
+from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
+from ._core import (
+    ROW_COLUMNS,
+    check_count,
+    check_limit,
+    check_stream_id,
+    check_types,
+    concurrency_error,
+    decode,
+    matches,
+    now,
+    prepare,
+    resolve_existing,
+    type_names,
+)
+from ._serialization import EventTypes
+from ._types import ANY, ExpectedVersion, RecordedEvent
+
+__all__ = ["SCHEMA_VERSION", "SQLiteEventStore", "Synchronous"]
+
+SCHEMA_VERSION: Final = 1
+"""The layout this release writes; recorded per table in ``busway_schema``."""
+
+_MAX_INT: Final = 2**63 - 1
+_IN_CHUNK: Final = 500  # well below SQLite's limit on bound parameters
+_TYPE_FILTER_MAX: Final = 64  # more type names than this are filtered in Python
+_COLUMNS: Final = ", ".join(ROW_COLUMNS)
+
+
+def _layout(t: str) -> Layout:
+    return Layout(
+        kind="an event store",
+        tables=(t,),
+        create=(
+            f"""CREATE TABLE {t} (
+                position INTEGER PRIMARY KEY AUTOINCREMENT,
+                stream_id TEXT NOT NULL,
+                version INTEGER NOT NULL CHECK (version >= 1),
+                event_id BLOB NOT NULL,
+                type TEXT NOT NULL,
+                schema_version INTEGER NOT NULL,
+                data TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                recorded_at TEXT NOT NULL,
+                CONSTRAINT {t}_stream_version UNIQUE (stream_id, version),
+                CONSTRAINT {t}_event_id UNIQUE (event_id)
+            )""",
+        ),
+        columns=ROW_COLUMNS,
+        component="eventstore",
+        version=SCHEMA_VERSION,
+    )
+
+
+class _IdTaken(Exception):
+    """An event id of the batch is already stored; leave the transaction to look at it."""
+
+
+@final
+class SQLiteEventStore(SQLiteStore):
+    """An :class:`EventStore` in an SQLite database file (or a connection you own).
+
+    Given a path, the store opens its own connection in WAL mode with the given durability
+    (``synchronous``, default ``"full"``: a committed append survives a power cut) and busy
+    *timeout* in seconds, and closes it on :meth:`close`. Given a ``sqlite3.Connection``, it
+    uses it as configured and never closes it; an append made while that connection is in a
+    transaction joins it (as a savepoint) and lasts only if the transaction commits.
+
+    The store is safe to share between threads (they take turns on its connection) and the
+    same file may be written by many processes at once.
+    """
+
+    def __init__(
+        self,
+        path_or_connection: str | os.PathLike[str] | sqlite3.Connection,
+        *,
+        types: EventTypes,
+        table: str = "events",
+        synchronous: Synchronous | None = None,
+        timeout: float = 10.0,
+        page_size: int = 1000,
+    ) -> None:
+        self.types = check_types(types)
+        self.table = check_table(table)
+        self._page_size = check_count("page_size", page_size, 1)
+        super().__init__(
+            Database(path_or_connection, _layout(table), timeout=timeout, synchronous=synchronous)
+        )
+        t = self.table
+        self._sql_version = (
+            f"SELECT version FROM {t} WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
+        )
+        self._sql_insert = (
+            f"INSERT INTO {t} (stream_id, version, event_id, type, schema_version, data, "
+            "metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._sql_forwards = (
+            f"SELECT {_COLUMNS} FROM {t} WHERE stream_id = ? AND version >= ? "
+            "ORDER BY version LIMIT ?"
+        )
+        self._sql_backwards = (
+            f"SELECT {_COLUMNS} FROM {t} WHERE stream_id = ? AND version <= ? "
+            "ORDER BY version DESC LIMIT ?"
+        )
+        self._sql_all = f"SELECT {_COLUMNS} FROM {t} WHERE position >= ? ORDER BY position LIMIT ?"
+        self._sql_head = f"SELECT max(position) FROM {t}"
+        self._sql_streams = (
+            f"SELECT stream_id, max(version) FROM {t} WHERE stream_id > ? "
+            "GROUP BY stream_id ORDER BY stream_id LIMIT ?"
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(
+        self,
+        stream_id: str,
+        events: Iterable[object],
+        *,
+        expected_version: ExpectedVersion = ANY,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append *events* atomically; return the stream's new version."""
+        stream, expected, pending = prepare(
+            self.types, stream_id, events, expected_version, metadata
+        )
+        ids = [p[0] for p in pending]
+        try:
+            with self._lock:
+                self._check_open()
+                with self._db.transaction():
+                    row = self._conn.execute(self._sql_version, (stream,)).fetchone()
+                    current = 0 if row is None else row[0]
+                    if not matches(expected, current):
+                        found = self._find(ids)
+                        if found:
+                            return resolve_existing(stream, expected, ids, found)
+                        raise concurrency_error(stream, expected, current)
+                    if not pending:
+                        return current
+                    at = now()
+                    try:
+                        self._conn.executemany(
+                            self._sql_insert,
+                            [
+                                (stream, current + i, eid, name, version, data, meta, at)
+                                for i, (eid, name, version, data, meta) in enumerate(
+                                    pending, start=1
+                                )
+                            ],
+                        )
+                    except sqlite3.IntegrityError as exc:
+                        if "event_id" not in str(exc):
+                            raise
+                        raise _IdTaken from exc
+                    return current + len(pending)
+        except _IdTaken:
+            # The partial batch is rolled back; stored ids are never removed, so they are there.
+            with self._lock:
+                self._check_open()
+                found = self._find(ids)
+            return resolve_existing(stream, expected, ids, found)
+
+    def _find(self, ids: Sequence[bytes]) -> dict[bytes, tuple[str, int]]:
+        found: dict[bytes, tuple[str, int]] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for eid, stream, version in self._conn.execute(
+                f"SELECT event_id, stream_id, version FROM {self.table} "
+                f"WHERE event_id IN ({marks})",
+                chunk,
+            ):
+                found[eid] = (stream, version)
+        return found
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        """Return a stream's events from *from_version* on, inclusive, at most *limit*."""
+        stream = check_stream_id(stream_id)
+        start = None if from_version is None else check_count("from_version", from_version, 1)
+        count = check_limit(limit)
+        if backwards:
+            sql, params = self._sql_backwards, (stream, _MAX_INT if start is None else start)
+        else:
+            sql, params = self._sql_forwards, (stream, 1 if start is None else start)
+        rows = self._fetch(sql, (*params, -1 if count is None else count))
+        return [decode(self.types, row) for row in rows]
+
+    def read_all(
+        self,
+        *,
+        from_position: int = 1,
+        limit: int | None = None,
+        types: Iterable[type | str] | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Iterate over every stream's events in position order, a page at a time."""
+        start = check_count("from_position", from_position, 1)
+        count = check_limit(limit)
+        names = type_names(self.types, types)
+        with self._lock:
+            self._check_open()
+        return self._iter_all(start, count, names)
+
+    def _iter_all(
+        self, position: int, count: int | None, names: frozenset[str] | None
+    ) -> Iterator[RecordedEvent]:
+        if names is not None and not names:
+            return
+        sql, extra = self._sql_all, tuple[str, ...]()
+        in_sql = names is not None and len(names) <= _TYPE_FILTER_MAX
+        if in_sql and names is not None:
+            extra = tuple(sorted(names))
+            sql = (
+                f"SELECT {_COLUMNS} FROM {self.table} WHERE position >= ? AND type IN "
+                f"({', '.join('?' * len(extra))}) ORDER BY position LIMIT ?"
+            )
+        while count is None or count > 0:
+            page = self._page_size if count is None else min(count, self._page_size)
+            rows = self._fetch(sql, (position, *extra, page))
+            if not rows:
+                return
+            position = rows[-1][0] + 1
+            for row in rows:
+                if in_sql or names is None or row[4] in names:
+                    yield decode(self.types, row)
+                    if count is not None:
+                        count -= 1
+                        if count == 0:
+                            return
+
+    def _fetch(self, sql: str, params: Sequence[object]) -> list[Any]:
+        with self._lock:
+            self._check_open()
+            return self._conn.execute(sql, params).fetchall()
+
+    def stream_version(self, stream_id: str) -> int:
+        """Return the version of a stream's last event; 0 if it has none."""
+        stream = check_stream_id(stream_id)
+        rows = self._fetch(self._sql_version, (stream,))
+        return int(rows[0][0]) if rows else 0
+
+    def head_position(self) -> int:
+        """Return the position of the last event in the store; 0 if it is empty."""
+        (row,) = self._fetch(self._sql_head, ())
+        return int(row[0] or 0)
+
+    def streams(
+        self, *, after: str | None = None, limit: int | None = None
+    ) -> Iterator[tuple[str, int]]:
+        """Iterate over ``(stream_id, version)`` of every stream, ordered by id, paging."""
+        if after is not None:
+            check_stream_id(after)
+        count = check_limit(limit)
+        with self._lock:
+            self._check_open()
+        return self._iter_streams("" if after is None else after, count)
+
+    def _iter_streams(self, after: str, count: int | None) -> Iterator[tuple[str, int]]:
+        while count is None or count > 0:
+            page = self._page_size if count is None else min(count, self._page_size)
+            rows = self._fetch(self._sql_streams, (after, page))
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1][0]
+            if count is not None:
+                count -= len(rows)

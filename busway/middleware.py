@@ -1,0 +1,315 @@
+"""Built-in middleware: logging, timing, retry, validation, correlation, timeout.
+
+Each one works on sync and async buses alike (``timeout`` on async buses only). A
+middleware here is written once, as a *flow*: a generator that yields ``_Call(message)``
+to pass the message on and receives the result (or has the exception thrown into it),
+and may yield ``_Sleep(seconds)``. Two small drivers run a flow, one plainly and one
+awaiting; so the logic is never written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Generator, Iterable
+from typing import Any, final
+
+import attrs
+
+from . import context
+from ._chain import ASYNC_VARIANT
+from .errors import ConcurrencyError, DispatchTimeoutError, RegistrationError, ValidationError
+
+__all__ = [
+    "correlation",
+    "exponential_backoff",
+    "log",
+    "retry",
+    "timeout",
+    "timing",
+    "validation",
+]
+
+Next = Callable[[Any], Any]
+
+
+@attrs.frozen
+class _Call:
+    message: Any
+
+
+@attrs.frozen
+class _Sleep:
+    seconds: float
+
+
+_Flow = Generator[_Call | _Sleep, Any, Any]
+
+
+class _FlowMiddleware:
+    """Runs a flow on a sync bus (``__call__``) or an async one (its async variant)."""
+
+    __slots__ = ("__busway_async__", "_flow", "_name", "_sleep")
+
+    def __init__(
+        self,
+        name: str,
+        flow: Callable[[Any], _Flow],
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self._name = name
+        self._flow = flow
+        self._sleep = sleep
+        setattr(self, ASYNC_VARIANT, self._call_async)
+
+    def __repr__(self) -> str:
+        return f"<busway.middleware.{self._name}>"
+
+    def __call__(self, message: Any, next: Next) -> Any:
+        flow = self._flow(message)
+        try:
+            request = flow.send(None)
+            while True:
+                if isinstance(request, _Sleep):
+                    (self._sleep or time.sleep)(request.seconds)
+                    request = flow.send(None)
+                    continue
+                try:
+                    result = next(request.message)
+                except BaseException as exc:
+                    request = flow.throw(exc)
+                else:
+                    request = flow.send(result)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            flow.close()
+
+    async def _call_async(self, message: Any, next: Next) -> Any:
+        flow = self._flow(message)
+        try:
+            request = flow.send(None)
+            while True:
+                if isinstance(request, _Sleep):
+                    pause = (self._sleep or asyncio.sleep)(request.seconds)
+                    if inspect.isawaitable(pause):
+                        await pause
+                    request = flow.send(None)
+                    continue
+                try:
+                    result = await next(request.message)
+                except BaseException as exc:
+                    request = flow.throw(exc)
+                else:
+                    request = flow.send(result)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            flow.close()
+
+
+def _type_name(message: object) -> str:
+    return type(message).__qualname__
+
+
+def log(logger: logging.Logger | None = None, level: int = logging.DEBUG) -> _FlowMiddleware:
+    """Log each message as it is handled, then its outcome and duration.
+
+    Records go to *logger* (default: the ``busway`` logger) at *level*; a failure is logged
+    at ``max(level, WARNING)`` and re-raised. When the level is off, it costs a level check.
+    """
+    target = logger if logger is not None else logging.getLogger("busway")
+    failure_level = max(level, logging.WARNING)
+
+    def flow(message: Any) -> _Flow:
+        if not target.isEnabledFor(level):
+            return (yield _Call(message))
+        name = _type_name(message)
+        target.log(level, "handling %s: %r", name, message)
+        start = time.perf_counter()
+        try:
+            result = yield _Call(message)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - start) * 1000
+            target.log(
+                failure_level,
+                "%s failed after %.3f ms: %s: %s",
+                name,
+                elapsed,
+                type(exc).__name__,
+                exc,
+            )
+            raise
+        elapsed = (time.perf_counter() - start) * 1000
+        target.log(level, "handled %s in %.3f ms", name, elapsed)
+        return result
+
+    return _FlowMiddleware(f"log({target.name!r}, {logging.getLevelName(level)})", flow)
+
+
+def timing(report: Callable[[Any, float], object]) -> _FlowMiddleware:
+    """Call ``report(message, seconds)`` after each dispatch, successful or not."""
+    if not callable(report):
+        raise RegistrationError(
+            f"timing() needs a callable report(message, seconds), got {report!r}"
+        )
+
+    def flow(message: Any) -> _Flow:
+        start = time.perf_counter()
+        try:
+            return (yield _Call(message))
+        finally:
+            report(message, time.perf_counter() - start)
+
+    return _FlowMiddleware("timing", flow)
+
+
+def exponential_backoff(
+    initial: float = 0.01, factor: float = 2.0, maximum: float = 1.0
+) -> Callable[[int], float]:
+    """Return a backoff: *initial* seconds after the first failure, times *factor* after each."""
+    if initial < 0 or factor < 1 or maximum < 0:
+        raise ValueError(
+            f"exponential_backoff needs initial >= 0, factor >= 1 and maximum >= 0, "
+            f"got initial={initial}, factor={factor}, maximum={maximum}"
+        )
+
+    def backoff(failures: int) -> float:
+        return float(min(maximum, initial * factor ** (failures - 1)))
+
+    return backoff
+
+
+def retry(
+    on: type[BaseException] | tuple[type[BaseException], ...] = (ConcurrencyError,),
+    *,
+    attempts: int = 3,
+    backoff: float | Callable[[int], float] | None = None,
+    sleep: Callable[[float], object] | None = None,
+) -> _FlowMiddleware:
+    """Run the rest of the chain again when it raises one of *on*, up to *attempts* calls in all.
+
+    Between calls it sleeps ``backoff(failures)`` seconds (or *backoff* if a number; default
+    :func:`exponential_backoff`). *sleep* defaults to ``time.sleep`` on sync buses and
+    ``asyncio.sleep`` on async ones; tests can pass a recorder. The last failure is raised
+    as it is. Meant for commands: the whole handler runs again, so it must be safe to repeat.
+    """
+    kinds = on if isinstance(on, tuple) else (on,)
+    if not kinds or not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
+        raise RegistrationError(
+            f"retry(on=...) takes an exception class or a tuple of them, got {on!r}"
+        )
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise RegistrationError(
+            f"retry(attempts=...) counts all calls, so it must be an int >= 1, got {attempts!r}"
+        )
+    if backoff is None:
+        delay: Callable[[int], float] = exponential_backoff()
+    elif callable(backoff):
+        delay = backoff
+    else:
+        seconds = float(backoff)
+        delay = lambda _failures: seconds  # noqa: E731 - a constant backoff
+
+    def flow(message: Any) -> _Flow:
+        for failures in range(attempts):
+            if failures:
+                yield _Sleep(delay(failures))
+            try:
+                return (yield _Call(message))
+            except kinds:
+                if failures + 1 == attempts:
+                    raise
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    names = ", ".join(k.__name__ for k in kinds)
+    return _FlowMiddleware(f"retry(on=({names}), attempts={attempts})", flow, sleep)
+
+
+def validation(validator: Callable[[Any], object]) -> _FlowMiddleware:
+    """Check each message with *validator* before its handler runs.
+
+    The validator returns ``None`` or ``True`` to accept; ``False`` or a non-empty iterable
+    of problem strings to reject. It may also raise: ``ValidationError`` passes through, and
+    ``ValueError`` or ``TypeError`` (what attrs validators raise) become ``ValidationError``.
+    """
+    if not callable(validator):
+        raise RegistrationError(
+            f"validation() needs a callable validator(message), got {validator!r}"
+        )
+
+    def check(message: Any) -> None:
+        try:
+            verdict = validator(message)
+        except ValidationError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(message, [str(exc)]) from exc
+        if verdict is None or verdict is True:
+            return
+        if verdict is False:
+            raise ValidationError(
+                message, [f"rejected by {getattr(validator, '__qualname__', validator)}"]
+            )
+        if isinstance(verdict, Iterable) and not isinstance(verdict, (str, bytes)):
+            problems = [str(p) for p in verdict]
+            if problems:
+                raise ValidationError(message, problems)
+            return
+        raise ValidationError(message, [str(verdict)])
+
+    def flow(message: Any) -> _Flow:
+        check(message)
+        return (yield _Call(message))
+
+    return _FlowMiddleware("validation", flow)
+
+
+def correlation() -> _FlowMiddleware:
+    """Give each message a context: its own id, its conversation's, and its cause's.
+
+    Inside the dispatch :func:`busway.context.current` returns it; a dispatch nested in it
+    keeps the correlation id and takes this message's id as its causation id.
+    """
+
+    def flow(message: Any) -> _Flow:
+        token = context._enter()
+        try:
+            return (yield _Call(message))
+        finally:
+            context._exit(token)
+
+    return _FlowMiddleware("correlation", flow)
+
+
+@final
+class _Timeout:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        return f"<busway.middleware.timeout({self.seconds:g})>"
+
+    async def __call__(self, message: Any, next: Callable[[Any], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self.seconds) as scope:
+                return await next(message)
+        except TimeoutError:
+            if scope.expired():
+                raise DispatchTimeoutError(message, self.seconds) from None
+            raise
+
+
+def timeout(seconds: float) -> Callable[[Any, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]:
+    """Cancel a dispatch on an async bus that runs longer than *seconds*.
+
+    Raises :class:`~busway.errors.DispatchTimeoutError` (a ``TimeoutError``). A sync bus
+    refuses it: a plain call cannot be interrupted safely.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise RegistrationError(f"timeout() needs a positive number of seconds, got {seconds!r}")
+    return _Timeout(float(seconds))

@@ -1,0 +1,493 @@
+"""The saga manager's logic, free of I/O: flows that yield effects for a driver to perform.
+
+Every operation of a manager (handle an event, fire due deadlines, send what a crash left
+in the outboxes) is a generator. It yields an effect — find, load, commit, send — and gets
+the result back, or has the failure thrown in. The sync manager performs effects directly,
+the async one awaits them; neither repeats any of the logic here.
+
+The delivery guarantee comes from the order of effects. A saga's new state, and the
+commands it issued, are committed together (the commands wait in the saga's outbox); only
+then is each command sent, and once it is settled (sent, or failed and compensated) it
+leaves the outbox in a second commit. A crash between the two leaves it there, and
+:meth:`Core.recover` sends it again: commands are issued at least once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Generator, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Final, TypeAlias, TypeVar
+
+import attrs
+
+from ..clock import Clock
+from ..errors import (
+    RegistrationError,
+    SagaConcurrencyError,
+    SagaDefinitionError,
+    SagaError,
+    SerializationError,
+    UnknownEventTypeError,
+)
+from ..eventstore import EventTypes
+from ._saga import Route, Run, Saga, SagaSpec, association_value
+from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
+
+__all__ = ["Commit", "Core", "Effect", "Flow", "Send", "raise_all"]
+
+logger = logging.getLogger("busway.sagas")
+
+T = TypeVar("T")
+S = TypeVar("S", bound=Saga)
+
+#: How often a flow reloads and retries after another writer changed a saga under it.
+ATTEMPTS: Final = 5
+
+
+# -- effects ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Find:
+    saga_type: str
+    key: str
+    value: str
+
+    def perform(self, store: SagaStore) -> list[SagaRecord]:
+        return store.find(self.saga_type, self.key, self.value)
+
+
+@attrs.frozen
+class Load:
+    saga_id: str
+
+    def perform(self, store: SagaStore) -> SagaRecord | None:
+        return store.load(self.saga_id)
+
+
+@attrs.frozen
+class Commit:
+    writes: tuple[Write, ...]
+    checkpoint: tuple[str, int] | None = None
+
+    def perform(self, store: SagaStore) -> None:
+        store.commit(self.writes, checkpoint=self.checkpoint)
+
+
+@attrs.frozen
+class Pending:
+    def perform(self, store: SagaStore) -> list[SagaRecord]:
+        return store.pending()
+
+
+@attrs.frozen
+class Due:
+    now: datetime
+
+    def perform(self, store: SagaStore) -> list[SagaRecord]:
+        return store.due(self.now)
+
+
+@attrs.frozen
+class Send:
+    """Execute a command on the manager's command bus (the one effect not on the store)."""
+
+    command: object
+
+
+StoreEffect: TypeAlias = Find | Load | Commit | Pending | Due
+Effect: TypeAlias = StoreEffect | Send
+Flow: TypeAlias = Generator[Effect, Any, T]
+
+
+def raise_all(errors: Sequence[Exception], what: str) -> None:
+    """Raise the one error, or an ExceptionGroup of several, or nothing."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ExceptionGroup(f"{len(errors)} failures while {what}", list(errors))
+
+
+@attrs.frozen
+class _Settled:
+    record: SagaRecord | None
+    errors: tuple[Exception, ...] = ()
+
+
+# -- the core --------------------------------------------------------------------------------
+
+
+class Core:
+    """Everything a saga manager decides, for the sagas it runs."""
+
+    def __init__(
+        self,
+        sagas: Iterable[type[Saga]],
+        *,
+        types: EventTypes,
+        clock: Clock,
+        command_types: Callable[[], Iterable[type]],
+    ) -> None:
+        self.types = types
+        self.clock = clock
+        self._command_types = command_types
+        self.specs: tuple[SagaSpec, ...] = tuple(SagaSpec.of(cls) for cls in sagas)
+        if not self.specs:
+            raise SagaDefinitionError(
+                None, "list is empty: give the manager at least one saga class"
+            )
+        self._by_class: dict[type, SagaSpec] = {}
+        for spec in self.specs:
+            if spec.cls in self._by_class:
+                raise SagaDefinitionError(spec.cls, "is given to the manager twice")
+            self._by_class[spec.cls] = spec
+            for cls in (spec.cls, *spec.deadlines, *spec.compensations):
+                self._learn(cls)
+        self._by_name = {self.types.name_of(spec.cls): spec for spec in self.specs}
+
+    def event_types(self) -> tuple[type, ...]:
+        """Every event class some saga starts on or handles, each once, in saga order."""
+        return tuple(dict.fromkeys(t for spec in self.specs for t in spec.event_types()))
+
+    # -- serialization -------------------------------------------------------------------
+
+    def _learn(self, cls: type) -> None:
+        if cls not in self.types:
+            self.types.add(cls)
+
+    def encode(self, message: object) -> StoredMessage:
+        """Return *message* stored under a fresh id; register its class on first sight."""
+        try:
+            self._learn(type(message))
+        except RegistrationError as exc:
+            raise SagaError(
+                f"cannot store {type(message).__qualname__}: {exc}. Register it in the "
+                "manager's types under a name of its own: types.add(cls, name=...)"
+            ) from exc
+        name, version, data = self.types.encode(message)
+        return StoredMessage(uuid.uuid4().hex, name, version, data)
+
+    def decode(self, stored: StoredMessage, saga_id: str) -> object:
+        """Return the command or deadline message *stored* by saga *saga_id*."""
+        if stored.type not in self.types:
+            # Commands are registered when first sent; after a restart, the command bus
+            # knows which classes it can execute, and only those are looked up by name.
+            for cls in self._command_types():
+                if cls not in self.types and cls.__name__ not in self.types:
+                    self.types.add(cls)
+        return self._decode(stored.type, stored.schema_version, stored.data, saga_id)
+
+    def _decode(self, name: str, version: int, data: str, saga_id: str) -> object:
+        try:
+            return self.types.decode(name, version, data, position=0)
+        except UnknownEventTypeError as exc:
+            exc.args = (
+                f"saga {saga_id!r} holds a {name!r}, which is not registered in the saga "
+                f"manager's types (registered: {', '.join(exc.known) or 'none'}); register "
+                f"the class with types.add(cls, name={name!r}), or give the command bus a "
+                "handler for it",
+            )
+            raise
+        except SerializationError as exc:
+            raise SerializationError(
+                f"saga {saga_id!r} holds a {name!r} that cannot be decoded: "
+                f"{str(exc).partition(': ')[2] or exc}",
+                type_name=name,
+            ) from exc
+
+    def spec_of(self, record: SagaRecord) -> SagaSpec | None:
+        return self._by_name.get(record.saga_type)
+
+    def state_of(self, spec: SagaSpec, record: SagaRecord) -> Saga:
+        saga = self._decode(record.saga_type, record.schema_version, record.state, record.saga_id)
+        if not isinstance(saga, spec.cls):
+            raise SagaError(
+                f"saga {record.saga_id!r} decodes to a {type(saga).__qualname__}, not a "
+                f"{spec.cls.__qualname__}; two classes share the name {record.saga_type!r}"
+            )
+        return saga
+
+    def name_of(self, saga_class: type) -> str:
+        if saga_class not in self._by_class:
+            known = ", ".join(s.cls.__qualname__ for s in self.specs)
+            raise SagaError(
+                f"{saga_class.__qualname__} is not run by this manager (it runs: {known}); "
+                "give it to the manager"
+            )
+        return self.types.name_of(saga_class)
+
+    # -- one call of a saga method -------------------------------------------------------
+
+    def apply(
+        self,
+        spec: SagaSpec,
+        record: SagaRecord | None,
+        method: Callable[..., Any],
+        args: tuple[object, ...],
+        *,
+        associate: tuple[str, str] | None = None,
+        settle: str | None = None,
+        fire: str | None = None,
+    ) -> Write:
+        """Call *method* on the saga of *record* (a new one if None); return its new record.
+
+        *settle* names an outbox entry and *fire* a deadline that this call consumes, so
+        that their removal is stored with the state the method produced.
+        """
+        if record is None:
+            saga: Saga = spec.cls()
+            saga_id, version, ended = uuid.uuid4().hex, 0, False
+            associations: frozenset[tuple[str, str]] = frozenset()
+            deadlines: tuple[Deadline, ...] = ()
+            outbox: tuple[StoredMessage, ...] = ()
+        else:
+            saga = self.state_of(spec, record)
+            saga_id, version, ended = record.saga_id, record.version, record.ended
+            associations, deadlines, outbox = (
+                record.associations,
+                tuple(d for d in record.deadlines if d.id != fire),
+                tuple(m for m in record.outbox if m.id != settle),
+            )
+        if associate is not None:
+            associations = associations | {associate}
+        run = Run(
+            saga_id,
+            now=self.clock.now(),
+            associations=associations,
+            deadlines=deadlines,
+            outbox=outbox,
+            ended=ended,
+            encode=self.encode,
+            deadline_name=lambda tp: (
+                self.types.name_of(tp) if spec.deadline(tp) is not None else None
+            ),
+        )
+        object.__setattr__(saga, "_busway_run", run)
+        try:
+            method(saga, *args)
+        finally:
+            object.__setattr__(saga, "_busway_run", None)
+        name, schema_version, state = self.types.encode(saga)
+        return Write(
+            SagaRecord(
+                saga_id=saga_id,
+                saga_type=name,
+                version=version + 1,
+                schema_version=schema_version,
+                state=state,
+                associations=frozenset() if run.ended else frozenset(run.associations),
+                deadlines=() if run.ended else tuple(run.deadlines),
+                outbox=tuple(run.outbox),
+                ended=run.ended,
+            ),
+            version,
+        )
+
+    # -- flows ---------------------------------------------------------------------------
+
+    def handle(self, event: object, checkpoint: tuple[str, int] | None = None) -> Flow[bool]:
+        """Run every saga method *event* routes to, store the results, then send commands.
+
+        Return whether anything was committed (nothing is, for an event no saga takes,
+        unless a *checkpoint* must be stored with it).
+        """
+        writes: list[Write] = []
+        for attempt in range(1, ATTEMPTS + 1):
+            writes = []
+            for spec in self.specs:
+                routed = spec.route(type(event))
+                if routed is not None:
+                    writes.extend((yield from self._route(spec, *routed, event)))
+            if not writes:
+                logger.debug(
+                    "%s matches no live saga and starts none; ignored", type(event).__qualname__
+                )
+                return False
+            try:
+                yield Commit(tuple(writes), checkpoint)
+            except SagaConcurrencyError:
+                if attempt == ATTEMPTS:
+                    raise
+                continue
+            break
+        errors: list[Exception] = []
+        for write in writes:
+            errors.extend((yield from self.deliver(write.record)))
+        raise_all(errors, f"sending the commands of sagas for {type(event).__qualname__}")
+        return True
+
+    def _route(
+        self, spec: SagaSpec, route: Route, method: Callable[..., Any], event: object
+    ) -> Flow[list[Write]]:
+        assert route.key is not None
+        try:
+            raw = getattr(event, route.key)
+        except AttributeError:
+            raise SagaError(
+                f"{type(event).__qualname__} has no attribute {route.key!r}, which "
+                f"{spec.cls.__qualname__} routes it by; fix the key in @{route.role}"
+            ) from None
+        if raw is None and route.role == "handles":
+            return []
+        if raw is None:
+            raise SagaError(
+                f"{type(event).__qualname__}.{route.key} is None, so it cannot start a "
+                f"{spec.cls.__qualname__}: a saga's key needs a value"
+            )
+        value = association_value(raw)
+        name = self.types.name_of(spec.cls)
+        records: list[SagaRecord] = yield Find(name, route.key, value)
+        if route.role == "starts":
+            if records:
+                logger.debug(
+                    "%s with %s=%r: a %s is already running; duplicate start ignored",
+                    type(event).__qualname__,
+                    route.key,
+                    value,
+                    spec.cls.__qualname__,
+                )
+                return []
+            return [self.apply(spec, None, method, (event,), associate=(route.key, value))]
+        return [self.apply(spec, record, method, (event,)) for record in records]
+
+    def deliver(self, record: SagaRecord) -> Flow[list[Exception]]:
+        """Send the commands in *record*'s outbox in order, settling each; return failures.
+
+        A command that fails goes to the saga's @compensates method for its class, if any,
+        which may issue more commands (sent here too); otherwise its error is returned.
+        """
+        errors: list[Exception] = []
+        current: SagaRecord | None = record
+        while current is not None and current.outbox:
+            pending = current.outbox[0]
+            command = self.decode(pending, current.saga_id)
+            try:
+                yield Send(command)
+            except Exception as exc:
+                settled = yield from self._settle(current, pending, command, exc)
+            else:
+                settled = yield from self._settle(current, pending, command, None)
+            current = settled.record
+            errors.extend(settled.errors)
+        return errors
+
+    def _settle(
+        self,
+        record: SagaRecord,
+        pending: StoredMessage,
+        command: object,
+        failure: Exception | None,
+    ) -> Flow[_Settled]:
+        """Take *pending* out of the outbox, after the compensation its failure calls for."""
+        for attempt in range(1, ATTEMPTS + 1):
+            if all(m.id != pending.id for m in record.outbox):
+                return _Settled(record)  # another worker settled it meanwhile
+            spec = self.spec_of(record)
+            hook = spec.compensation(type(command)) if spec and failure else None
+            errors: tuple[Exception, ...] = () if failure is None or hook else (failure,)
+            write = None
+            if hook is not None and spec is not None:
+                try:
+                    write = self.apply(spec, record, hook, (command, failure), settle=pending.id)
+                except Exception as exc:
+                    errors = (exc,)
+            if write is None:
+                outbox = tuple(m for m in record.outbox if m.id != pending.id)
+                write = Write(
+                    attrs.evolve(record, version=record.version + 1, outbox=outbox),
+                    record.version,
+                )
+            try:
+                yield Commit((write,))
+            except SagaConcurrencyError:
+                reloaded: SagaRecord | None = yield Load(record.saga_id)
+                if reloaded is None or attempt == ATTEMPTS:
+                    return _Settled(None, errors)
+                record = reloaded
+                continue
+            return _Settled(write.record, errors)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def fire_due(self) -> Flow[int]:
+        """Deliver every deadline due now to its saga, once; return how many fired.
+
+        Deadlines that come due while this runs (scheduled by a deadline method with no
+        delay, say) wait for the next call, so a call always ends.
+        """
+        now = self.clock.now()
+        records: list[SagaRecord] = yield Due(now)
+        due = sorted(
+            (deadline.due, r, d, spec, record.saga_id, deadline.id)
+            for r, record in enumerate(records)
+            if (spec := self.spec_of(record)) is not None  # else another manager's saga
+            for d, deadline in enumerate(record.deadlines)
+            if deadline.due <= now
+        )
+        fired = 0
+        errors: list[Exception] = []
+        for *_, spec, saga_id, deadline_id in due:
+            try:
+                done, failures = yield from self._fire(spec, saga_id, deadline_id)
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            fired += done
+            errors.extend(failures)
+        raise_all(errors, "firing deadlines")
+        return fired
+
+    def _fire(
+        self, spec: SagaSpec, saga_id: str, deadline_id: str
+    ) -> Flow[tuple[int, list[Exception]]]:
+        for attempt in range(1, ATTEMPTS + 1):
+            record: SagaRecord | None = yield Load(saga_id)
+            deadline = (
+                next((d for d in record.deadlines if d.id == deadline_id), None)
+                if record is not None
+                else None
+            )
+            if record is None or deadline is None:
+                return 0, []  # fired or cancelled meanwhile
+            message = self.decode(deadline.message, saga_id)
+            method = spec.deadline(type(message))
+            if method is None:
+                raise SagaError(
+                    f"saga {saga_id!r} has a deadline with a {type(message).__qualname__}, but "
+                    f"{spec.cls.__qualname__} has no @on_deadline method for it; add one"
+                )
+            write = self.apply(spec, record, method, (message,), fire=deadline_id)
+            try:
+                yield Commit((write,))
+            except SagaConcurrencyError:
+                if attempt == ATTEMPTS:
+                    raise
+                continue
+            return 1, (yield from self.deliver(write.record))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def recover(self) -> Flow[int]:
+        """Send the commands a stop left in outboxes; return how many sagas had some."""
+        records: list[SagaRecord] = yield Pending()
+        errors: list[Exception] = []
+        count = 0
+        for record in records:
+            if self.spec_of(record) is None:
+                continue
+            count += 1
+            errors.extend((yield from self.deliver(record)))
+        raise_all(errors, "sending pending saga commands")
+        return count
+
+    def find(self, saga_class: type[S], key: str, value: object) -> Flow[list[S]]:
+        """Return the state of the live sagas of *saga_class* associated with ``(key, value)``."""
+        name = self.name_of(saga_class)
+        spec = self._by_class[saga_class]
+        records: list[SagaRecord] = yield Find(name, key, association_value(value))
+        found: list[S] = []
+        for record in records:
+            saga = self.state_of(spec, record)
+            assert isinstance(saga, saga_class)
+            found.append(saga)
+        return found
