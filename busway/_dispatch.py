@@ -24,6 +24,7 @@ from ._chain import (
     fan_out,
     refuse_async,
 )
+from ._reactive import saga_handler
 from ._registry import (
     CHANGE_LOCK,
     Entry,
@@ -379,8 +380,6 @@ class EventCore(BusCore):
 
     def _handler_of(self, entry: Entry) -> Handler:
         if entry.saga:
-            from .sagas._reactive import saga_handler
-
             return saga_handler(entry.handler, self._commands, is_async=self._is_async)
         return super()._handler_of(entry)
 

@@ -13,9 +13,9 @@ import sqlite3
 import threading
 from typing import Final, Protocol, final, runtime_checkable
 
-from ._closeable import Closeable
-from ._sqlite import Database, Layout, SQLiteStore, check_table
-from .errors import InvalidArgumentError
+from .._closeable import Closeable
+from .._sqlite import Database, Layout, SQLiteStore, check_table
+from ..errors import InvalidArgumentError
 
 __all__ = ["CheckpointStore", "InMemoryCheckpointStore", "SQLiteCheckpointStore"]
 

@@ -6,10 +6,11 @@ records how far it got, reports its lag, rebuilds it from zero, and lets a calle
 until its own write is visible.
 """
 
+from .._when import when
+from ..errors import ProjectionError, ProjectionTimeoutError
 from ._checkpoints import CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
-from ._projections import Progress, Projection, ProjectionRunner, SQLiteProjection
-from ._when import when
-from .errors import ProjectionError, ProjectionTimeoutError
+from ._projection import Progress, Projection, SQLiteProjection
+from ._runner import ProjectionRunner
 
 __all__ = [
     "CheckpointStore",

@@ -5,10 +5,11 @@ An :class:`Aggregate` records events and applies them through its ``@when`` meth
 the version it was loaded at. Snapshots spare long streams a full replay.
 """
 
-from ._aggregates import Aggregate, AsyncRepository, Repository
+from .._when import when
+from ..errors import AggregateNotFoundError, ApplierNotFoundError, ConcurrencyError
+from ._aggregate import Aggregate
+from ._repository import AsyncRepository, Repository
 from ._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore, SQLiteSnapshotStore
-from ._when import when
-from .errors import AggregateNotFoundError, ApplierNotFoundError, ConcurrencyError
 
 __all__ = [
     "Aggregate",

@@ -15,8 +15,8 @@ from typing import Final, Protocol, final, runtime_checkable
 
 import attrs
 
-from ._closeable import Closeable
-from ._sqlite import Database, Layout, SQLiteStore, check_table
+from .._closeable import Closeable
+from .._sqlite import Database, Layout, SQLiteStore, check_table
 
 __all__ = ["InMemorySnapshotStore", "SQLiteSnapshotStore", "Snapshot", "SnapshotStore"]
 

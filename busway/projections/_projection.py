@@ -1,0 +1,108 @@
+"""Projection classes: a read model's name and its handlers per event class.
+
+A runner reads events after the projection's checkpoint in batches, hands each to the
+projection's ``@when`` handlers and moves the checkpoint past them. With an
+:class:`SQLiteProjection` and an :class:`SQLiteCheckpointStore` in the read model's
+database, one transaction holds a batch's writes and its checkpoint: a crash loses both or
+neither, so no event is applied twice or skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from .._when import declared
+from ..errors import (
+    ProjectionError,
+)
+from ..eventstore import RecordedEvent
+
+__all__ = ["Progress", "Projection", "SQLiteProjection"]
+
+_log = logging.getLogger("busway.projections")
+
+Progress = Callable[[int, int], object]
+"""Called as ``progress(position, head)`` while a runner catches up."""
+
+
+class ProjectionBase:
+    """Handlers per event class, found once per class and cached per event class."""
+
+    name: str
+    """Keys the projection's checkpoint: changing it starts the projection over."""
+
+    _handlers: ClassVar[tuple[tuple[type, Callable[..., Any]], ...]] = ()
+    _resolved: ClassVar[dict[type, tuple[Callable[..., Any], ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = tuple((event_type, fn) for event_type, _, fn in declared(cls))
+        cls._resolved = {}
+
+    @classmethod
+    def _handlers_for(cls, event_type: type) -> tuple[Callable[..., Any], ...]:
+        try:
+            return cls._resolved[event_type]
+        except KeyError:
+            found = tuple(fn for t, fn in cls._handlers if issubclass(event_type, t))
+            cls._resolved[event_type] = found
+            return found
+
+    @classmethod
+    def handled_types(cls) -> frozenset[type]:
+        """Return the event classes the projection has ``@when`` handlers for."""
+        return frozenset(t for t, _ in cls._handlers)
+
+    def _name(self) -> str:
+        return str(getattr(self, "name", type(self).__qualname__))
+
+    def _cannot_rebuild(self) -> ProjectionError:
+        return ProjectionError(
+            self._name(),
+            f"cannot be rebuilt: {type(self).__qualname__} has no reset() to clear its read "
+            "model; define one",
+        )
+
+
+class Projection(ProjectionBase):
+    """A read model built from events: a ``name`` and ``@when`` handlers per event class.
+
+    Handlers take ``(self, event, recorded)``: the event and its
+    :class:`~busway.eventstore.RecordedEvent` (stream, version, position, time). Every
+    handler whose event class is the event's class or one of its bases runs, in the order
+    they are defined. Define :meth:`reset` to let the runner rebuild it.
+    """
+
+    def reset(self) -> None:
+        """Clear the read model before a rebuild from the first event."""
+        raise self._cannot_rebuild()
+
+    def _handle(self, recorded: RecordedEvent, conn: sqlite3.Connection | None) -> None:
+        event = recorded.event
+        for handler in self._handlers_for(type(event)):
+            handler(self, event, recorded)
+
+
+class SQLiteProjection(ProjectionBase):
+    """A read model in SQLite, written in the same transaction as the runner's checkpoint.
+
+    Handlers take ``(self, event, recorded, conn)`` and write through *conn*, inside the
+    runner's transaction: they must not commit or roll back. :meth:`setup` creates the
+    tables; :meth:`reset` empties them for a rebuild. Run it with an
+    :class:`~busway.projections.SQLiteCheckpointStore` on the read model's database.
+    """
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        """Create the read model's tables if they are missing (runs when a runner is made)."""
+
+    def reset(self, conn: sqlite3.Connection) -> None:
+        """Empty the read model before a rebuild from the first event."""
+        raise self._cannot_rebuild()
+
+    def _handle(self, recorded: RecordedEvent, conn: sqlite3.Connection | None) -> None:
+        event = recorded.event
+        for handler in self._handlers_for(type(event)):
+            handler(self, event, recorded, conn)
