@@ -1,10 +1,7 @@
 """Projection classes: a read model's name and its handlers per event class.
 
-A runner reads events after the projection's checkpoint in batches, hands each to the
-projection's ``@when`` handlers and moves the checkpoint past them. With an
-:class:`SQLiteProjection` and an :class:`SQLiteCheckpointStore` in the read model's
-database, one transaction holds a batch's writes and its checkpoint: a crash loses both or
-neither, so no event is applied twice or skipped.
+A :class:`Projection` keeps its read model anywhere; an :class:`SQLiteProjection` writes
+through the runner's connection, so its writes commit with the checkpoint.
 """
 
 from __future__ import annotations
