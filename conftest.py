@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+
+
+# Hypothesis keeps its folder under the directory it is first used in; a doc's scratch
+# directory is removed after it, so pin the folder to the checkout's, as for the tests.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(__file__).parent / ".hypothesis"))
 
 
 def _enter_scratch_dir(namespace: dict[str, Any]) -> None:

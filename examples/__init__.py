@@ -1,1 +1,1 @@
-"""Runnable examples of busway: ``python -m examples.orders``, ``python -m examples.booking``."""
+"""Runnable examples of busway that stay in the repository: ``python -m examples.booking``."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.orders import OrdersApp
+from busway.demo import OrdersApp
 
 
 @pytest.fixture

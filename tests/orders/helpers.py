@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from busway.aggregates import Aggregate
+from busway.demo import LineItem, OrdersApp, OrdersProjection
+from busway.demo.read_model import COLUMNS
 from busway.eventstore import EventStore, RecordedEvent
 from busway.projections import ProjectionRunner, SQLiteCheckpointStore
-from examples.orders import LineItem, OrdersApp, OrdersProjection
-from examples.orders.read_model import COLUMNS
 
 
 def state(aggregate: Aggregate) -> dict[str, Any]:

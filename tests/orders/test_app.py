@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from busway import ConcurrencyError
+from busway import ConcurrencyError, ProjectionError
 from busway.aggregates import AggregateNotFoundError, Repository
-from examples.orders import (
+from busway.demo import (
     CancelOrder,
     CannotCancelError,
     GetOrder,
@@ -17,6 +17,7 @@ from examples.orders import (
     Order,
     OrderPlaced,
     OrdersApp,
+    OrderShipped,
     OrderStatus,
     PlaceOrder,
     ShipOrder,
@@ -188,3 +189,15 @@ def test_a_conflict_beyond_the_retries_reaches_the_caller(
     monkeypatch.setattr(app.orders, "save", always_conflict)
     with pytest.raises(ConcurrencyError):
         app.commands.execute(ShipOrder(order_id, "DHL"))
+
+
+def test_an_event_out_of_step_with_the_read_model_stops_the_projection(app: OrdersApp) -> None:
+    """An event for an order the table lacks stops the projection before it, naming the fix."""
+    app.store.append("order-ghost", [OrderShipped("ghost", "DHL")])
+    with pytest.raises(ProjectionError) as stopped:
+        app.runner.run_until_caught_up()
+    assert 1 == stopped.value.position
+    assert "no row for 'order-ghost' at version 0; rebuild the read model" in str(
+        stopped.value.__cause__
+    )
+    assert 0 == app.runner.position

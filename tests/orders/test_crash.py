@@ -7,11 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from examples.orders import CancelOrder, OrdersApp, PlaceOrder
+from busway.demo import CancelOrder, OrdersApp, PlaceOrder
 
 from .helpers import items, rebuilt_rows, rows
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # Runs the orders projection in batches of 4 and kills the process with os._exit right
 # after the writes of the 6th event: in the second batch, before its checkpoint commits.
@@ -19,7 +17,7 @@ DYING_RUNNER = textwrap.dedent(
     """
     import os, sys
     from busway.projections import ProjectionRunner
-    from examples.orders import OrdersApp, OrdersProjection
+    from busway.demo import OrdersApp, OrdersProjection
 
     handled = 0
 
@@ -47,7 +45,7 @@ def test_a_killed_projection_process_resumes_exactly_once(tmp_path: Path) -> Non
         app.commands.execute(CancelOrder(ids[0], "no"))
     died = subprocess.run(
         [sys.executable, "-c", DYING_RUNNER, str(path)],
-        cwd=ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from examples.orders import (
+from busway.demo import (
     CannotCancelError,
     CannotShipError,
     EmptyOrderError,

@@ -23,9 +23,7 @@ from hypothesis.stateful import (
 )
 
 from busway.aggregates import Repository
-from busway.eventstore import RecordedEvent
-from busway.projections import ProjectionRunner
-from examples.orders import (
+from busway.demo import (
     CancelOrder,
     LineItem,
     Order,
@@ -38,6 +36,8 @@ from examples.orders import (
     PlaceOrder,
     ShipOrder,
 )
+from busway.eventstore import RecordedEvent
+from busway.projections import ProjectionRunner
 
 from .helpers import rebuilt_rows, rows, state
 

@@ -11,17 +11,7 @@ from hypothesis.stateful import initialize, rule
 
 from busway import CommandBus, EventBus, Registry
 from busway.aggregates import Repository
-from busway.eventstore import EventTypes, InMemoryEventStore
-from busway.testing import (
-    AggregateMachine,
-    AggregateScenario,
-    BusRecorder,
-    CommandScenario,
-    Like,
-    Recorder,
-)
-from busway.testing.strategies import event_streams, histories, messages
-from examples.orders import (
+from busway.demo import (
     CancelOrder,
     CannotCancelError,
     CannotShipError,
@@ -36,7 +26,17 @@ from examples.orders import (
     PlaceOrder,
     ShipOrder,
 )
-from examples.orders.messages import EVENT_TYPES
+from busway.demo.messages import EVENT_TYPES
+from busway.eventstore import EventTypes, InMemoryEventStore
+from busway.testing import (
+    AggregateMachine,
+    AggregateScenario,
+    BusRecorder,
+    CommandScenario,
+    Like,
+    Recorder,
+)
+from busway.testing.strategies import event_streams, histories, messages
 
 MUG = LineItem("mug", 2, Decimal("4.50"))
 PLACED = OrderPlaced("o-1", "ann", (MUG,), Decimal("9.00"))

@@ -10,6 +10,16 @@ import pytest
 
 from busway import CommandBus, Registry
 from busway.aggregates import Repository
+from busway.demo import (
+    CancelOrder,
+    CannotCancelError,
+    LineItem,
+    Order,
+    OrderCancelled,
+    OrderPlaced,
+    OrderShipped,
+)
+from busway.demo.messages import EVENT_TYPES
 from busway.eventstore import InMemoryEventStore
 from busway.testing import (
     AggregateScenario,
@@ -30,16 +40,6 @@ from examples.booking.messages import (
 )
 from examples.booking.messages import OrderPlaced as BookingPlaced
 from examples.booking.saga import Booking
-from examples.orders import (
-    CancelOrder,
-    CannotCancelError,
-    LineItem,
-    Order,
-    OrderCancelled,
-    OrderPlaced,
-    OrderShipped,
-)
-from examples.orders.messages import EVENT_TYPES
 
 ITEMS = (LineItem("mug", 2, Decimal("4.50")),)
 PLACED = OrderPlaced("o-1", "ann", ITEMS, Decimal("9.00"))
@@ -48,7 +48,7 @@ PENDING = AggregateScenario(Order, id="o-1", types=EVENT_TYPES).given(PLACED)
 FAILING = """
 from decimal import Decimal
 from busway.testing import AggregateScenario
-from examples.orders import LineItem, Order, OrderCancelled, OrderPlaced, OrderShipped
+from busway.demo import LineItem, Order, OrderCancelled, OrderPlaced, OrderShipped
 
 PLACED = OrderPlaced("o-1", "ann", (LineItem("mug", 2, Decimal("4.50")),), Decimal("9.00"))
 PENDING = AggregateScenario(Order, id="o-1").given(PLACED)

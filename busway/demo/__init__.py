@@ -1,8 +1,9 @@
-"""An order service on busway: event-sourced orders, a SQLite read model, one database file.
+"""The demo: an order service on busway, on one SQLite file: ``python -m busway.demo``.
 
-The command side loads and saves :class:`~examples.orders.domain.Order` aggregates through a
+The command side loads and saves :class:`~busway.demo.domain.Order` aggregates through a
 repository; the query side reads a denormalized ``orders`` table that a projection keeps
-current. Run the tour with ``python -m examples.orders``.
+current. It is written as an application would be: its domain errors are its own, not
+busway's. ``import busway`` does not import it.
 """
 
 from .app import OrdersApp

@@ -1,7 +1,8 @@
-"""A tour of the order service: ``python -m examples.orders [--db PATH]``.
+"""A tour of the order service, which ``python -m busway.demo [PATH]`` runs.
 
-Without ``--db`` it works in a new file in a temporary directory, removed at the end, so
-every run starts empty. With ``--db`` the file is kept, and a rerun adds to what is there.
+Without *PATH* it works in a new file in a temporary directory, removed at the end, so every
+run starts empty and leaves nothing behind. Given a *PATH*, the file is kept, and a rerun
+adds to what is there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
+
+from busway.errors import StoreFormatError
 
 from .app import OrdersApp
 from .domain import OrderError
@@ -31,7 +34,7 @@ from .messages import (
 )
 from .read_model import COLUMNS
 
-__all__ = ["main"]
+__all__ = ["main", "tour"]
 
 _CATALOGUE = {
     "beans": Decimal("12.50"),
@@ -175,35 +178,57 @@ def _rebuild(app: OrdersApp, say: Say, out: TextIO) -> None:
     after = _dump(app.path)
     same = "yes" if before == after else "NO"
     say(f"   identical to the read model before the rebuild: {same} ({len(after)} orders)")
-    if before != after:
-        raise SystemExit("the rebuilt read model differs from the one kept up to date")
+
+
+def _database(value: str) -> Path:
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value} is a folder; give a file in it, such as {path / 'orders.db'}"
+        )
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"the folder of {value} does not exist; create it or give another path"
+        )
+    return path
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the tour on a temporary database, or the one given with ``--db``."""
+    """Run the tour on a temporary database, or on the file given, which is kept."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.orders",
+        prog="python -m busway.demo",
         description="Place, cancel and ship orders; query and rebuild the read model.",
     )
     parser.add_argument(
-        "--db",
-        type=Path,
-        help="the SQLite file to use, kept afterwards (default: a temporary one)",
+        "path",
+        nargs="?",
+        type=_database,
+        metavar="PATH",
+        help="the SQLite file to use, created if missing and kept afterwards "
+        "(default: a new file in a temporary directory, removed at the end)",
     )
     args = parser.parse_args(argv)
     stream = sys.stdout if out is None else out
     with contextlib.ExitStack() as stack:
-        if args.db is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="busway-orders-"))
+        if args.path is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="busway-demo-"))
             path = Path(folder) / "orders.db"
         else:
-            path = args.db
+            path = args.path
+        try:
+            app = stack.enter_context(OrdersApp(path, batch_size=4))
+        except StoreFormatError as exc:
+            parser.error(str(exc))
         stream.write(f"busway orders demo, on one SQLite file: {path}\n\n")
-        app = stack.enter_context(OrdersApp(path, batch_size=4))
         tour(app, stream)
-    stream.write("\ndone.\n")
+    if args.path is None:
+        stream.write(
+            "\ndone. The file was temporary and is removed; to keep one, give its path:\n"
+            f"    {parser.prog} orders.db\n"
+        )
+    else:
+        stream.write(
+            f"\ndone. The events, snapshots and read model are in {path}; "
+            "run again to add to them.\n"
+        )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
