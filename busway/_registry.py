@@ -27,6 +27,8 @@ _sequence = itertools.count()
 
 
 class Kind(enum.Enum):
+    """What a message is to the buses: which bus serves it and how many handlers it has."""
+
     COMMAND = "command"
     QUERY = "query"
     EVENT = "event"
@@ -68,7 +70,10 @@ class Entry:
 
 
 class Watcher(Protocol):
-    def registry_changed(self, registry: Registry, added: Entry | None) -> None: ...
+    """A bus built on a registry, told of each change so it can rebuild its chains."""
+
+    def registry_changed(self, registry: Registry, added: Entry | None) -> None:
+        """Take in *added* (None: one was removed); raising undoes the addition."""
 
 
 def declared_kind(message_type: type) -> Kind | None:
@@ -290,9 +295,11 @@ class Registry:
         return self._singles[kind]
 
     def events(self) -> tuple[Entry, ...]:
+        """Return the event subscriptions in subscription order."""
         return self._events
 
     def watch(self, watcher: Watcher) -> None:
+        """Tell *watcher* of every later change to this registry."""
         with CHANGE_LOCK:
             self._watchers.add(watcher)
 

@@ -273,6 +273,9 @@ class SagaScenario(_Builder):
     those that a ``@compensates`` method for a base class would otherwise take as failed.
     """
 
+    sends: tuple[type, ...]
+    start: datetime
+
     def __init__(
         self,
         *sagas: type[Saga],
