@@ -4,7 +4,7 @@ from ._async_buses import AsyncCommandBus, AsyncEventBus, AsyncQueryBus
 from ._buses import CommandBus, EventBus, QueryBus
 from ._dispatch import Subscription
 from ._messages import Command, Event, Query
-from ._registry import Registry
+from ._registry import AsyncMiddleware, Middleware, Registry
 from .context import MessageContext
 from .errors import (
     AggregateNotFoundError,
@@ -35,6 +35,7 @@ __all__ = [
     "ApplierNotFoundError",
     "AsyncCommandBus",
     "AsyncEventBus",
+    "AsyncMiddleware",
     "AsyncQueryBus",
     "BuswayError",
     "Command",
@@ -49,6 +50,7 @@ __all__ = [
     "HandlerNotFoundError",
     "InvalidArgumentError",
     "MessageContext",
+    "Middleware",
     "ProjectionError",
     "ProjectionTimeoutError",
     "Query",

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar, final, overload
 from ._chain import ErrorHook
 from ._dispatch import EventCore, SingleHandlerCore
 from ._messages import Command, Query
-from ._registry import Kind, Registry
+from ._registry import AsyncMiddleware, Kind, Middleware, Registry
 
 __all__ = ["AsyncCommandBus", "AsyncEventBus", "AsyncQueryBus"]
 
@@ -16,7 +16,7 @@ R = TypeVar("R")
 
 
 @final
-class AsyncCommandBus(SingleHandlerCore):
+class AsyncCommandBus(SingleHandlerCore[Middleware | AsyncMiddleware]):
     """Executes each command by its one handler, sync or async, and returns its result."""
 
     _kind = Kind.COMMAND
@@ -36,7 +36,7 @@ class AsyncCommandBus(SingleHandlerCore):
 
 
 @final
-class AsyncQueryBus(SingleHandlerCore):
+class AsyncQueryBus(SingleHandlerCore[Middleware | AsyncMiddleware]):
     """Answers each query by its one handler, sync or async."""
 
     _kind = Kind.QUERY
@@ -56,7 +56,7 @@ class AsyncQueryBus(SingleHandlerCore):
 
 
 @final
-class AsyncEventBus(EventCore):
+class AsyncEventBus(EventCore[Middleware | AsyncMiddleware]):
     """Delivers each event to every handler subscribed to its class or a base class.
 
     By default handlers run one after another in subscription order; with

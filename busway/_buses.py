@@ -8,7 +8,7 @@ from typing import Any, TypeVar, final, overload
 from ._chain import ErrorHook
 from ._dispatch import EventCore, SingleHandlerCore
 from ._messages import Command, Query
-from ._registry import Kind, Registry
+from ._registry import Kind, Middleware, Registry
 
 __all__ = ["CommandBus", "EventBus", "QueryBus"]
 
@@ -16,7 +16,7 @@ R = TypeVar("R")
 
 
 @final
-class CommandBus(SingleHandlerCore):
+class CommandBus(SingleHandlerCore[Middleware]):
     """Executes each command by its one handler and returns the handler's result."""
 
     _kind = Kind.COMMAND
@@ -35,7 +35,7 @@ class CommandBus(SingleHandlerCore):
 
 
 @final
-class QueryBus(SingleHandlerCore):
+class QueryBus(SingleHandlerCore[Middleware]):
     """Answers each query by its one handler."""
 
     _kind = Kind.QUERY
@@ -54,7 +54,7 @@ class QueryBus(SingleHandlerCore):
 
 
 @final
-class EventBus(EventCore):
+class EventBus(EventCore[Middleware]):
     """Delivers each event to every handler subscribed to its class or a base class.
 
     Handlers run in subscription order, each once. If some fail, the others still run;

@@ -13,13 +13,12 @@ import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ._registry import Entry, _describe, _is_async
+from ._registry import Entry, Middleware, _describe, _is_async
 from .errors import RegistrationError
 
-__all__ = ["Handler", "Middleware", "adapt_handler", "adapt_middleware", "compose", "fan_out"]
+__all__ = ["Handler", "adapt_handler", "adapt_middleware", "compose", "fan_out"]
 
 Handler = Callable[[Any], Any]
-Middleware = Callable[[Any, Handler], Any]
 ErrorHook = Callable[[BaseException, Any, Handler], Any]
 
 #: Built-in middleware that needs a different body on async buses names it here.

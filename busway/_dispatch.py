@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
 import attrs
 
 from ._chain import (
     ErrorHook,
     Handler,
-    Middleware,
     adapt_handler,
     adapt_middleware,
     compose,
@@ -29,6 +28,7 @@ from ._registry import (
     CHANGE_LOCK,
     Entry,
     Kind,
+    Middleware,
     Registry,
     article,
     check_middleware,
@@ -41,6 +41,8 @@ __all__ = ["BusCore", "EventCore", "SingleHandlerCore", "Subscription"]
 
 M = TypeVar("M")
 F = TypeVar("F", bound=Callable[..., Any])
+#: What a bus's ``use`` and ``middleware=`` take: sync buses, sync middleware; async, both.
+MW = TypeVar("MW", bound=Middleware)
 
 
 @attrs.frozen
@@ -92,7 +94,7 @@ class Subscription:
         return f"<Subscription {target} -> {self._entry.handler!r} ({state})>"
 
 
-class BusCore:
+class BusCore(Generic[MW]):
     """State and registration API shared by all six buses."""
 
     _kind: ClassVar[Kind]
@@ -141,7 +143,7 @@ class BusCore:
             raise
         registry.watch(self)
 
-    def use(self, middleware: Middleware, *, on: type | Iterable[type] | None = None) -> None:
+    def use(self, middleware: MW, *, on: type | Iterable[type] | None = None) -> None:
         """Wrap dispatches in *middleware*, or only those of messages of the types in *on*.
 
         Bus-wide middleware runs outermost, in the order added; then type-scoped middleware;
@@ -296,7 +298,7 @@ class BusCore:
         return False
 
 
-class SingleHandlerCore(BusCore):
+class SingleHandlerCore(BusCore[MW]):
     """What command and query buses add: exactly one handler per type, and overrides."""
 
     def registered(self) -> Mapping[type, Callable[..., Any]]:
@@ -312,7 +314,7 @@ class SingleHandlerCore(BusCore):
         message_type: type[M],
         handler: Callable[[M], Any],
         *,
-        middleware: Sequence[Middleware] = (),
+        middleware: Sequence[MW] = (),
     ) -> None:
         """Make *handler* the handler of *message_type*, wrapped in its own *middleware*."""
         self._add(message_type, handler, middleware, where=f"{type(self).__name__}.register")
@@ -335,7 +337,7 @@ class SingleHandlerCore(BusCore):
             yield
 
 
-class EventCore(BusCore):
+class EventCore(BusCore[MW]):
     """What event buses add: subscriptions, and an error policy."""
 
     _kind = Kind.EVENT
@@ -344,7 +346,7 @@ class EventCore(BusCore):
         self,
         *registries: Registry,
         on_error: ErrorHook | None = None,
-        commands: SingleHandlerCore | None = None,
+        commands: SingleHandlerCore[Any] | None = None,
     ) -> None:
         if commands is not None and (
             not isinstance(commands, SingleHandlerCore)
@@ -388,7 +390,7 @@ class EventCore(BusCore):
         event_type: type[M],
         handler: Callable[[M], Any],
         *,
-        middleware: Sequence[Middleware] = (),
+        middleware: Sequence[MW] = (),
     ) -> Subscription:
         """Call *handler* for every published *event_type*, subclasses included."""
         entry = self._add(event_type, handler, middleware, where=f"{type(self).__name__}.subscribe")

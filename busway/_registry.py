@@ -8,17 +8,23 @@ import itertools
 import threading
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, TypeVar, overload
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar, overload
 
 import attrs
 
 from ._messages import Command, Event, Query
 from .errors import DuplicateHandlerError, RegistrationError
 
-__all__ = ["Registry"]
+__all__ = ["AsyncMiddleware", "Middleware", "Registry"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+Middleware: TypeAlias = Callable[[Any, Callable[[Any], Any]], Any]
+"""``mw(message, next) -> result``: it calls ``next(message)`` to go on, or answers itself."""
+
+AsyncMiddleware: TypeAlias = Callable[[Any, Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
+"""``async mw(message, next) -> result``: it awaits ``next(message)`` to go on."""
 
 #: One lock for every registration change, in every registry and bus: changes are rare, and a
 #: single lock cannot deadlock between a registry notifying a bus and a bus reading a registry.
@@ -27,6 +33,8 @@ _sequence = itertools.count()
 
 
 class Kind(enum.Enum):
+    """What a message is to the buses: which bus serves it and how many handlers it has."""
+
     COMMAND = "command"
     QUERY = "query"
     EVENT = "event"
@@ -68,7 +76,10 @@ class Entry:
 
 
 class Watcher(Protocol):
-    def registry_changed(self, registry: Registry, added: Entry | None) -> None: ...
+    """A bus built on a registry, told of each change so it can rebuild its chains."""
+
+    def registry_changed(self, registry: Registry, added: Entry | None) -> None:
+        """Take in *added* (None: one was removed); raising undoes the addition."""
 
 
 def declared_kind(message_type: type) -> Kind | None:
@@ -201,14 +212,16 @@ class Registry:
 
     @overload
     def command(
-        self, message_type: type[Any], /, *, middleware: Sequence[Callable[..., Any]] = ()
+        self, message_type: type[Any], /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
     ) -> Callable[[F], F]: ...
     @overload
-    def command(self, /, *, middleware: Sequence[Callable[..., Any]] = ...) -> Callable[[F], F]: ...
+    def command(
+        self, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ...
+    ) -> Callable[[F], F]: ...
     @overload
     def command(self, handler: F, /) -> F: ...
     def command(
-        self, target: Any = None, /, *, middleware: Sequence[Callable[..., Any]] = ()
+        self, target: Any = None, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
     ) -> Any:
         """Register the decorated function as the handler of a command type.
 
@@ -219,25 +232,33 @@ class Registry:
 
     @overload
     def query(
-        self, message_type: type[Any], /, *, middleware: Sequence[Callable[..., Any]] = ()
+        self, message_type: type[Any], /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
     ) -> Callable[[F], F]: ...
     @overload
-    def query(self, /, *, middleware: Sequence[Callable[..., Any]] = ...) -> Callable[[F], F]: ...
+    def query(
+        self, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ...
+    ) -> Callable[[F], F]: ...
     @overload
     def query(self, handler: F, /) -> F: ...
-    def query(self, target: Any = None, /, *, middleware: Sequence[Callable[..., Any]] = ()) -> Any:
+    def query(
+        self, target: Any = None, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
+    ) -> Any:
         """Register the decorated function as the handler of a query type."""
         return self._decorate(Kind.QUERY, target, middleware)
 
     @overload
     def event(
-        self, message_type: type[Any], /, *, middleware: Sequence[Callable[..., Any]] = ()
+        self, message_type: type[Any], /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
     ) -> Callable[[F], F]: ...
     @overload
-    def event(self, /, *, middleware: Sequence[Callable[..., Any]] = ...) -> Callable[[F], F]: ...
+    def event(
+        self, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ...
+    ) -> Callable[[F], F]: ...
     @overload
     def event(self, handler: F, /) -> F: ...
-    def event(self, target: Any = None, /, *, middleware: Sequence[Callable[..., Any]] = ()) -> Any:
+    def event(
+        self, target: Any = None, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
+    ) -> Any:
         """Subscribe the decorated function to an event type, its subclasses included."""
         return self._decorate(Kind.EVENT, target, middleware)
 
@@ -290,9 +311,11 @@ class Registry:
         return self._singles[kind]
 
     def events(self) -> tuple[Entry, ...]:
+        """Return the event subscriptions in subscription order."""
         return self._events
 
     def watch(self, watcher: Watcher) -> None:
+        """Tell *watcher* of every later change to this registry."""
         with CHANGE_LOCK:
             self._watchers.add(watcher)
 

@@ -86,6 +86,11 @@ class Database:
     used as configured (``synchronous`` is applied if given) and left open.
     """
 
+    path: Path | None
+    location: str
+    owned: bool
+    conn: sqlite3.Connection
+
     def __init__(
         self,
         path_or_connection: str | os.PathLike[str] | sqlite3.Connection,
@@ -100,7 +105,6 @@ class Database:
             )
         self.layout = layout
         table = layout.tables[0]
-        self.path: Path | None
         if isinstance(path_or_connection, sqlite3.Connection):
             self.path = None
             self.location = f"the connection given for table {table!r}"
@@ -248,6 +252,8 @@ class Database:
 
 class SQLiteStore(Closeable):
     """A store on a :class:`Database`, behind a lock its threads take turns on."""
+
+    path: Path | None
 
     def __init__(self, db: Database) -> None:
         self._lock = threading.RLock()

@@ -99,6 +99,8 @@ class DuplicateHandlerError(RegistrationError):
 class HandlerNotFoundError(BuswayError, LookupError):
     """No handler is registered for the dispatched message's type."""
 
+    known: tuple[type, ...]
+
     def __init__(
         self, message_type: type, known: Iterable[type], *, kind: str = "command", hint: str = ""
     ) -> None:
@@ -123,6 +125,8 @@ class HandlerNotFoundError(BuswayError, LookupError):
 
 class ValidationError(BuswayError, ValueError):
     """A message failed validation before reaching its handler."""
+
+    problems: tuple[str, ...]
 
     def __init__(self, message: object, problems: Iterable[str]) -> None:
         self.message = message
@@ -155,7 +159,10 @@ class ConcurrencyError(EventStoreError):
         self.stream_id = stream_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
+        super().__init__(self._explain(stream_id, expected, actual))
+
+    def _explain(self, stream_id: str, expected: object, actual: int) -> str:
+        return (
             f"stream {stream_id!r} is at version {actual}, but the append expected {expected}; "
             "nothing was written. Reload the stream and retry (the retry middleware "
             "can do this: retry(on=(ConcurrencyError,)))"
@@ -211,6 +218,8 @@ class SerializationError(EventStoreError):
 
 class UnknownEventTypeError(SerializationError, LookupError):
     """A stored type name or an appended class has no registration in the store's EventTypes."""
+
+    known: tuple[str, ...]
 
     def __init__(
         self,
@@ -277,6 +286,8 @@ class AggregateNotFoundError(BuswayError, LookupError):
 
 class ApplierNotFoundError(BuswayError, LookupError):
     """An aggregate recorded or replayed an event that none of its ``@when`` methods applies."""
+
+    known: tuple[type, ...]
 
     def __init__(self, aggregate_type: type, event_type: type, known: Iterable[type]) -> None:
         self.aggregate_type = aggregate_type
@@ -351,8 +362,10 @@ class SagaConcurrencyError(ConcurrencyError):
     def __init__(self, saga_id: str, expected: int, actual: int) -> None:
         super().__init__(saga_id, expected, actual)
         self.saga_id = saga_id
-        self.args = (
-            f"saga {saga_id!r} is at version {actual}, but the write expected version "
+
+    def _explain(self, stream_id: str, expected: object, actual: int) -> str:
+        return (
+            f"saga {stream_id!r} is at version {actual}, but the write expected version "
             f"{expected}; nothing was written. Several workers keep changing the same saga: "
-            "retry (retry(on=(ConcurrencyError,)) does it) or run fewer workers on one store",
+            "retry (retry(on=(ConcurrencyError,)) does it) or run fewer workers on one store"
         )

@@ -20,9 +20,12 @@ import attrs
 
 from . import context
 from ._chain import ASYNC_VARIANT
+from ._registry import AsyncMiddleware, Middleware
 from .errors import ConcurrencyError, DispatchTimeoutError, RegistrationError, ValidationError
 
 __all__ = [
+    "AsyncMiddleware",
+    "Middleware",
     "correlation",
     "exponential_backoff",
     "log",

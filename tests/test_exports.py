@@ -1,27 +1,89 @@
-"""The public face: what ``import busway`` offers."""
+"""The public faces: what each public module offers, and what ``import busway`` costs."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
+import types
+from typing import TypeVar
+
+import pytest
 
 import busway
 import busway.errors
 
-
-def test_all_is_sorted() -> None:
-    """__all__ is kept sorted, so additions are easy to review."""
-    assert sorted(busway.__all__) == busway.__all__
+# The demo is an application to run (python -m busway.demo), not a library module.
+_NOT_A_LIBRARY = ("busway.demo",)
 
 
-def test_all_names_exist_and_nothing_public_is_missing() -> None:
-    """Every name in __all__ exists, and every public attribute is in __all__."""
-    public = {
-        name
-        for name, value in vars(busway).items()
-        if not name.startswith("_") and not isinstance(value, type(sys))
-    }
-    assert public == set(busway.__all__)
+def _public_modules() -> list[str]:
+    found = ["busway"]
+    for module in pkgutil.walk_packages(busway.__path__, prefix="busway."):
+        name = module.name
+        if any(part.startswith("_") for part in name.split(".")):
+            continue
+        if any(name == other or name.startswith(f"{other}.") for other in _NOT_A_LIBRARY):
+            continue
+        found.append(name)
+    return sorted(found)
+
+
+def _face(module_name: str) -> str:
+    """Return the public module that exports what *module_name* defines."""
+    parts = module_name.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("_"):
+            return ".".join(parts[:i])
+    return module_name
+
+
+def _owned(module: types.ModuleType) -> set[str]:
+    """Return the public names *module* must list in ``__all__``.
+
+    A package only re-exports, so every public name it has is one; a plain module also
+    holds what it imports for its own use, so there only what busway defines behind it.
+    """
+    owned = set()
+    for name in dir(module):
+        value = getattr(module, name)
+        if name.startswith("_") or isinstance(value, types.ModuleType | TypeVar):
+            continue
+        home = getattr(value, "__module__", None)
+        if hasattr(module, "__path__") or (
+            isinstance(home, str) and _face(home) == module.__name__
+        ):
+            owned.add(name)
+    return owned
+
+
+def _ruff_order(name: str) -> tuple[int, str]:
+    # The order ruff keeps __all__ in (RUF022): constants, then classes, then the rest.
+    kind = 0 if len(name) > 1 and name.isupper() else 1 if name[0].isupper() else 2
+    return kind, name
+
+
+PUBLIC_MODULES = _public_modules()
+
+
+def test_public_modules_are_found() -> None:
+    """The discovery sees the packages and the plain modules, not the private ones."""
+    assert {"busway", "busway.errors", "busway.eventstore", "busway.testing.strategies"} <= set(
+        PUBLIC_MODULES
+    )
+    assert not [name for name in PUBLIC_MODULES if "._" in name]
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_is_sorted_complete_and_resolves(name: str) -> None:
+    """__all__ is sorted, names every public thing the module offers, and each name exists."""
+    module = importlib.import_module(name)
+    listed = list(module.__all__)
+    assert sorted(listed, key=_ruff_order) == listed
+    assert len(set(listed)) == len(listed)
+    assert _owned(module) <= set(listed)
+    assert [] == [n for n in listed if not hasattr(module, n)]
 
 
 def test_every_error_is_exported_at_the_top() -> None:

@@ -185,7 +185,7 @@ def test_middleware_must_take_message_and_next() -> None:
     with pytest.raises(RegistrationError, match="must be callable"):
         handlers.command(PlaceOrder, middleware=[42])  # type: ignore[list-item]
     with pytest.raises(RegistrationError, match=r"must accept two arguments"):
-        handlers.command(PlaceOrder, middleware=[lambda m: m])
+        handlers.command(PlaceOrder, middleware=[lambda m: m])  # type: ignore[list-item]
 
 
 def test_subscribing_to_event_base_receives_everything() -> None:

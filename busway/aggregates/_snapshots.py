@@ -94,6 +94,7 @@ class SQLiteSnapshotStore(SQLiteStore):
     """
 
     _holds = "snapshots"
+    table: str
 
     def __init__(
         self,

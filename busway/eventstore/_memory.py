@@ -36,6 +36,8 @@ class InMemoryEventStore(Closeable):
     does not survive serialization.
     """
 
+    types: EventTypes
+
     def __init__(self, *, types: EventTypes, page_size: int = 1000) -> None:
         self.types = check_types(types)
         self._page_size = check_count("page_size", page_size, 1)

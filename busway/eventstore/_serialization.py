@@ -118,6 +118,8 @@ class CattrsSerializer:
     class name under ``"_type"``). Pass your own converter to add hooks.
     """
 
+    converter: cattrs.Converter
+
     def __init__(self, converter: cattrs.Converter | None = None) -> None:
         self.converter = converter if converter is not None else make_default_converter()
 

@@ -87,6 +87,9 @@ class SQLiteEventStore(SQLiteStore):
     same file may be written by many processes at once.
     """
 
+    types: EventTypes
+    table: str
+
     def __init__(
         self,
         path_or_connection: str | os.PathLike[str] | sqlite3.Connection,

@@ -87,6 +87,7 @@ class SQLiteCheckpointStore(SQLiteStore):
     """
 
     _holds = "checkpoints"
+    table: str
 
     def __init__(
         self,

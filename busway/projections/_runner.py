@@ -59,6 +59,8 @@ class ProjectionRunner:
     :class:`SQLiteCheckpointStore` in its database, whose connection its handlers get.
     """
 
+    poll_interval: float
+
     def __init__(
         self,
         store: EventStore,

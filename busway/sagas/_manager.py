@@ -83,6 +83,8 @@ def _roots(types: Iterable[type]) -> tuple[type, ...]:
 class Attachment:
     """The event bus subscriptions that feed a saga manager; :meth:`detach` ends them."""
 
+    subscriptions: tuple[Subscription, ...]
+
     def __init__(self, subscriptions: Iterable[Subscription]) -> None:
         self.subscriptions = tuple(subscriptions)
 
@@ -111,6 +113,7 @@ class _Manager:
     """What both managers hold, check and answer without I/O."""
 
     _bus_kind: type
+    types: EventTypes
 
     def __init__(
         self,
@@ -430,6 +433,7 @@ class _Runner(Generic[M]):
     """Settings and error reporting shared by the thread and the task runner."""
 
     _names = itertools.count(1)
+    interval: float
 
     def __init__(
         self,

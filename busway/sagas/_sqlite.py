@@ -92,6 +92,7 @@ class SQLiteSagaStore(SQLiteStore):
     """
 
     _holds = "sagas"
+    table: str
 
     def __init__(
         self,

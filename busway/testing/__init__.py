@@ -6,7 +6,7 @@ need hypothesis and pytest. pytest loads the plugin (:mod:`busway.testing.plugin
 the hypothesis strategies live in :mod:`busway.testing.strategies`.
 """
 
-# Only the names in __all__ are public here (tests check vars() against it), hence the
+# Only the names in __all__ are public here (tests check dir() against it), hence the
 # underscored imports and no ``from __future__ import annotations``.
 import importlib as _importlib
 import typing as _typing

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 
 import attrs
 
@@ -65,6 +65,8 @@ class Like:
 
     __slots__ = ("cls", "fields")
 
+    cls: type
+
     def __init__(self, cls: type, /, **fields: Any) -> None:
         if not isinstance(cls, type):
             raise ScenarioError(f"Like() takes a class first, e.g. Like(OrderPlaced), not {cls!r}")
@@ -89,7 +91,7 @@ class Like:
             return self.cls is other.cls and dict(self.fields) == dict(other.fields)
         return self.matches(other)
 
-    __hash__ = None  # type: ignore[assignment]  # equal to many values, so it cannot hash
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # equal to many values, so it cannot hash
 
     def __repr__(self) -> str:
         given = "".join(f", {name}={value!r}" for name, value in self.fields.items())

@@ -45,6 +45,9 @@ class AggregateMachine(RuleBasedStateMachine, Generic[A]):
     refused: ClassVar[tuple[type[BaseException], ...]] = ()
     """The errors by which the aggregate refuses a command; any other error fails the test."""
 
+    store: InMemoryEventStore
+    snapshots: InMemorySnapshotStore
+
     def __init__(self) -> None:
         super().__init__()
         types = getattr(type(self), "types", None)
@@ -162,5 +165,6 @@ class AggregateMachine(RuleBasedStateMachine, Generic[A]):
         self.check_aggregate(aggregate)
 
     def teardown(self) -> None:
+        """Close the stores the run used."""
         self.store.close()
         self.snapshots.close()

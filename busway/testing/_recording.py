@@ -29,6 +29,8 @@ class Recorder:
 
     __slots__ = ("messages", "verb")
 
+    verb: str
+
     def __init__(self, verb: str = "dispatched") -> None:
         self.verb = verb
         self.messages: list[Any] = []
@@ -134,6 +136,10 @@ class BusRecorder:
     """
 
     __slots__ = ("executed", "published", "queried")
+
+    executed: Recorder
+    queried: Recorder
+    published: Recorder
 
     def __init__(self) -> None:
         self.executed = Recorder("executed")

@@ -12,12 +12,14 @@ import copy
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Generic, Self, TypeVar, final
+from typing import Any, Final, Generic, Self, final, overload
 from unittest.mock import ANY
 
 import attrs
+from typing_extensions import TypeVar
 
 from .._buses import CommandBus
+from .._messages import Command
 from ..aggregates import Aggregate
 from ..clock import FakeClock
 from ..errors import HandlerNotFoundError
@@ -29,6 +31,8 @@ __all__ = ["AggregateScenario", "CommandScenario", "SagaScenario", "Scheduled"]
 
 A = TypeVar("A", bound=Aggregate)
 E = TypeVar("E", bound=BaseException)
+R = TypeVar("R", default=Any)
+T = TypeVar("T")
 
 _UNSET: Final = object()
 
@@ -173,7 +177,7 @@ class AggregateScenario(_Builder, Generic[A]):
 
 
 @final
-class CommandScenario(_Builder):
+class CommandScenario(_Builder, Generic[R]):
     """Given stored events, when a command is executed, then these new events, or this error.
 
     ``CommandScenario(commands, store).given("order-o-1", OrderPlaced(...))
@@ -181,7 +185,8 @@ class CommandScenario(_Builder):
     appends the given events to *store*, executes the command on *commands*, and compares the
     events appended after the given ones (in every stream, in store order) with the expected
     ones. It writes to *store*: give each scenario a fresh one (the ``event_store`` fixture
-    is).
+    is). ``then`` returns what the command's handler returned: for a ``Command[str]``, a
+    ``str``.
     """
 
     def __init__(self, commands: CommandBus, store: EventStore) -> None:
@@ -195,7 +200,7 @@ class CommandScenario(_Builder):
     def __repr__(self) -> str:
         return f"<CommandScenario given {len(self._given)} appends>"
 
-    def given(self, stream_id: str, *events: object) -> CommandScenario:
+    def given(self, stream_id: str, *events: object) -> CommandScenario[R]:
         """Return this scenario with *events* stored in *stream_id* before the command runs."""
         if not isinstance(stream_id, str):
             raise ScenarioError(
@@ -204,11 +209,15 @@ class CommandScenario(_Builder):
             )
         return self._with(_given=(*self._given, (stream_id, events)))
 
-    def when(self, command: object) -> CommandScenario:
+    @overload
+    def when(self, command: Command[T]) -> CommandScenario[T]: ...
+    @overload
+    def when(self, command: object) -> CommandScenario[Any]: ...
+    def when(self, command: object) -> CommandScenario[Any]:
         """Return this scenario with *command* as the command to execute."""
         return self._with(_command=command)
 
-    def _run(self) -> tuple[Any, list[object], BaseException | None]:
+    def _run(self) -> tuple[R, list[object], BaseException | None]:
         if self._command is _UNSET:
             raise ScenarioError(
                 "the scenario has no command: call .when(command) before .then...()"
@@ -225,7 +234,7 @@ class CommandScenario(_Builder):
         new = [r.event for r in self.store.read_all(from_position=head + 1)]
         return result, new, error
 
-    def then(self, *events: object) -> Any:
+    def then(self, *events: object) -> R:
         """Check that exactly *events* were stored, in order; return the command's result."""
         result, new, error = self._run()
         name = type(self._command).__qualname__
@@ -234,7 +243,7 @@ class CommandScenario(_Builder):
         _check_same(events, new, f"{name} stored other events than expected")
         return result
 
-    def then_nothing(self) -> Any:
+    def then_nothing(self) -> R:
         """Check that the command succeeded and stored no event; return its result."""
         return self.then()
 
@@ -272,6 +281,9 @@ class SagaScenario(_Builder):
     compensation. The bus learns the command classes as the sagas send them; list in *sends*
     those that a ``@compensates`` method for a base class would otherwise take as failed.
     """
+
+    sends: tuple[type, ...]
+    start: datetime
 
     def __init__(
         self,

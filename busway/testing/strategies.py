@@ -13,7 +13,7 @@ import enum
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import attrs
 from hypothesis import reject
@@ -22,9 +22,13 @@ from hypothesis import strategies as st
 from ..aggregates import Aggregate
 from ._diff import ScenarioError
 
-__all__ = ["event_streams", "histories", "messages"]
+__all__ = ["event_streams", "histories", "messages", "strategy_for"]
 
 T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
 A = TypeVar("A", bound=Aggregate)
 
 
@@ -113,6 +117,43 @@ def messages(cls: type[T], /, **overrides: Any) -> st.SearchStrategy[T]:
     return st.builds(cls, **drawn)
 
 
+# One overload per count of classes up to four, so that the elements are typed as the union
+# of the classes; past that, as one type variable solves (for mypy, their common base).
+@overload
+def event_streams(
+    c1: type[T1], /, *, min_size: int = ..., max_size: int = ..., **overrides: Any
+) -> st.SearchStrategy[list[T1]]: ...
+@overload
+def event_streams(
+    c1: type[T1], c2: type[T2], /, *, min_size: int = ..., max_size: int = ..., **overrides: Any
+) -> st.SearchStrategy[list[T1 | T2]]: ...
+@overload
+def event_streams(
+    c1: type[T1],
+    c2: type[T2],
+    c3: type[T3],
+    /,
+    *,
+    min_size: int = ...,
+    max_size: int = ...,
+    **overrides: Any,
+) -> st.SearchStrategy[list[T1 | T2 | T3]]: ...
+@overload
+def event_streams(
+    c1: type[T1],
+    c2: type[T2],
+    c3: type[T3],
+    c4: type[T4],
+    /,
+    *,
+    min_size: int = ...,
+    max_size: int = ...,
+    **overrides: Any,
+) -> st.SearchStrategy[list[T1 | T2 | T3 | T4]]: ...
+@overload
+def event_streams(
+    c1: type[T], /, *classes: type[T], min_size: int = ..., max_size: int = ..., **overrides: Any
+) -> st.SearchStrategy[list[T]]: ...
 def event_streams(
     *classes: type, min_size: int = 0, max_size: int = 10, **overrides: Any
 ) -> st.SearchStrategy[list[Any]]:
@@ -140,7 +181,7 @@ def histories(
     *,
     refused: type[BaseException] | tuple[type[BaseException], ...] = (),
     max_steps: int = 10,
-) -> st.SearchStrategy[list[Any]]:
+) -> st.SearchStrategy[list[object]]:
     """Return a strategy of event histories that an aggregate really produces.
 
     *start* gives new aggregates (those of a creating classmethod, with their first events
@@ -152,7 +193,7 @@ def histories(
     beginning = start if isinstance(start, st.SearchStrategy) else st.builds(start)
 
     @st.composite
-    def build(draw: st.DrawFn) -> list[Any]:
+    def build(draw: st.DrawFn) -> list[object]:
         try:
             aggregate = draw(beginning)
         except refused:

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, assert_type
 
 import attrs
+from hypothesis.strategies import SearchStrategy, just
 
 from busway import (
     AsyncCommandBus,
     AsyncEventBus,
+    AsyncMiddleware,
     AsyncQueryBus,
     Command,
     CommandBus,
     Event,
     EventBus,
+    Middleware,
     Query,
     QueryBus,
     Registry,
     Subscription,
+    middleware,
 )
+from busway.aggregates import Aggregate, AsyncRepository, Repository, when
+from busway.eventstore import AsyncEventStore, EventStore
+from busway.sagas import AsyncSagaManager, InMemorySagaStore, Saga, SagaManager, starts
+from busway.testing import AggregateScenario, CommandScenario, SagaScenario
+from busway.testing.strategies import event_streams, histories, messages
 
 
 @attrs.frozen
@@ -94,3 +103,124 @@ def with_own_middleware(cmd: PlaceOrder) -> str:
 
 
 assert_type(with_own_middleware(PlaceOrder("x")), str)
+
+
+def logged(message: object, next: Callable[[object], object]) -> object:
+    return next(message)
+
+
+async def awaited(message: object, next: Callable[[object], Awaitable[object]]) -> object:
+    return await next(message)
+
+
+def only_orders(message: PlaceOrder, next: Callable[[PlaceOrder], str]) -> str:
+    return next(message)
+
+
+def middleware_checks() -> None:
+    sync: Middleware = logged
+    asynchronous: AsyncMiddleware = awaited
+    commands, events = CommandBus(), EventBus()
+    commands.use(sync)
+    commands.use(logged)
+    commands.use(only_orders, on=PlaceOrder)
+    commands.use(middleware.log())
+    commands.register(PlaceOrder, place, middleware=[logged, middleware.timing(print)])
+    events.subscribe(OrderPlaced, print, middleware=[logged])
+    async_commands, async_events = AsyncCommandBus(), AsyncEventBus()
+    async_commands.use(asynchronous)
+    async_commands.use(logged)
+    async_commands.use(middleware.timeout(1.0))
+    async_commands.register(PlaceOrder, place, middleware=[awaited, logged])
+    async_events.subscribe(OrderPlaced, print, middleware=[awaited])
+    handlers.event(OrderPlaced, middleware=[logged, awaited])(print)
+
+
+class Counter(Aggregate):
+    count: int
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.count = 0
+
+    @when(OrderPlaced)
+    def _placed(self, event: OrderPlaced) -> None:
+        self.count += 1
+
+
+@attrs.define
+class Tracker(Saga):
+    order_id: str = ""
+
+    @starts(OrderPlaced, key="order_id")
+    def placed(self, event: OrderPlaced) -> None:
+        self.order_id = event.order_id
+
+
+def repository_checks(store: EventStore) -> None:
+    repository = Repository(store, Counter)
+    assert_type(repository, Repository[Counter])
+    assert_type(repository.get("c-1"), Counter)
+    assert_type(repository.save(Counter("c-1")), int)
+
+
+async def async_repository_checks(store: AsyncEventStore) -> None:
+    repository = AsyncRepository(store, Counter)
+    assert_type(await repository.get("c-1"), Counter)
+    assert_type(await repository.save(Counter("c-1")), int)
+
+
+def saga_checks() -> None:
+    manager = SagaManager(Tracker, store=InMemorySagaStore(), commands=CommandBus())
+    assert_type(manager.find(Tracker, "order_id", "o-1"), list[Tracker])
+
+
+async def async_saga_checks() -> None:
+    manager = AsyncSagaManager(Tracker, store=InMemorySagaStore(), commands=AsyncCommandBus())
+    assert_type(await manager.find(Tracker, "order_id", "o-1"), list[Tracker])
+
+
+def scenario_checks(store: EventStore) -> None:
+    scenario = CommandScenario(CommandBus(handlers), store)
+    assert_type(scenario.when(PlaceOrder("ada")).then(), str)
+    assert_type(scenario.given("s-1", OrderPlaced("1")).when(PlaceOrder("ada")).then(), str)
+    assert_type(scenario.when(PlaceOrder("ada")).then_nothing(), str)
+    assert_type(scenario.when(PlaceOrder("ada")).then_raises(KeyError), KeyError)
+    assert_type(scenario.when(Plain()).then(), Any)
+    counter = AggregateScenario(Counter).when(lambda c: c.record(OrderPlaced("1")))
+    assert_type(counter.then(OrderPlaced("1")), Counter)
+    assert_type(counter.then_nothing(), Counter)
+    assert_type(SagaScenario(Tracker).when(OrderPlaced("1")).then(), None)
+    assert_type(SagaScenario(Tracker).when(OrderPlaced("1")).then_raises(KeyError), KeyError)
+
+
+@attrs.frozen
+class OrderShipped(Event):
+    order_id: str
+
+
+@attrs.frozen
+class Ping:
+    n: int
+
+
+def strategy_checks() -> None:
+    assert_type(messages(OrderPlaced), SearchStrategy[OrderPlaced])
+    assert_type(event_streams(OrderPlaced), SearchStrategy[list[OrderPlaced]])
+    assert_type(
+        event_streams(OrderPlaced, OrderShipped, max_size=3),
+        SearchStrategy[list[OrderPlaced | OrderShipped]],
+    )
+    assert_type(
+        event_streams(OrderPlaced, OrderShipped, Ping, OrderPlaced),
+        SearchStrategy[list[OrderPlaced | OrderShipped | Ping]],
+    )
+    # past four classes, mypy types the elements as the classes' common base
+    assert_type(
+        event_streams(OrderPlaced, OrderShipped, OrderPlaced, OrderShipped, OrderPlaced),
+        SearchStrategy[list[Event]],
+    )
+    assert_type(
+        histories(lambda: Counter("c-1"), just(lambda c: c.record(OrderPlaced("1")))),
+        SearchStrategy[list[object]],
+    )
