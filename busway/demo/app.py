@@ -36,6 +36,17 @@ class OrdersApp:
     table, which :attr:`runner` keeps current. Everything lives in the SQLite file at *path*.
     """
 
+    path: str
+    store: SQLiteEventStore
+    snapshots: SQLiteSnapshotStore
+    checkpoints: SQLiteCheckpointStore
+    events: EventBus
+    orders: Repository[Order]
+    runner: ProjectionRunner
+    read_model: OrderQueries
+    commands: CommandBus
+    queries: QueryBus
+
     def __init__(
         self,
         path: str | os.PathLike[str],
