@@ -27,6 +27,7 @@ from busway.projections import (
     SQLiteProjection,
     when,
 )
+from busway.testing import CheckpointStoreContract
 
 
 @attrs.frozen
@@ -589,6 +590,38 @@ def test_the_thread_loop_survives_a_store_error(sqlite_store: SQLiteEventStore) 
 
 
 # -- checkpoint stores -----------------------------------------------------------------------
+
+
+class TestInMemoryCheckpointStore(CheckpointStoreContract):
+    transactions_undo = False
+
+    @pytest.fixture
+    def store(self) -> Iterator[CheckpointStore]:
+        with InMemoryCheckpointStore() as store:
+            yield store
+
+
+class TestSQLiteCheckpointStore(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self, path: Path) -> Iterator[CheckpointStore]:
+        with SQLiteCheckpointStore(path) as store:
+            yield store
+
+    def open_another(self, store: CheckpointStore) -> CheckpointStore:
+        assert isinstance(store, SQLiteCheckpointStore)
+        assert store.path is not None
+        return SQLiteCheckpointStore(store.path)
+
+
+class TestSQLiteCheckpointStoreOnAGivenConnection(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self, path: Path) -> Iterator[CheckpointStore]:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            with SQLiteCheckpointStore(conn, table="given") as store:
+                yield store
+        finally:
+            conn.close()
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])

@@ -12,6 +12,7 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._checkpoint_contract import CheckpointStoreContract
     from ._diff import Like, ScenarioError
     from ._eventstore_async import AsyncEventStoreContract
     from ._eventstore_contract import EventStoreContract
@@ -24,6 +25,7 @@ __all__ = [
     "AggregateScenario",
     "AsyncEventStoreContract",
     "BusRecorder",
+    "CheckpointStoreContract",
     "CommandScenario",
     "EventStoreContract",
     "Like",
@@ -40,6 +42,7 @@ _LAZY = {
     "AggregateScenario": "._scenarios",
     "AsyncEventStoreContract": "._eventstore_async",
     "BusRecorder": "._recording",
+    "CheckpointStoreContract": "._checkpoint_contract",
     "CommandScenario": "._scenarios",
     "EventStoreContract": "._eventstore_contract",
     "Like": "._diff",
