@@ -199,6 +199,7 @@ class AsyncEventStoreAdapter(_Threaded):
 
     def __init__(self, store: EventStore, *, page_size: int = 1000) -> None:
         super().__init__(lambda: store, page_size)
+        self.types = store.types
         self._wrapped = store
 
     def __repr__(self) -> str:
