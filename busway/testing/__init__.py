@@ -18,7 +18,9 @@ if _typing.TYPE_CHECKING:
     from ._eventstore_contract import EventStoreContract
     from ._machine import AggregateMachine
     from ._recording import BusRecorder, Recorder
+    from ._saga_store_contract import SagaStoreContract
     from ._scenarios import AggregateScenario, CommandScenario, SagaScenario, Scheduled
+    from ._snapshot_contract import SnapshotStoreContract
 
 __all__ = [
     "AggregateMachine",
@@ -31,8 +33,10 @@ __all__ = [
     "Like",
     "Recorder",
     "SagaScenario",
+    "SagaStoreContract",
     "ScenarioError",
     "Scheduled",
+    "SnapshotStoreContract",
 ]
 
 # Every name is imported on first use: pytest imports this package in every run (the
@@ -48,8 +52,10 @@ _LAZY = {
     "Like": "._diff",
     "Recorder": "._recording",
     "SagaScenario": "._scenarios",
+    "SagaStoreContract": "._saga_store_contract",
     "ScenarioError": "._diff",
     "Scheduled": "._scenarios",
+    "SnapshotStoreContract": "._snapshot_contract",
 }
 
 
