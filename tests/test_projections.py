@@ -379,6 +379,38 @@ def test_a_crash_before_the_checkpoint_commit_loses_the_whole_batch(
     assert ([("k", 6)], [1, 2, 3]) == table(path)
 
 
+class Interrupted(Projection):
+    """Lists the positions it applied; interrupted (as by Ctrl-C) on one amount."""
+
+    name = "interrupted"
+
+    def __init__(self, interrupt_on: int | None) -> None:
+        self.interrupt_on = interrupt_on
+        self.applied: list[int] = []
+
+    @when(Added)
+    def _added(self, event: Added, recorded: RecordedEvent) -> None:
+        if event.amount == self.interrupt_on:
+            raise Crash
+        self.applied.append(recorded.position)
+
+
+def test_an_interrupted_memory_batch_keeps_the_events_before_it(
+    store: InMemoryEventStore,
+) -> None:
+    """In memory nothing is undone, so the checkpoint keeps up with what was applied."""
+    add(store, 1, 2, 3)
+    projection = Interrupted(interrupt_on=3)
+    checkpoints = InMemoryCheckpointStore()
+    runner = ProjectionRunner(store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(Crash):
+        runner.run_once()
+    assert ([1, 2], 2) == (projection.applied, checkpoints.load("interrupted"))
+    projection.interrupt_on = None
+    runner.run_until_caught_up()
+    assert [1, 2, 3] == projection.applied
+
+
 def test_a_runner_follows_a_checkpoint_moved_by_another(
     sqlite_store: SQLiteEventStore, path: Path
 ) -> None:
