@@ -649,6 +649,7 @@ class TestSQLiteCheckpointStoreOnAGivenConnection(CheckpointStoreContract):
     @pytest.fixture
     def store(self, path: Path) -> Iterator[CheckpointStore]:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous = OFF")  # the tests are of the code, not of the disk
         try:
             with SQLiteCheckpointStore(conn, table="given") as store:
                 yield store

@@ -30,6 +30,7 @@ class TestSQLiteSnapshotStoreOnAGivenConnection(SnapshotStoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[SnapshotStore]:
         conn = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+        conn.execute("PRAGMA synchronous = OFF")  # the tests are of the code, not of the disk
         try:
             with SQLiteSnapshotStore(conn, table="snaps") as store:
                 yield store
