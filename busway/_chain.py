@@ -13,7 +13,7 @@ import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ._registry import Entry, Middleware, _describe, _is_async
+from ._registry import Entry, Middleware, describe, is_async_callable
 from .errors import RegistrationError
 
 __all__ = ["Handler", "adapt_handler", "adapt_middleware", "compose", "fan_out"]
@@ -27,10 +27,10 @@ ASYNC_VARIANT = "__busway_async__"
 
 def refuse_async(fn: object, *, role: str, bus: str) -> None:
     """Raise if *fn* is a coroutine function offered to a sync bus."""
-    if _is_async(fn) and not hasattr(fn, ASYNC_VARIANT):
+    if is_async_callable(fn) and not hasattr(fn, ASYNC_VARIANT):
         own_code = inspect.isfunction(fn) or inspect.ismethod(fn)
         raise RegistrationError(
-            f"{_describe(fn)} is an async {role}, and {bus} calls {role}s synchronously, so it "
+            f"{describe(fn)} is an async {role}, and {bus} calls {role}s synchronously, so it "
             f"would only ever get an un-awaited coroutine; use Async{bus} instead"
             + (f", or make the {role} a plain def" if own_code else "")
         )
@@ -40,7 +40,7 @@ def _to_async(fn: Handler) -> Callable[[Any], Awaitable[Any]]:
     async def call(message: Any) -> Any:
         return fn(message)
 
-    call.__qualname__ = _describe(fn)
+    call.__qualname__ = describe(fn)
     return call
 
 
@@ -62,7 +62,7 @@ def adapt_middleware(mw: Middleware, *, is_async: bool) -> Middleware:
     variant: Middleware | None = getattr(mw, ASYNC_VARIANT, None)
     if variant is not None:
         return variant
-    if _is_async(mw):
+    if is_async_callable(mw):
         return mw
 
     async def call(message: Any, next: Handler) -> Any:

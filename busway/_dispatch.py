@@ -33,6 +33,7 @@ from ._registry import (
     article,
     check_middleware,
     declared_kind,
+    decorate,
     make_entry,
 )
 from .errors import DuplicateHandlerError, HandlerNotFoundError, RegistrationError
@@ -180,7 +181,7 @@ class BusCore(Generic[MW]):
         return entry
 
     def _decorate(self, target: Any) -> Any:
-        return self._own._decorate(self._kind, target, (), where=f"{type(self).__name__}.handler")
+        return decorate(self._own, self._kind, target, (), where=f"{type(self).__name__}.handler")
 
     def _accept(self, entry: Entry) -> None:
         """Refuse an entry this bus cannot serve (wrong kind is caught by the registry)."""

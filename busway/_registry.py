@@ -43,7 +43,8 @@ class Kind(enum.Enum):
 _BASES: dict[Kind, type] = {Kind.COMMAND: Command, Kind.QUERY: Query, Kind.EVENT: Event}
 
 
-def _is_async(fn: object) -> bool:
+def is_async_callable(fn: object) -> bool:
+    """Tell whether calling *fn* returns something to await: a coroutine or an async iterator."""
     call = getattr(fn, "__call__", None)  # noqa: B004 - a callable instance's own __call__
     return any(
         check(target)
@@ -58,7 +59,8 @@ def article(kind: Kind, suffix: str = "") -> str:
     return f"an {word}" if kind is Kind.EVENT else f"a {word}"
 
 
-def _describe(fn: object) -> str:
+def describe(fn: object) -> str:
+    """Return how errors name *fn*: its qualified name, or its repr when it has none."""
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
@@ -123,7 +125,7 @@ def check_middleware(mw: object) -> None:
         sig.bind(None, None)
     except TypeError:
         raise RegistrationError(
-            f"middleware {_describe(mw)}{sig} must accept two arguments, (message, next)"
+            f"middleware {describe(mw)}{sig} must accept two arguments, (message, next)"
         ) from None
 
 
@@ -138,7 +140,7 @@ def message_type_of(handler: Callable[..., Any], kind: Kind) -> type:
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
     ):
         raise RegistrationError(
-            f"cannot tell which {kind.value} {_describe(handler)} handles: it takes no "
+            f"cannot tell which {kind.value} {describe(handler)} handles: it takes no "
             f"positional parameter; give the type explicitly: @registry.{kind.value}(TheType)"
         )
     first = params[0]
@@ -147,18 +149,18 @@ def message_type_of(handler: Callable[..., Any], kind: Kind) -> type:
         hints = typing.get_type_hints(target)
     except Exception as exc:  # a forward reference that does not resolve, among others
         raise RegistrationError(
-            f"cannot resolve the annotations of {_describe(handler)} ({exc}); give the type "
+            f"cannot resolve the annotations of {describe(handler)} ({exc}); give the type "
             f"explicitly: @registry.{kind.value}(TheType)"
         ) from exc
     annotation = hints.get(first.name, inspect.Parameter.empty)
     if annotation is inspect.Parameter.empty:
         raise RegistrationError(
-            f"cannot tell which {kind.value} {_describe(handler)} handles: its first parameter "
+            f"cannot tell which {kind.value} {describe(handler)} handles: its first parameter "
             f"{first.name!r} has no annotation; annotate it or use @registry.{kind.value}(TheType)"
         )
     if not isinstance(annotation, type):
         raise RegistrationError(
-            f"the first parameter of {_describe(handler)} is annotated {annotation!r}, which is "
+            f"the first parameter of {describe(handler)} is annotated {annotation!r}, which is "
             f"not a class; annotate it with the {kind.value} class or use "
             f"@registry.{kind.value}(TheType)"
         )
@@ -185,7 +187,7 @@ def make_entry(
         message_type=checked,
         handler=handler,  # type: ignore[arg-type]  # checked callable above
         middleware=layers,  # type: ignore[arg-type]
-        is_async=_is_async(handler),
+        is_async=is_async_callable(handler),
         saga=saga,
     )
 
@@ -228,7 +230,7 @@ class Registry:
         Use it bare (the type is read from the first parameter's annotation) or give the
         type: ``@registry.command(PlaceOrder)``. The function is returned unchanged.
         """
-        return self._decorate(Kind.COMMAND, target, middleware)
+        return decorate(self, Kind.COMMAND, target, middleware)
 
     @overload
     def query(
@@ -244,7 +246,7 @@ class Registry:
         self, target: Any = None, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
     ) -> Any:
         """Register the decorated function as the handler of a query type."""
-        return self._decorate(Kind.QUERY, target, middleware)
+        return decorate(self, Kind.QUERY, target, middleware)
 
     @overload
     def event(
@@ -260,7 +262,7 @@ class Registry:
         self, target: Any = None, /, *, middleware: Sequence[Middleware | AsyncMiddleware] = ()
     ) -> Any:
         """Subscribe the decorated function to an event type, its subclasses included."""
-        return self._decorate(Kind.EVENT, target, middleware)
+        return decorate(self, Kind.EVENT, target, middleware)
 
     @overload
     def saga(self, event_type: type[Any], /) -> Callable[[F], F]: ...
@@ -272,37 +274,7 @@ class Registry:
         It may return None, one command, or an iterable (a generator too) of commands. Event
         buses run it like a handler, executing each command on their command bus.
         """
-        return self._decorate(Kind.EVENT, target, (), where="@registry.saga", saga=True)
-
-    def _decorate(
-        self,
-        kind: Kind,
-        target: Any,
-        middleware: Sequence[Any],
-        *,
-        where: str = "",
-        saga: bool = False,
-    ) -> Any:
-        """Register *target* (a handler), or return a decorator when it is a type or None."""
-        where = where or f"@registry.{kind.value}"
-        for mw in middleware:
-            check_middleware(mw)
-        if target is None or isinstance(target, type):
-
-            def decorator(handler: F) -> F:
-                mt = target if target is not None else message_type_of(handler, kind)
-                self.add(make_entry(kind, mt, handler, middleware, where=where, saga=saga))
-                return handler
-
-            return decorator
-        if not callable(target):
-            raise RegistrationError(
-                f"{where} takes a message class or a handler function, got {target!r}; "
-                f"write {where} or {where}(TheType)"
-            )
-        mt = message_type_of(target, kind)
-        self.add(make_entry(kind, mt, target, middleware, where=where, saga=saga))
-        return target
+        return decorate(self, Kind.EVENT, target, (), where="@registry.saga", saga=True)
 
     # -- what buses use -------------------------------------------------------------------
 
@@ -353,3 +325,34 @@ class Registry:
                 }
             for watcher in list(self._watchers):
                 watcher.registry_changed(self, None)
+
+
+def decorate(
+    registry: Registry,
+    kind: Kind,
+    target: Any,
+    middleware: Sequence[Any],
+    *,
+    where: str = "",
+    saga: bool = False,
+) -> Any:
+    """Register *target* (a handler) in *registry*, or return a decorator for a type or None."""
+    where = where or f"@registry.{kind.value}"
+    for mw in middleware:
+        check_middleware(mw)
+    if target is None or isinstance(target, type):
+
+        def decorator(handler: F) -> F:
+            mt = target if target is not None else message_type_of(handler, kind)
+            registry.add(make_entry(kind, mt, handler, middleware, where=where, saga=saga))
+            return handler
+
+        return decorator
+    if not callable(target):
+        raise RegistrationError(
+            f"{where} takes a message class or a handler function, got {target!r}; "
+            f"write {where} or {where}(TheType)"
+        )
+    mt = message_type_of(target, kind)
+    registry.add(make_entry(kind, mt, target, middleware, where=where, saga=saga))
+    return target

@@ -221,17 +221,23 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run the block in a write transaction, or in a savepoint of the caller's one."""
+        """Run the block in a write transaction, or in a savepoint of the caller's one.
+
+        Savepoints nest: a block inside a block undoes only its own writes when it raises.
+        A block that ended the transaction itself (a commit or a rollback) is left to say so.
+        """
         conn = self.conn
         if conn.in_transaction:
             conn.execute("SAVEPOINT busway")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK TO busway")
-                conn.execute("RELEASE busway")
+                if _in_transaction(conn):
+                    conn.execute("ROLLBACK TO busway")
+                    conn.execute("RELEASE busway")
                 raise
-            conn.execute("RELEASE busway")
+            if _in_transaction(conn):
+                conn.execute("RELEASE busway")
             return
         # IMMEDIATE takes the write lock before anything is read, so that what the block
         # checks still holds when it writes, for every thread and process.

@@ -17,6 +17,7 @@ from busway.errors import StoreClosedError
 from busway.eventstore import EventTypes, InMemoryEventStore, RecordedEvent, SQLiteEventStore
 from busway.projections import (
     CheckpointStore,
+    CheckpointTransaction,
     InMemoryCheckpointStore,
     Projection,
     ProjectionError,
@@ -26,6 +27,7 @@ from busway.projections import (
     SQLiteProjection,
     when,
 )
+from busway.testing import CheckpointStoreContract
 
 
 @attrs.frozen
@@ -315,37 +317,98 @@ class Crash(BaseException):
 
 
 class CrashingCheckpoints:
-    """Makes the runner's checkpoint write crash once, after the handlers wrote."""
+    """A checkpoint store over another whose first checkpoint write in a transaction crashes.
 
-    def __init__(self, store: SQLiteCheckpointStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    It is also a checkpoint store of a third party's: the runner needs only the protocol.
+    """
+
+    def __init__(self, store: SQLiteCheckpointStore) -> None:
+        self.store = store
         self.armed = True
-        original = store._save
 
-        def save(conn: sqlite3.Connection, name: str, position: int) -> None:
-            if self.armed:
-                self.armed = False
-                raise Crash
-            original(conn, name, position)
+    def load(self, name: str) -> int:
+        return self.store.load(name)
 
-        monkeypatch.setattr(store, "_save", save)
+    def save(self, name: str, position: int) -> None:
+        self.store.save(name, position)
+
+    @contextlib.contextmanager
+    def transaction(self, name: str) -> Iterator[CheckpointTransaction]:
+        with self.store.transaction(name) as checkpoint:
+            yield CrashingTransaction(checkpoint, self)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class CrashingTransaction:
+    """A checkpoint transaction that crashes on its save while its store is armed."""
+
+    def __init__(self, checkpoint: CheckpointTransaction, store: CrashingCheckpoints) -> None:
+        self.checkpoint = checkpoint
+        self.store = store
+        self.connection = checkpoint.connection
+
+    def load(self) -> int:
+        return self.checkpoint.load()
+
+    def save(self, position: int) -> None:
+        if self.store.armed:
+            self.store.armed = False
+            raise Crash
+        self.checkpoint.save(position)
+
+    def savepoint(self) -> contextlib.AbstractContextManager[None]:
+        return self.checkpoint.savepoint()
 
 
 def test_a_crash_before_the_checkpoint_commit_loses_the_whole_batch(
     sqlite_store: SQLiteEventStore,
     checkpoints: SQLiteCheckpointStore,
     path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Writes and checkpoint commit together: after a crash between them, each event once."""
     add(sqlite_store, 1, 2, 3)
-    CrashingCheckpoints(checkpoints, monkeypatch)
-    runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+    crashing = CrashingCheckpoints(checkpoints)
+    runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=crashing)
     with pytest.raises(Crash):
         runner.run_until_caught_up()
     assert ([], [], 0) == (*table(path), checkpoints.load("totals_table"))
     restarted = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
     restarted.run_until_caught_up()
     assert ([("k", 6)], [1, 2, 3]) == table(path)
+
+
+class Interrupted(Projection):
+    """Lists the positions it applied; interrupted (as by Ctrl-C) on one amount."""
+
+    name = "interrupted"
+
+    def __init__(self, interrupt_on: int | None) -> None:
+        self.interrupt_on = interrupt_on
+        self.applied: list[int] = []
+
+    @when(Added)
+    def _added(self, event: Added, recorded: RecordedEvent) -> None:
+        if event.amount == self.interrupt_on:
+            raise Crash
+        self.applied.append(recorded.position)
+
+
+def test_an_interrupted_memory_batch_keeps_the_events_before_it(
+    store: InMemoryEventStore,
+) -> None:
+    """In memory nothing is undone, so the checkpoint keeps up with what was applied."""
+    add(store, 1, 2, 3)
+    projection = Interrupted(interrupt_on=3)
+    checkpoints = InMemoryCheckpointStore()
+    runner = ProjectionRunner(store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(Crash):
+        runner.run_once()
+    assert ([1, 2], 2) == (projection.applied, checkpoints.load("interrupted"))
+    projection.interrupt_on = None
+    runner.run_until_caught_up()
+    assert [1, 2, 3] == projection.applied
 
 
 def test_a_runner_follows_a_checkpoint_moved_by_another(
@@ -561,6 +624,39 @@ def test_the_thread_loop_survives_a_store_error(sqlite_store: SQLiteEventStore) 
 # -- checkpoint stores -----------------------------------------------------------------------
 
 
+class TestInMemoryCheckpointStore(CheckpointStoreContract):
+    transactions_undo = False
+
+    @pytest.fixture
+    def store(self) -> Iterator[CheckpointStore]:
+        with InMemoryCheckpointStore() as store:
+            yield store
+
+
+class TestSQLiteCheckpointStore(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self, path: Path) -> Iterator[CheckpointStore]:
+        with SQLiteCheckpointStore(path) as store:
+            yield store
+
+    def open_another(self, store: CheckpointStore) -> CheckpointStore:
+        assert isinstance(store, SQLiteCheckpointStore)
+        assert store.path is not None
+        return SQLiteCheckpointStore(store.path)
+
+
+class TestSQLiteCheckpointStoreOnAGivenConnection(CheckpointStoreContract):
+    @pytest.fixture
+    def store(self, path: Path) -> Iterator[CheckpointStore]:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA synchronous = OFF")  # the tests are of the code, not of the disk
+        try:
+            with SQLiteCheckpointStore(conn, table="given") as store:
+                yield store
+        finally:
+            conn.close()
+
+
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 def test_checkpoint_stores_keep_positions_by_name(kind: str, path: Path) -> None:
     """load() gives 0 for an unknown name and the last saved position otherwise."""
@@ -599,15 +695,15 @@ def test_sqlite_checkpoints_refuse_a_file_that_is_not_a_database(tmp_path: Path)
 
 
 def test_a_crash_inside_a_transaction_of_a_given_connection_undoes_the_batch(
-    sqlite_store: SQLiteEventStore, path: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: SQLiteEventStore, path: Path
 ) -> None:
     """On a connection already in a transaction, a batch is a savepoint, rolled back whole."""
     add(sqlite_store, 1)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         checkpoints = SQLiteCheckpointStore(conn)
-        runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
-        CrashingCheckpoints(checkpoints, monkeypatch)
+        crashing = CrashingCheckpoints(checkpoints)
+        runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=crashing)
         conn.execute("BEGIN")
         with pytest.raises(Crash):
             runner.run_once()

@@ -117,7 +117,9 @@ class _RepositoryCore(Generic[A]):
             if snapshot_every is None
             else (InMemorySnapshotStore() if snapshots is None else snapshots)
         )
-        serializer = getattr(getattr(store, "types", None), "serializer", None)
+        serializer = (
+            store.types.serializer if isinstance(store, EventStore | AsyncEventStore) else None
+        )
         self._converter = (
             serializer.converter
             if isinstance(serializer, CattrsSerializer)

@@ -197,8 +197,12 @@ class AsyncEventStoreAdapter(_Threaded):
     The adapter owns *store*: :meth:`aclose` closes it.
     """
 
+    types: EventTypes
+    """The wrapped store's types."""
+
     def __init__(self, store: EventStore, *, page_size: int = 1000) -> None:
         super().__init__(lambda: store, page_size)
+        self.types = store.types
         self._wrapped = store
 
     def __repr__(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, Protocol, Self, runtime_checkable
 
+from ._serialization import EventTypes
 from ._types import ANY, ExpectedVersion, RecordedEvent
 
 __all__ = ["AsyncEventStore", "EventStore"]
@@ -16,6 +17,11 @@ class EventStore(Protocol):
 
     ``busway.testing.EventStoreContract`` checks that a backend keeps every promise below.
     """
+
+    @property
+    def types(self) -> EventTypes:
+        """The registry the store encodes and decodes events with, and its serializer."""
+        ...
 
     def append(
         self,
@@ -89,6 +95,11 @@ class EventStore(Protocol):
 @runtime_checkable
 class AsyncEventStore(Protocol):
     """The async twin of :class:`EventStore`: the same methods and promises, awaited."""
+
+    @property
+    def types(self) -> EventTypes:
+        """The registry the store encodes and decodes events with, and its serializer."""
+        ...
 
     async def append(
         self,

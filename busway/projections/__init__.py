@@ -8,12 +8,18 @@ until its own write is visible.
 
 from .._when import when
 from ..errors import ProjectionError, ProjectionTimeoutError
-from ._checkpoints import CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
+from ._checkpoints import (
+    CheckpointStore,
+    CheckpointTransaction,
+    InMemoryCheckpointStore,
+    SQLiteCheckpointStore,
+)
 from ._projection import Progress, Projection, SQLiteProjection
 from ._runner import ProjectionRunner
 
 __all__ = [
     "CheckpointStore",
+    "CheckpointTransaction",
     "InMemoryCheckpointStore",
     "Progress",
     "Projection",

@@ -1,23 +1,32 @@
 """Checkpoints: how far each projection has got in the store's global order of positions.
 
 A checkpoint ``p`` says every event at a position up to ``p`` has been handled, so the
-projection goes on at ``p + 1``. The SQLite store keeps them in a table of the read
-model's database, and lets a runner write a projection's changes and its checkpoint in
-one transaction.
+projection goes on at ``p + 1``. A runner works in a store's transactions
+(:meth:`CheckpointStore.transaction`): it reads the checkpoint, hands the read model the
+transaction's connection, and saves the new position, all committed together. The SQLite
+store keeps its table in the read model's database, so that the transaction holds both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Final, Protocol, final, runtime_checkable
 
 from .._closeable import Closeable
 from .._sqlite import Database, Layout, SQLiteStore, check_table
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, ProjectionError
 
-__all__ = ["CheckpointStore", "InMemoryCheckpointStore", "SQLiteCheckpointStore"]
+__all__ = [
+    "CheckpointStore",
+    "CheckpointTransaction",
+    "InMemoryCheckpointStore",
+    "SQLiteCheckpointStore",
+]
 
 _COLUMNS: Final = ("name", "position")
 
@@ -29,8 +38,46 @@ def _check_position(position: object) -> int:
 
 
 @runtime_checkable
+class CheckpointTransaction(Protocol):
+    """One projection's checkpoint inside a transaction of its store.
+
+    What the runner reads and saves here, and what the read model writes through
+    :attr:`connection`, commit together when the transaction's block ends.
+    """
+
+    @property
+    def connection(self) -> object:
+        """What the read model writes through to commit with the checkpoint.
+
+        The :class:`sqlite3.Connection` of an :class:`SQLiteCheckpointStore`, which
+        :class:`~busway.projections.SQLiteProjection` handlers get; None for a store that
+        shares no database with a read model.
+        """
+        ...
+
+    def load(self) -> int:
+        """Return the stored position; no other transaction moves it before this one ends."""
+        ...
+
+    def save(self, position: int) -> None:
+        """Record that every event up to *position* has been handled, when this commits."""
+        ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Run the block in a nested transaction: if it raises, only its writes are undone.
+
+        Raise :class:`~busway.errors.ProjectionError` if the block ended the transaction
+        itself (a commit or a rollback on the connection), which would break exactly-once.
+        """
+        ...
+
+
+@runtime_checkable
 class CheckpointStore(Protocol):
-    """Keeps each projection's position, by name."""
+    """Keeps each projection's position, by name.
+
+    ``busway.testing.CheckpointStoreContract`` checks that a backend keeps these promises.
+    """
 
     def load(self, name: str) -> int:
         """Return the position *name* has handled every event up to; 0 if none."""
@@ -38,6 +85,15 @@ class CheckpointStore(Protocol):
 
     def save(self, name: str, position: int) -> None:
         """Record that *name* has handled every event up to *position*."""
+        ...
+
+    def transaction(self, name: str) -> AbstractContextManager[CheckpointTransaction]:
+        """Open a transaction on *name*'s checkpoint, holding off every other until it ends.
+
+        Leaving the block commits what was saved and written through the transaction's
+        connection; an exception undoes it all. A store in memory, which cannot undo, keeps
+        each save at once, as the read model in memory it serves keeps its changes.
+        """
         ...
 
     def close(self) -> None:
@@ -52,7 +108,7 @@ class InMemoryCheckpointStore(Closeable):
     _holds = "checkpoints"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a transaction's holder may load and save too
         self._positions: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -71,8 +127,38 @@ class InMemoryCheckpointStore(Closeable):
             self._check_open()
             self._positions[name] = position
 
+    @contextlib.contextmanager
+    def transaction(self, name: str) -> Iterator[CheckpointTransaction]:
+        """Hold off every other transaction and save until the block ends.
+
+        Each save is kept at once: nothing in memory can be undone.
+        """
+        with self._lock:
+            self._check_open()
+            yield _InMemoryTransaction(self, name)
+
     def _release(self) -> None:
         self._positions = {}  # nothing can read them any more
+
+
+@final
+class _InMemoryTransaction:
+    """A checkpoint of an :class:`InMemoryCheckpointStore`, under the store's lock."""
+
+    connection: None = None
+
+    def __init__(self, store: InMemoryCheckpointStore, name: str) -> None:
+        self._store = store
+        self._name = name
+
+    def load(self) -> int:
+        return self._store.load(self._name)
+
+    def save(self, position: int) -> None:
+        self._store.save(self._name, position)
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 @final
@@ -117,21 +203,55 @@ class SQLiteCheckpointStore(SQLiteStore):
         """Return the position *name* has handled every event up to; 0 if none."""
         with self._lock:
             self._check_open()
-            return self._load(self._conn, name)
+            return self._transaction(name).load()
 
     def save(self, name: str, position: int) -> None:
         """Record that *name* has handled every event up to *position*."""
-        _check_position(position)
+        with self.transaction(name) as checkpoint:
+            checkpoint.save(position)
+
+    @contextlib.contextmanager
+    def transaction(self, name: str) -> Iterator[CheckpointTransaction]:
+        """Run the block in a write transaction that the read model's writes join.
+
+        ``BEGIN IMMEDIATE`` takes the database's write lock first, so the position read
+        inside stays true until the commit, for every thread and process. On a given
+        connection already in a transaction, the block is a savepoint of that one.
+        """
         with self._lock:
             self._check_open()
-            with self._db.transaction() as conn:
-                self._save(conn, name, position)
+            with self._db.transaction():
+                yield self._transaction(name)
 
-    # -- for the runner, inside its transaction ----------------------------------------------
+    def _transaction(self, name: str) -> _SQLiteTransaction:
+        return _SQLiteTransaction(self._db, name, self._sql_load, self._sql_save)
 
-    def _load(self, conn: sqlite3.Connection, name: str) -> int:
-        row = conn.execute(self._sql_load, (name,)).fetchone()
+
+@final
+class _SQLiteTransaction:
+    """A checkpoint of an :class:`SQLiteCheckpointStore`, on the store's connection."""
+
+    def __init__(self, db: Database, name: str, sql_load: str, sql_save: str) -> None:
+        self._db = db
+        self._name = name
+        self._sql_load = sql_load
+        self._sql_save = sql_save
+        self.connection: sqlite3.Connection = db.conn
+
+    def load(self) -> int:
+        row = self.connection.execute(self._sql_load, (self._name,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def _save(self, conn: sqlite3.Connection, name: str, position: int) -> None:
-        conn.execute(self._sql_save, (name, position))
+    def save(self, position: int) -> None:
+        self.connection.execute(self._sql_save, (self._name, _check_position(position)))
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._db.transaction() as conn:
+            yield
+            if not conn.in_transaction:
+                raise ProjectionError(
+                    self._name,
+                    "has a handler that ended the runner's transaction; handlers write "
+                    "through the connection they get and never commit or roll back",
+                )

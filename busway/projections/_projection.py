@@ -77,11 +77,6 @@ class Projection(ProjectionBase):
         """Clear the read model before a rebuild from the first event."""
         raise self._cannot_rebuild()
 
-    def _handle(self, recorded: RecordedEvent, conn: sqlite3.Connection | None) -> None:
-        event = recorded.event
-        for handler in self._handlers_for(type(event)):
-            handler(self, event, recorded)
-
 
 class SQLiteProjection(ProjectionBase):
     """A read model in SQLite, written in the same transaction as the runner's checkpoint.
@@ -99,7 +94,10 @@ class SQLiteProjection(ProjectionBase):
         """Empty the read model before a rebuild from the first event."""
         raise self._cannot_rebuild()
 
-    def _handle(self, recorded: RecordedEvent, conn: sqlite3.Connection | None) -> None:
-        event = recorded.event
-        for handler in self._handlers_for(type(event)):
-            handler(self, event, recorded, conn)
+
+def handle(projection: ProjectionBase, recorded: RecordedEvent, connection: object) -> None:
+    """Run *projection*'s handlers of the event; an SQLiteProjection's get *connection* too."""
+    event = recorded.event
+    extra = (connection,) if isinstance(projection, SQLiteProjection) else ()
+    for handler in projection._handlers_for(type(event)):
+        handler(projection, event, recorded, *extra)

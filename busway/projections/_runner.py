@@ -1,10 +1,11 @@
 """The projection runner: feeds a projection the global order, after its checkpoint.
 
 A runner reads events after the projection's checkpoint in batches, hands each to the
-projection's ``@when`` handlers and moves the checkpoint past them. With an
-:class:`SQLiteProjection` and an :class:`SQLiteCheckpointStore` in the read model's
-database, one transaction holds a batch's writes and its checkpoint: a crash loses both or
-neither, so no event is applied twice or skipped.
+projection's ``@when`` handlers and moves the checkpoint past them, each batch in one
+transaction of the checkpoint store. With an :class:`SQLiteProjection` and an
+:class:`SQLiteCheckpointStore` in the read model's database, that transaction holds a
+batch's writes and its checkpoint: a crash loses both or neither, so no event is applied
+twice or skipped.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from ..errors import (
     RegistrationError,
 )
 from ..eventstore import EventStore, RecordedEvent
-from ._checkpoints import CheckpointStore, InMemoryCheckpointStore, SQLiteCheckpointStore
-from ._projection import Progress, Projection, ProjectionBase, SQLiteProjection
+from ._checkpoints import CheckpointStore, CheckpointTransaction, InMemoryCheckpointStore
+from ._projection import Progress, Projection, ProjectionBase, SQLiteProjection, handle
 
 __all__ = ["ProjectionRunner"]
 
@@ -45,6 +46,20 @@ def _failed(name: str, recorded: RecordedEvent, exc: BaseException) -> Projectio
     )
 
 
+def _connection(
+    projection: SQLiteProjection, checkpoint: CheckpointTransaction
+) -> sqlite3.Connection:
+    """Return the SQLite connection *projection* writes through in *checkpoint*'s transaction."""
+    conn = checkpoint.connection
+    if not isinstance(conn, sqlite3.Connection):
+        raise RegistrationError(
+            f"{type(projection).__qualname__} is an SQLiteProjection: give its runner "
+            "checkpoints=SQLiteCheckpointStore(...) on the read model's database, so that "
+            "its writes and its checkpoint commit together"
+        )
+    return conn
+
+
 @final
 class ProjectionRunner:
     """Feeds a projection the events after its checkpoint, a batch at a time.
@@ -56,7 +71,8 @@ class ProjectionRunner:
     :class:`~busway.errors.ProjectionError`; the next run starts with that event again.
 
     Checkpoints default to memory. An :class:`SQLiteProjection` needs an
-    :class:`SQLiteCheckpointStore` in its database, whose connection its handlers get.
+    :class:`SQLiteCheckpointStore` in its database (or any checkpoint store whose
+    transactions give an :class:`sqlite3.Connection`), whose connection its handlers get.
     """
 
     poll_interval: float
@@ -88,21 +104,12 @@ class ProjectionRunner:
             raise InvalidArgumentError("poll_interval", poll_interval, "more than 0 seconds")
         if checkpoints is None:
             checkpoints = InMemoryCheckpointStore()
-        if isinstance(projection, SQLiteProjection) and not isinstance(
-            checkpoints, SQLiteCheckpointStore
-        ):
-            raise RegistrationError(
-                f"{type(projection).__qualname__} is an SQLiteProjection: give its runner "
-                "checkpoints=SQLiteCheckpointStore(...) on the read model's database, so that "
-                "its writes and its checkpoint commit together"
-            )
         self.store = store
         self.projection = projection
         self.checkpoints = checkpoints
         self.name = name
         self.batch_size = batch_size
         self.poll_interval = float(poll_interval)
-        self._sqlite = checkpoints if isinstance(checkpoints, SQLiteCheckpointStore) else None
         self._work = threading.RLock()  # one batch at a time, whoever runs it
         self._changed = threading.Condition()
         self._state = threading.Lock()
@@ -110,9 +117,9 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        if self._sqlite is not None and isinstance(projection, SQLiteProjection):
-            with self._sqlite._lock, self._sqlite._db.transaction() as conn:
-                projection.setup(conn)
+        if isinstance(projection, SQLiteProjection):
+            with checkpoints.transaction(name) as checkpoint:
+                projection.setup(_connection(projection, checkpoint))
         self._position = checkpoints.load(name)
 
     def __repr__(self) -> str:
@@ -150,69 +157,34 @@ class ProjectionRunner:
             )
             if not batch:
                 return 0
-            if self._sqlite is not None:
-                self._apply_in_transaction(self._sqlite, batch)
-            else:
-                self._apply(batch)
+            self._apply(batch)
             return len(batch)
 
     def _apply(self, batch: list[RecordedEvent]) -> None:
-        last = self._position
-        try:
-            for recorded in batch:
-                try:
-                    self.projection._handle(recorded, None)
-                except Exception as exc:
-                    raise _failed(self.name, recorded, exc) from exc
-                last = recorded.position
-        finally:
-            if last != self._position:
-                self.checkpoints.save(self.name, last)
-                self._advance(last)
-
-    def _apply_in_transaction(
-        self, checkpoints: SQLiteCheckpointStore, batch: list[RecordedEvent]
-    ) -> None:
         failure: ProjectionError | None = None
-        with checkpoints._lock, checkpoints._db.transaction() as conn:
-            stored = checkpoints._load(conn, self.name)
-            if stored != self._position:
-                # Another runner (perhaps in another process) moved the checkpoint: follow
-                # it, and read again from there rather than apply what it has applied.
-                last = stored
-            else:
-                last, failure = self._handle_batch(conn, batch)
-                if last != stored:
-                    checkpoints._save(conn, self.name, last)
+        with self.checkpoints.transaction(self.name) as checkpoint:
+            last = stored = checkpoint.load()
+            # If another runner (perhaps in another process) moved the checkpoint, follow
+            # it, and read again from there rather than apply what it has applied.
+            if stored == self._position:
+                try:
+                    for recorded in batch:
+                        try:
+                            with checkpoint.savepoint():
+                                handle(self.projection, recorded, checkpoint.connection)
+                        except Exception as exc:
+                            failure = _failed(self.name, recorded, exc)
+                            failure.__cause__ = exc
+                            break
+                        last = recorded.position
+                finally:
+                    # Also when the process is told to stop: a store that cannot undo the
+                    # read model's changes must not apply them again.
+                    if last != stored:
+                        checkpoint.save(last)
         self._advance(last)
         if failure is not None:
             raise failure
-
-    def _handle_batch(
-        self, conn: sqlite3.Connection, batch: list[RecordedEvent]
-    ) -> tuple[int, ProjectionError | None]:
-        """Handle events until one fails; return the last good position and the failure."""
-        last = self._position
-        for recorded in batch:
-            conn.execute("SAVEPOINT busway_event")
-            try:
-                self.projection._handle(recorded, conn)
-                if not conn.in_transaction:
-                    raise ProjectionError(
-                        self.name,
-                        "has a handler that ended the runner's transaction; handlers write "
-                        "through the connection they get and never commit or roll back",
-                    )
-            except Exception as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK TO busway_event")
-                    conn.execute("RELEASE busway_event")
-                failure = _failed(self.name, recorded, exc)
-                failure.__cause__ = exc
-                return last, failure
-            conn.execute("RELEASE busway_event")
-            last = recorded.position
-        return last, None
 
     def _advance(self, position: int) -> None:
         with self._changed:
@@ -243,18 +215,12 @@ class ProjectionRunner:
         transaction as the checkpoint's return to 0. Return how many events were read.
         """
         with self._work:
-            if self._sqlite is not None:
-                with self._sqlite._lock, self._sqlite._db.transaction() as conn:
-                    if isinstance(self.projection, SQLiteProjection):
-                        self.projection.reset(conn)
-                    else:
-                        self.projection.reset()
-                    self._sqlite._save(conn, self.name, 0)
-            else:
-                if isinstance(self.projection, SQLiteProjection):  # pragma: no cover - refused
-                    raise AssertionError("an SQLiteProjection always has SQLite checkpoints")
-                self.projection.reset()
-                self.checkpoints.save(self.name, 0)
+            with self.checkpoints.transaction(self.name) as checkpoint:
+                if isinstance(self.projection, SQLiteProjection):
+                    self.projection.reset(_connection(self.projection, checkpoint))
+                else:
+                    self.projection.reset()
+                checkpoint.save(0)
             self._advance(0)
             return self.run_until_caught_up(progress=progress)
 

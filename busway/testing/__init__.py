@@ -12,25 +12,31 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:
+    from ._checkpoint_contract import CheckpointStoreContract
     from ._diff import Like, ScenarioError
     from ._eventstore_async import AsyncEventStoreContract
     from ._eventstore_contract import EventStoreContract
     from ._machine import AggregateMachine
     from ._recording import BusRecorder, Recorder
+    from ._saga_store_contract import SagaStoreContract
     from ._scenarios import AggregateScenario, CommandScenario, SagaScenario, Scheduled
+    from ._snapshot_contract import SnapshotStoreContract
 
 __all__ = [
     "AggregateMachine",
     "AggregateScenario",
     "AsyncEventStoreContract",
     "BusRecorder",
+    "CheckpointStoreContract",
     "CommandScenario",
     "EventStoreContract",
     "Like",
     "Recorder",
     "SagaScenario",
+    "SagaStoreContract",
     "ScenarioError",
     "Scheduled",
+    "SnapshotStoreContract",
 ]
 
 # Every name is imported on first use: pytest imports this package in every run (the
@@ -40,13 +46,16 @@ _LAZY = {
     "AggregateScenario": "._scenarios",
     "AsyncEventStoreContract": "._eventstore_async",
     "BusRecorder": "._recording",
+    "CheckpointStoreContract": "._checkpoint_contract",
     "CommandScenario": "._scenarios",
     "EventStoreContract": "._eventstore_contract",
     "Like": "._diff",
     "Recorder": "._recording",
     "SagaScenario": "._scenarios",
+    "SagaStoreContract": "._saga_store_contract",
     "ScenarioError": "._diff",
     "Scheduled": "._scenarios",
+    "SnapshotStoreContract": "._snapshot_contract",
 }
 
 

@@ -35,6 +35,7 @@ class _Blocking:
 
     def __init__(self, store: AsyncEventStore, runner: asyncio.Runner) -> None:
         self.store = store
+        self.types = store.types
         self._runner = runner
         self._closed = False
 

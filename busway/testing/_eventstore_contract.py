@@ -201,6 +201,11 @@ class EventStoreContract:
             pytest.skip(f"{type(self).__name__} does not override reopen()")
         return self.reopen(store, self.event_types() if types is None else types)
 
+    def test_types_is_the_registry_it_reads_with(self, store: EventStore) -> None:
+        """store.types knows the classes the store was built with, by their stored names."""
+        assert isinstance(store.types, EventTypes)
+        assert self.event_types().names.items() <= store.types.names.items()
+
     # -- appending and reading ---------------------------------------------------------------
 
     def test_append_then_read(self, store: EventStore) -> None:

@@ -154,16 +154,25 @@ class BusRecorder:
 
     def attach(self, *buses: Any) -> None:
         """Record what each of *buses* dispatches, by the kind of bus it is."""
-        from .._dispatch import EventCore, SingleHandlerCore
-        from .._registry import Kind
+        from .. import (
+            AsyncCommandBus,
+            AsyncEventBus,
+            AsyncQueryBus,
+            CommandBus,
+            EventBus,
+            QueryBus,
+        )
+        from ..errors import RegistrationError
 
         for bus in buses:
-            if isinstance(bus, EventCore):
+            if isinstance(bus, EventBus | AsyncEventBus):
                 bus.use(self.published)
-            elif isinstance(bus, SingleHandlerCore):
-                bus.use(self.executed if bus._kind is Kind.COMMAND else self.queried)
+            elif isinstance(bus, CommandBus | AsyncCommandBus):
+                bus.use(self.executed)
+            elif isinstance(bus, QueryBus | AsyncQueryBus):
+                bus.use(self.queried)
             else:
-                raise TypeError(f"attach() takes busway buses, not {bus!r}")
+                raise RegistrationError(f"attach() takes busway buses, not {bus!r}")
 
     def clear(self) -> None:
         """Forget everything recorded so far."""

@@ -1,146 +1,43 @@
-"""Saga stores: what every store promises, and what the SQLite store adds."""
+"""Saga stores: each passes the shipped contract; the SQLite store adds what it keeps."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from busway.errors import (
-    InvalidArgumentError,
-    SagaConcurrencyError,
-    StoreClosedError,
-    StoreFormatError,
-)
+from busway.errors import InvalidArgumentError, StoreFormatError
 from busway.eventstore import EventTypes, SQLiteEventStore
-from busway.sagas import (
-    Deadline,
-    InMemorySagaStore,
-    SagaRecord,
-    SagaStore,
-    SQLiteSagaStore,
-    StoredMessage,
-    Write,
-)
+from busway.sagas import Deadline, InMemorySagaStore, SagaStore, SQLiteSagaStore, Write
+from busway.testing import SagaStoreContract
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+record, message = SagaStoreContract.record, SagaStoreContract.message
 
 
-def record(
-    saga_id: str = "s-1",
-    version: int = 1,
-    *,
-    associations: frozenset[tuple[str, str]] = frozenset({("order_id", "o-1")}),
-    deadlines: tuple[Deadline, ...] = (),
-    outbox: tuple[StoredMessage, ...] = (),
-    ended: bool = False,
-) -> SagaRecord:
-    return SagaRecord(
-        saga_id=saga_id,
-        saga_type="Booking",
-        version=version,
-        schema_version=1,
-        state='{"step":"ñew"}',
-        associations=associations,
-        deadlines=deadlines,
-        outbox=outbox,
-        ended=ended,
-    )
+class TestInMemorySagaStore(SagaStoreContract):
+    @pytest.fixture
+    def store(self) -> Iterator[SagaStore]:
+        with InMemorySagaStore() as store:
+            yield store
 
 
-def message(n: int) -> StoredMessage:
-    return StoredMessage(f"m-{n}", "ReserveStock", 1, f'{{"n":{n}}}')
-
-
-def test_a_record_round_trips(store: SagaStore) -> None:
-    """What is committed comes back equal, deadlines and outbox in order."""
-    saved = record(
-        deadlines=(Deadline(T0 + timedelta(hours=1), message(2)), Deadline(T0, message(1))),
-        outbox=(message(3), message(4)),
-    )
-    store.commit([Write(saved, 0)])
-    assert saved == store.load("s-1")
-    assert [saved] == store.find("Booking", "order_id", "o-1")
-    assert None is store.load("s-2")
-
-
-def test_find_uses_the_association_index(store: SagaStore) -> None:
-    """Only sagas of the type, associated with exactly that key and value, are found, by id."""
-    both = frozenset({("order_id", "o-1"), ("payment_id", "p-1")})
-    store.commit([Write(record("s-2", associations=both), 0), Write(record("s-1"), 0)])
-    assert ["s-1", "s-2"] == [r.saga_id for r in store.find("Booking", "order_id", "o-1")]
-    assert ["s-2"] == [r.saga_id for r in store.find("Booking", "payment_id", "p-1")]
-    assert [] == store.find("Shipping", "order_id", "o-1")
-    assert [] == store.find("Booking", "payment_id", "o-1")
-    store.commit([Write(record("s-2", 2, associations=frozenset()), 1)])
-    assert [] == store.find("Booking", "payment_id", "p-1")
-
-
-def test_a_stale_write_is_refused_and_writes_nothing(store: SagaStore) -> None:
-    """A version mismatch in any write of a commit aborts all of them, checkpoint included."""
-    store.commit([Write(record("s-1"), 0)])
-    with pytest.raises(SagaConcurrencyError) as info:
-        store.commit([Write(record("s-2"), 0), Write(record("s-1", 2), 0)], checkpoint=("c", 9))
-    assert ("s-1", 0, 1) == (info.value.saga_id, info.value.expected, info.value.actual)
-    assert (None, 0) == (store.load("s-2"), store.checkpoint("c"))
-
-
-def test_a_finished_saga_is_deleted(store: SagaStore) -> None:
-    """An ended saga stays while its outbox has commands, then goes with its index entries."""
-    store.commit([Write(record(deadlines=(Deadline(T0, message(1)),)), 0)])
-    ending = record(version=2, associations=frozenset(), outbox=(message(2),), ended=True)
-    store.commit([Write(ending, 1)])
-    assert ([], [ending], []) == (
-        store.find("Booking", "order_id", "o-1"),
-        store.pending(),
-        store.due(T0),
-    )
-    store.commit([Write(record(version=3, associations=frozenset(), ended=True), 2)])
-    assert (None, []) == (store.load("s-1"), store.pending())
-    with pytest.raises(SagaConcurrencyError):
-        store.commit([Write(record(version=4), 3)])
-
-
-def test_due_lists_sagas_by_their_earliest_due_deadline(store: SagaStore) -> None:
-    """Sagas with a deadline at or before the time come back, earliest first."""
-    late = Deadline(T0 + timedelta(minutes=5), message(1))
-    soon = Deadline(T0 + timedelta(minutes=1), message(2))
-    later = Deadline(T0 + timedelta(hours=1), message(3))
-    store.commit(
-        [
-            Write(record("s-1", deadlines=(late, later)), 0),
-            Write(record("s-2", deadlines=(soon,)), 0),
-            Write(record("s-3", deadlines=(later,)), 0),
-        ]
-    )
-    assert [] == store.due(T0)
-    assert ["s-2"] == [r.saga_id for r in store.due(soon.due)]
-    assert ["s-2", "s-1"] == [r.saga_id for r in store.due(T0 + timedelta(minutes=30))]
-
-
-def test_checkpoints_are_kept_per_name(store: SagaStore) -> None:
-    """A checkpoint is 0 until committed, then the last position committed."""
-    assert 0 == store.checkpoint("sagas")
-    store.commit([], checkpoint=("sagas", 5))
-    store.commit([Write(record(), 0)], checkpoint=("sagas", 7))
-    assert (7, 0) == (store.checkpoint("sagas"), store.checkpoint("other"))
-
-
-def test_a_closed_store_refuses_work(store: SagaStore) -> None:
-    """After close(), every call raises StoreClosedError; closing again is harmless."""
-    store.close()
-    store.close()
-    with pytest.raises(StoreClosedError, match="is closed"):
-        store.load("s-1")
-    with pytest.raises(StoreClosedError):
-        store.commit([])
+class TestSQLiteSagaStore(SagaStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SagaStore]:
+        with SQLiteSagaStore(tmp_path / "sagas.db") as store:
+            yield store
 
 
 def test_sqlite_keeps_sagas_across_restarts(tmp_path: Path) -> None:
     """A reopened SQLite store has every saga, deadline and checkpoint it had."""
-    saved = record(deadlines=(Deadline(T0, message(1)),), outbox=(message(2),))
+    saved = record(
+        deadlines=(Deadline(T0, message(1)),),
+        outbox=(message(2),),
+    )
     with SQLiteSagaStore(tmp_path / "s.db") as first:
         first.commit([Write(saved, 0)], checkpoint=("sagas", 3))
     with SQLiteSagaStore(tmp_path / "s.db") as second:
