@@ -11,6 +11,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol, final, runtime_checkable
 
+from ._time import aware, duration
 from .errors import InvalidArgumentError
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
@@ -39,24 +40,6 @@ class SystemClock:
         return "SystemClock()"
 
 
-def _aware(value: object, argument: str) -> datetime:
-    """Return *value* in UTC if it is an aware datetime, else raise InvalidArgumentError."""
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise InvalidArgumentError(
-            argument, value, "an aware datetime (give it a tzinfo, e.g. datetime.UTC)"
-        )
-    return value.astimezone(UTC)
-
-
-def _duration(value: object, argument: str) -> timedelta:
-    """Return *value* as a timedelta if it is one or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise InvalidArgumentError(argument, value, "a timedelta or a number of seconds")
-
-
 @final
 class FakeClock:
     """A clock that stands still until told to move, for tests.
@@ -67,7 +50,7 @@ class FakeClock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = _START if start is None else _aware(start, "start")
+        self._now = _START if start is None else aware(start, "start")
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -77,7 +60,7 @@ class FakeClock:
 
     def advance(self, by: timedelta | float) -> datetime:
         """Move the clock forwards *by* a timedelta or a number of seconds; return the new time."""
-        delta = _duration(by, "by")
+        delta = duration(by, "by")
         if delta < timedelta(0):
             raise InvalidArgumentError(
                 "by", by, "zero or more (use set() to move the clock backwards)"
@@ -88,7 +71,7 @@ class FakeClock:
 
     def set(self, when: datetime) -> datetime:
         """Put the clock at *when*, an aware datetime, earlier or later; return it in UTC."""
-        moment = _aware(when, "when")
+        moment = aware(when, "when")
         with self._lock:
             self._now = moment
             return moment

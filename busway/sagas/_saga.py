@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 import attrs
 
-from ..clock import _aware, _duration
+from .._time import aware, duration
 from ..errors import SagaDefinitionError, SagaError
 from ._store import Deadline, StoredMessage
 
@@ -145,9 +145,7 @@ class Run:
                 f"@on_deadline({type(message).__name__}) method to receive it; add one"
             )
         due = (
-            _aware(when, "when")
-            if isinstance(when, datetime)
-            else self.now + _duration(when, "when")
+            aware(when, "when") if isinstance(when, datetime) else self.now + duration(when, "when")
         )
         stored = self._encode(message)
         self.deadlines.append(Deadline(due, stored))
