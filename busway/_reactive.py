@@ -4,31 +4,38 @@ A saga returns nothing, one command, or an iterable of commands; a generator sag
 also receive each command's result (``result = yield PlaceOrder(...)``) and have a failing
 command's exception thrown into it, so it can compensate. The event bus runs a saga as
 one of the event's handlers: a failure it does not handle goes through the bus's error
-policy like any handler's.
+policy like any handler's. Every shape becomes one flow of commands, which
+:mod:`busway._effects` drives: so sync and async buses, generators and async generators
+all follow its one rule for failures.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable
-from typing import Any, Literal
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from ._effects import arun, arun_async_gen, run
 
 __all__ = ["saga_handler"]
 
-Shape = Literal["none", "one", "many", "generator", "async generator"]
 
+def _commands(produced: object, handles: Callable[[type], bool]) -> Generator[Any, Any, None]:
+    """See what a saga returned (nothing, a command, commands, a generator) as one flow.
 
-def _shape(produced: object, handles: Callable[[type], bool]) -> Shape:
-    """Tell how to read what a saga returned; the one decision both drivers share."""
+    A generator saga is the flow itself: results and failures reach it at its ``yield``.
+    """
     if produced is None:
-        return "none"
+        return
     if inspect.isgenerator(produced):
-        return "generator"
-    if inspect.isasyncgen(produced):
-        return "async generator"
-    if handles(type(produced)) or not isinstance(produced, Iterable):
-        return "one"
-    return "many"
+        yield from produced
+    elif handles(type(produced)) or not isinstance(produced, Iterable):
+        yield produced
+    else:
+        # Not ``yield from``: it would send the results on to a plain iterator, which has
+        # no ``send`` to take them.
+        for command in produced:  # noqa: UP028
+            yield command
 
 
 def saga_handler(
@@ -38,93 +45,31 @@ def saga_handler(
     execute: Callable[[Any], Any] = commands.execute
     handles: Callable[[type], bool] = commands.handles
     if is_async:
-        return _async_driver(saga, execute, handles)
+        return _async_handler(saga, execute, handles)
 
-    def run(event: Any) -> None:
+    def handle(event: Any) -> None:
         produced = saga(event)
-        shape = _shape(produced, handles)
-        if shape == "one":
-            execute(produced)
-        elif shape == "many":
-            for command in produced:
-                execute(command)
-        elif shape == "generator":
-            _drive(produced, execute)
-        elif shape == "async generator":
+        if inspect.isasyncgen(produced):
             raise TypeError(
                 f"saga {saga.__qualname__} is an async generator; run it on an AsyncEventBus"
             )
+        run(_commands(produced, handles), execute)
 
-    run.__qualname__ = saga.__qualname__
-    return run
-
-
-def _drive(flow: Generator[Any, Any, Any], execute: Callable[[Any], Any]) -> None:
-    try:
-        command = next(flow)
-        while True:
-            try:
-                result = execute(command)
-            except Exception as exc:
-                command = flow.throw(exc)
-            else:
-                command = flow.send(result)
-    except StopIteration:
-        return
+    handle.__qualname__ = saga.__qualname__
+    return handle
 
 
-def _async_driver(
+def _async_handler(
     saga: Callable[[Any], Any], execute: Callable[[Any], Any], handles: Callable[[type], bool]
 ) -> Callable[[Any], Any]:
-    async def run(event: Any) -> None:
+    async def handle(event: Any) -> None:
         produced = saga(event)
         if inspect.isawaitable(produced):
             produced = await produced
-        shape = _shape(produced, handles)
-        if shape == "one":
-            await execute(produced)
-        elif shape == "many":
-            for command in produced:
-                await execute(command)
-        elif shape == "generator":
-            await _drive_async(_SyncFlow(produced), execute)
-        elif shape == "async generator":
-            await _drive_async(produced, execute)
+        if inspect.isasyncgen(produced):
+            await arun_async_gen(produced, execute)
+        else:
+            await arun(_commands(produced, handles), execute)
 
-    run.__qualname__ = saga.__qualname__
-    return run
-
-
-class _SyncFlow:
-    """A plain generator seen through the async generator's interface."""
-
-    def __init__(self, flow: Generator[Any, Any, Any]) -> None:
-        self._flow = flow
-
-    async def asend(self, value: Any) -> Any:
-        try:
-            return self._flow.send(value)
-        except StopIteration:
-            raise StopAsyncIteration from None
-
-    async def athrow(self, exc: BaseException) -> Any:
-        try:
-            return self._flow.throw(exc)
-        except StopIteration:
-            raise StopAsyncIteration from None
-
-
-async def _drive_async(
-    flow: AsyncGenerator[Any, Any] | _SyncFlow, execute: Callable[[Any], Any]
-) -> None:
-    try:
-        command = await flow.asend(None)
-        while True:
-            try:
-                result = await execute(command)
-            except Exception as exc:
-                command = await flow.athrow(exc)
-            else:
-                command = await flow.asend(result)
-    except StopAsyncIteration:
-        return
+    handle.__qualname__ = saga.__qualname__
+    return handle

@@ -9,10 +9,10 @@ threads and asyncio tasks each see their own.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
+from typing import final
 
 import attrs
 
@@ -55,25 +55,34 @@ def current() -> MessageContext | None:
     return _current.get()
 
 
-@contextlib.contextmanager
-def scope(context: MessageContext) -> Iterator[MessageContext]:
-    """Make *context* current inside the block.
+@final
+class _Scope:
+    """The block in which a message context is current (a class: it runs per dispatch)."""
 
-    Use it to carry ids in from outside, e.g. a correlation id that came with an HTTP
-    request: dispatches in the block (under the correlation middleware) become its children.
+    __slots__ = ("_context", "_token")
+    _token: Token[MessageContext | None]
+
+    def __init__(self, context: MessageContext | None) -> None:
+        self._context = context
+
+    def __enter__(self) -> MessageContext:
+        context = self._context
+        if context is None:
+            parent = _current.get()
+            context = MessageContext.root() if parent is None else parent.child()
+        self._token = _current.set(context)
+        return context
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
+
+
+def scope(context: MessageContext | None = None) -> AbstractContextManager[MessageContext]:
+    """Make *context* current inside the block; without one, a new message's context.
+
+    Give it a context to carry ids in from outside, e.g. a correlation id that came with an
+    HTTP request: dispatches in the block (under the correlation middleware) become its
+    children. Without one, the block gets what :func:`busway.middleware.correlation` gives
+    each dispatch: a child of the current context, or a new root outside any.
     """
-    token = _current.set(context)
-    try:
-        yield context
-    finally:
-        _current.reset(token)
-
-
-def _enter() -> Token[MessageContext | None]:
-    """Set the context of a new message: a child of the current one, or a new root."""
-    parent = _current.get()
-    return _current.set(parent.child() if parent is not None else MessageContext.root())
-
-
-def _exit(token: Token[MessageContext | None]) -> None:
-    _current.reset(token)
+    return _Scope(context)

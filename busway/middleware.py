@@ -1,10 +1,11 @@
 """Built-in middleware: logging, timing, retry, validation, correlation, timeout.
 
 Each one works on sync and async buses alike (``timeout`` on async buses only). A
-middleware here is written once, as a *flow*: a generator that yields ``_Call(message)``
-to pass the message on and receives the result (or has the exception thrown into it),
-and may yield ``_Sleep(seconds)``. Two small drivers run a flow, one plainly and one
-awaiting; so the logic is never written twice.
+middleware here is written once, as a *flow*: a generator that yields the message to pass
+it on and receives what the rest of the chain returns (or has its exception thrown in),
+and that may yield ``_Sleep(seconds)`` to wait. :func:`busway._effects.run` and
+:func:`~busway._effects.arun` drive it, with ``next`` itself as the way to perform a
+message, so the logic is never written twice and a layer costs one generator.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, final
 
-import attrs
-
 from . import context
 from ._chain import ASYNC_VARIANT
+from ._effects import arun, run
 from ._registry import AsyncMiddleware, Middleware
 from .errors import ConcurrencyError, DispatchTimeoutError, RegistrationError, ValidationError
 
@@ -38,79 +38,71 @@ __all__ = [
 Next = Callable[[Any], Any]
 
 
-@attrs.frozen
-class _Call:
-    message: Any
-
-
-@attrs.frozen
+@final
 class _Sleep:
-    seconds: float
+    """The effect of waiting *seconds* (which no message can be: the class is private)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
-_Flow = Generator[_Call | _Sleep, Any, Any]
+_Flow = Generator[Any, Any, Any]
 
 
 class _FlowMiddleware:
     """Runs a flow on a sync bus (``__call__``) or an async one (its async variant)."""
 
-    __slots__ = ("__busway_async__", "_flow", "_name", "_sleep")
+    __slots__ = (ASYNC_VARIANT, "_flow", "_name")
 
-    def __init__(
-        self,
-        name: str,
-        flow: Callable[[Any], _Flow],
-        sleep: Callable[[float], object] | None = None,
-    ) -> None:
+    def __init__(self, name: str, flow: Callable[[Any], _Flow]) -> None:
         self._name = name
         self._flow = flow
-        self._sleep = sleep
         setattr(self, ASYNC_VARIANT, self._call_async)
 
     def __repr__(self) -> str:
         return f"<busway.middleware.{self._name}>"
 
     def __call__(self, message: Any, next: Next) -> Any:
-        flow = self._flow(message)
-        try:
-            request = flow.send(None)
-            while True:
-                if isinstance(request, _Sleep):
-                    (self._sleep or time.sleep)(request.seconds)
-                    request = flow.send(None)
-                    continue
-                try:
-                    result = next(request.message)
-                except BaseException as exc:
-                    request = flow.throw(exc)
-                else:
-                    request = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
-        finally:
-            flow.close()
+        return run(self._flow(message), next)
 
-    async def _call_async(self, message: Any, next: Next) -> Any:
-        flow = self._flow(message)
-        try:
-            request = flow.send(None)
-            while True:
-                if isinstance(request, _Sleep):
-                    pause = (self._sleep or asyncio.sleep)(request.seconds)
-                    if inspect.isawaitable(pause):
-                        await pause
-                    request = flow.send(None)
-                    continue
-                try:
-                    result = await next(request.message)
-                except BaseException as exc:
-                    request = flow.throw(exc)
-                else:
-                    request = flow.send(result)
-        except StopIteration as stop:
-            return stop.value
-        finally:
-            flow.close()
+    def _call_async(self, message: Any, next: Next) -> Awaitable[Any]:
+        return arun(self._flow(message), next)
+
+
+@final
+class _SleepingFlowMiddleware(_FlowMiddleware):
+    """A flow middleware that also yields ``_Sleep``: ``retry``, between its attempts."""
+
+    __slots__ = ("_sleep",)
+
+    def __init__(
+        self, name: str, flow: Callable[[Any], _Flow], sleep: Callable[[float], object] | None
+    ) -> None:
+        super().__init__(name, flow)
+        self._sleep = sleep
+
+    def __call__(self, message: Any, next: Next) -> Any:
+        sleep = self._sleep or time.sleep
+
+        def perform(effect: Any) -> Any:
+            if type(effect) is _Sleep:
+                return sleep(effect.seconds)
+            return next(effect)
+
+        return run(self._flow(message), perform)
+
+    def _call_async(self, message: Any, next: Next) -> Awaitable[Any]:
+        sleep = self._sleep or asyncio.sleep
+
+        async def perform(effect: Any) -> Any:
+            if type(effect) is not _Sleep:
+                return await next(effect)
+            pause = sleep(effect.seconds)
+            return (await pause) if inspect.isawaitable(pause) else pause
+
+        return arun(self._flow(message), perform)
 
 
 def _type_name(message: object) -> str:
@@ -128,12 +120,12 @@ def log(logger: logging.Logger | None = None, level: int = logging.DEBUG) -> _Fl
 
     def flow(message: Any) -> _Flow:
         if not target.isEnabledFor(level):
-            return (yield _Call(message))
+            return (yield message)
         name = _type_name(message)
         target.log(level, "handling %s: %r", name, message)
         start = time.perf_counter()
         try:
-            result = yield _Call(message)
+            result = yield message
         except Exception as exc:
             elapsed = (time.perf_counter() - start) * 1000
             target.log(
@@ -162,7 +154,7 @@ def timing(report: Callable[[Any, float], object]) -> _FlowMiddleware:
     def flow(message: Any) -> _Flow:
         start = time.perf_counter()
         try:
-            return (yield _Call(message))
+            return (yield message)
         finally:
             report(message, time.perf_counter() - start)
 
@@ -221,14 +213,14 @@ def retry(
             if failures:
                 yield _Sleep(delay(failures))
             try:
-                return (yield _Call(message))
+                return (yield message)
             except kinds:
                 if failures + 1 == attempts:
                     raise
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     names = ", ".join(k.__name__ for k in kinds)
-    return _FlowMiddleware(f"retry(on=({names}), attempts={attempts})", flow, sleep)
+    return _SleepingFlowMiddleware(f"retry(on=({names}), attempts={attempts})", flow, sleep)
 
 
 def validation(validator: Callable[[Any], object]) -> _FlowMiddleware:
@@ -265,7 +257,7 @@ def validation(validator: Callable[[Any], object]) -> _FlowMiddleware:
 
     def flow(message: Any) -> _Flow:
         check(message)
-        return (yield _Call(message))
+        return (yield message)
 
     return _FlowMiddleware("validation", flow)
 
@@ -278,11 +270,8 @@ def correlation() -> _FlowMiddleware:
     """
 
     def flow(message: Any) -> _Flow:
-        token = context._enter()
-        try:
-            return (yield _Call(message))
-        finally:
-            context._exit(token)
+        with context.scope():
+            return (yield message)
 
     return _FlowMiddleware("correlation", flow)
 

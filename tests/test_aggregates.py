@@ -330,6 +330,14 @@ def test_the_repository_checks_its_arguments(store: InMemoryEventStore) -> None:
         repo.save(BankAccount.open("a-1", "ann"))
 
 
+def test_the_sync_repository_refuses_an_async_event_bus(store: InMemoryEventStore) -> None:
+    """A bus whose publish must be awaited, or no bus at all, is refused at construction."""
+    with pytest.raises(RegistrationError, match="it needs an AsyncRepository"):
+        Repository(store, BankAccount, event_bus=AsyncEventBus())  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="takes AsyncEventBus or EventBus"):
+        AsyncRepository(AsyncInMemoryEventStore(types=TYPES), BankAccount, event_bus="bus")  # type: ignore[arg-type]
+
+
 def test_concurrent_writers_on_threads_get_a_concurrency_error(sqlite_path: Path) -> None:
     """Of two threads that load the same version and save, exactly one fails."""
     with SQLiteEventStore(sqlite_path, types=TYPES) as store:

@@ -488,6 +488,20 @@ def test_context_scope_carries_an_outside_correlation_id() -> None:
     assert context.current() is None
 
 
+def test_context_scope_without_a_context_opens_a_new_message() -> None:
+    """context.scope() opens a root outside any context and a child inside one."""
+    with context.scope() as outer:
+        assert outer is context.current()
+        assert (outer.message_id, None) == (outer.correlation_id, outer.causation_id)
+        with context.scope() as inner:
+            assert (outer.correlation_id, outer.message_id) == (
+                inner.correlation_id,
+                inner.causation_id,
+            )
+        assert outer is context.current()
+    assert context.current() is None
+
+
 def test_empty_scope_is_refused() -> None:
     """use(mw, on=[]) would silently wrap nothing, so it is refused."""
     with pytest.raises(RegistrationError, match="got no types"):

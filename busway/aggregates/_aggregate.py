@@ -1,6 +1,9 @@
 """The aggregate: a consistency boundary whose state is rebuilt from its own events.
 
 Its snapshot encoding lives here too, as it reads the state attributes the class annotates.
+What a repository does to an aggregate beyond its public face (replay a stored event, take
+its pending events once saved, snapshot and restore its state) is offered by the functions
+at the end, so that no other module touches the aggregate's private attributes.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 import json
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import cattrs
 
@@ -24,9 +27,10 @@ from ..eventstore import (
 )
 from ._snapshots import Snapshot
 
-__all__ = ["Aggregate"]
+__all__ = ["Aggregate", "encode_state", "replay", "restore", "take_pending"]
 
 _Applier = Callable[[Any, Any], object]
+A = TypeVar("A", bound="Aggregate")
 
 
 class Aggregate:
@@ -120,14 +124,6 @@ class Aggregate:
             raise ApplierNotFoundError(cls, event_type, cls._appliers)
         return found
 
-    def _replay(self, recorded: RecordedEvent) -> None:
-        self._applier(type(recorded.event))(self, recorded.event)
-        self._version = recorded.version
-
-    def _mark_saved(self) -> list[object]:
-        saved, self._pending = self._pending, []
-        return saved
-
     # -- snapshots -------------------------------------------------------------------------
 
     @classmethod
@@ -148,52 +144,70 @@ class Aggregate:
             }
         return cls._state_fields
 
-    def _state(self, converter: cattrs.Converter) -> str:
-        fields = self._fields()
-        unknown = sorted(set(vars(self)) - {"_id", "_version", "_pending"} - set(fields))
-        if unknown:
+
+# -- what a repository does to an aggregate -------------------------------------------------
+
+
+def replay(aggregate: Aggregate, recorded: RecordedEvent) -> None:
+    """Apply a stored event to *aggregate*, which takes the event's version."""
+    aggregate._applier(type(recorded.event))(aggregate, recorded.event)
+    aggregate._version = recorded.version
+
+
+def take_pending(aggregate: Aggregate) -> list[object]:
+    """Return *aggregate*'s pending events and forget them: they are saved."""
+    saved, aggregate._pending = aggregate._pending, []
+    return saved
+
+
+def encode_state(aggregate: Aggregate, converter: cattrs.Converter) -> str:
+    """Return the JSON of *aggregate*'s annotated state, for a snapshot."""
+    fields = type(aggregate)._fields()
+    unknown = sorted(set(vars(aggregate)) - {"_id", "_version", "_pending"} - set(fields))
+    if unknown:
+        raise SerializationError(
+            f"{type(aggregate).__qualname__} has attributes without an annotation "
+            f"({', '.join(unknown)}), which a snapshot would lose; annotate them in the "
+            f"class body (e.g. {unknown[0]}: int)"
+        )
+    data: dict[str, Any] = {}
+    for name, hint in fields.items():
+        try:
+            value = getattr(aggregate, name)
+        except AttributeError:
+            continue
+        try:
+            data[name] = converter.unstructure(value, unstructure_as=hint)
+        except Exception as exc:
             raise SerializationError(
-                f"{type(self).__qualname__} has attributes without an annotation "
-                f"({', '.join(unknown)}), which a snapshot would lose; annotate them in the "
-                f"class body (e.g. {unknown[0]}: int)"
-            )
-        data: dict[str, Any] = {}
-        for name, hint in fields.items():
+                f"{type(aggregate).__qualname__}.{name} cannot be put in a snapshot: {exc}; "
+                "register a hook for its type on the store's serializer",
+                field=name,
+            ) from exc
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"the state of {type(aggregate).__qualname__} is not JSON-compatible: {exc}"
+        ) from exc
+
+
+def restore(cls: type[A], id: str, snapshot: Snapshot, converter: cattrs.Converter) -> A:
+    """Return a *cls* aggregate with the state and version kept in *snapshot*."""
+    aggregate = cls(id)
+    data = json.loads(snapshot.state)
+    for name, hint in cls._fields().items():
+        if name in data:
             try:
-                value = getattr(self, name)
-            except AttributeError:
-                continue
-            try:
-                data[name] = converter.unstructure(value, unstructure_as=hint)
+                value = converter.structure(data[name], hint)
             except Exception as exc:
                 raise SerializationError(
-                    f"{type(self).__qualname__}.{name} cannot be put in a snapshot: {exc}; "
-                    "register a hook for its type on the store's serializer",
+                    f"the snapshot of stream {snapshot.stream_id!r} at version "
+                    f"{snapshot.version} cannot be read into {cls.__qualname__}.{name}: "
+                    f"{exc}; raise {cls.__qualname__}.snapshot_version to ignore old "
+                    "snapshots",
                     field=name,
                 ) from exc
-        try:
-            return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(
-                f"the state of {type(self).__qualname__} is not JSON-compatible: {exc}"
-            ) from exc
-
-    @classmethod
-    def _restore(cls, id: str, snapshot: Snapshot, converter: cattrs.Converter) -> Self:
-        aggregate = cls(id)
-        data = json.loads(snapshot.state)
-        for name, hint in cls._fields().items():
-            if name in data:
-                try:
-                    value = converter.structure(data[name], hint)
-                except Exception as exc:
-                    raise SerializationError(
-                        f"the snapshot of stream {snapshot.stream_id!r} at version "
-                        f"{snapshot.version} cannot be read into {cls.__qualname__}.{name}: "
-                        f"{exc}; raise {cls.__qualname__}.snapshot_version to ignore old "
-                        "snapshots",
-                        field=name,
-                    ) from exc
-                setattr(aggregate, name, value)
-        aggregate._version = snapshot.version
-        return aggregate
+            setattr(aggregate, name, value)
+    aggregate._version = snapshot.version
+    return aggregate

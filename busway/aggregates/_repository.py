@@ -2,8 +2,9 @@
 
 A repository's work is written once, as generator *flows* that yield the I/O they need
 (read a stream, append, load or save a snapshot, publish) and receive its result; the sync
-:class:`Repository` and the async :class:`AsyncRepository` are thin drivers that perform
-those requests, plainly or awaited.
+:class:`Repository` and the async :class:`AsyncRepository` run them with
+:func:`busway._effects.run` and :func:`~busway._effects.arun`, and only say how to perform
+each request, plainly or awaited.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import inspect
 import logging
 import re
 from collections.abc import Generator, Mapping
-from typing import Any, Generic, TypeAlias, TypeVar, final
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, final
 
 import attrs
 
 from .._async_buses import AsyncEventBus
 from .._buses import EventBus
+from .._effects import arun, run
 from ..errors import (
     AggregateNotFoundError,
     InvalidArgumentError,
@@ -31,13 +33,15 @@ from ..eventstore import (
     RecordedEvent,
     make_default_converter,
 )
-from ._aggregate import Aggregate
+from ._aggregate import Aggregate, encode_state, replay, restore, take_pending
 from ._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore
 
 __all__ = ["AsyncRepository", "Repository"]
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
+ES = TypeVar("ES")
+EB = TypeVar("EB")
 
 _log = logging.getLogger("busway.aggregates")
 
@@ -82,18 +86,34 @@ def _default_prefix(aggregate_type: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", aggregate_type.__name__).lower() + "-"
 
 
-class _RepositoryCore(Generic[A]):
-    """What both repositories decide, with no I/O: streams, versions, snapshots."""
+class _RepositoryCore(Generic[A, ES, EB]):
+    """What both repositories decide, with no I/O: streams, versions, snapshots.
+
+    *ES* is the kind of event store a repository reads, *EB* the event buses it publishes to.
+    """
+
+    _buses: ClassVar[tuple[type, ...]]
 
     def __init__(
         self,
-        store: object,
+        store: ES,
         aggregate_type: type[A],
         *,
-        stream_prefix: str | None,
-        snapshot_every: int | None,
-        snapshots: SnapshotStore | None,
+        stream_prefix: str | None = None,
+        snapshot_every: int | None = None,
+        snapshots: SnapshotStore | None = None,
+        event_bus: EB | None = None,
     ) -> None:
+        if event_bus is not None and not isinstance(event_bus, self._buses):
+            raise RegistrationError(
+                f"{type(self).__name__}(event_bus=...) takes "
+                f"{' or '.join(b.__name__ for b in self._buses)}, got {event_bus!r}"
+                + (
+                    "; an AsyncEventBus is awaited, so it needs an AsyncRepository"
+                    if isinstance(event_bus, AsyncEventBus)
+                    else ""
+                )
+            )
         if not (isinstance(aggregate_type, type) and issubclass(aggregate_type, Aggregate)):
             raise RegistrationError(
                 f"a repository stores Aggregate subclasses, not {aggregate_type!r}"
@@ -109,6 +129,8 @@ class _RepositoryCore(Generic[A]):
         prefix = _default_prefix(aggregate_type) if stream_prefix is None else stream_prefix
         if not isinstance(prefix, str):
             raise InvalidArgumentError("stream_prefix", prefix, "a str")
+        self.store = store
+        self.event_bus = event_bus
         self.aggregate_type = aggregate_type
         self.stream_prefix = prefix
         self.snapshot_every = snapshot_every
@@ -144,7 +166,7 @@ class _RepositoryCore(Generic[A]):
             if snapshot is not None and (
                 snapshot.schema_version == self.aggregate_type.snapshot_version
             ):
-                aggregate = self.aggregate_type._restore(aggregate_id, snapshot, self._converter)
+                aggregate = restore(self.aggregate_type, aggregate_id, snapshot, self._converter)
         start = 1 if aggregate is None else aggregate.version + 1
         history: list[RecordedEvent] = yield _ReadStream(stream, start)
         if aggregate is None:
@@ -152,7 +174,7 @@ class _RepositoryCore(Generic[A]):
                 raise AggregateNotFoundError(self.aggregate_type, aggregate_id, stream)
             aggregate = self.aggregate_type(aggregate_id)
         for recorded in history:
-            aggregate._replay(recorded)
+            replay(aggregate, recorded)
         return aggregate
 
     def _save(self, aggregate: A, metadata: Mapping[str, Any] | None) -> _Flow[int]:
@@ -160,7 +182,7 @@ class _RepositoryCore(Generic[A]):
             raise InvalidArgumentError(
                 "aggregate", aggregate, f"a {self.aggregate_type.__qualname__}"
             )
-        pending = aggregate._pending
+        pending = aggregate.pending_events
         if not pending:
             return aggregate.version
         loaded = aggregate.version - len(pending)
@@ -173,27 +195,29 @@ class _RepositoryCore(Generic[A]):
                 self.stream_id(aggregate.id),
                 aggregate.version,
                 self.aggregate_type.snapshot_version,
-                aggregate._state(self._converter),
+                encode_state(aggregate, self._converter),
             )
         version: int = yield _Append(self.stream_id(aggregate.id), list(pending), loaded, metadata)
-        saved = aggregate._mark_saved()
+        saved = take_pending(aggregate)
         if snapshot is not None:
-            yield _SaveSnapshot(snapshot)
+            try:
+                yield _SaveSnapshot(snapshot)
+            except Exception:
+                # A snapshot is a cache: failing to write one must not fail a save that
+                # succeeded.
+                _log.warning(
+                    "could not save the snapshot of %r at version %d; loads replay the "
+                    "events instead",
+                    snapshot.stream_id,
+                    snapshot.version,
+                    exc_info=True,
+                )
         yield _Publish(saved)
         return version
 
-    def _snapshot_failed(self, snapshot: Snapshot) -> None:
-        # A snapshot is a cache: failing to write one must not fail a save that succeeded.
-        _log.warning(
-            "could not save the snapshot of %r at version %d; loads replay the events instead",
-            snapshot.stream_id,
-            snapshot.version,
-            exc_info=True,
-        )
-
 
 @final
-class Repository(_RepositoryCore[A]):
+class Repository(_RepositoryCore[A, EventStore, EventBus]):
     """Loads aggregates from an :class:`~busway.eventstore.EventStore` and saves their events.
 
     ``save`` appends the pending events expecting the version the aggregate was loaded at,
@@ -203,29 +227,11 @@ class Repository(_RepositoryCore[A]):
     *event_bus* it publishes the saved events once they are stored.
     """
 
-    def __init__(
-        self,
-        store: EventStore,
-        aggregate_type: type[A],
-        *,
-        stream_prefix: str | None = None,
-        snapshot_every: int | None = None,
-        snapshots: SnapshotStore | None = None,
-        event_bus: EventBus | None = None,
-    ) -> None:
-        super().__init__(
-            store,
-            aggregate_type,
-            stream_prefix=stream_prefix,
-            snapshot_every=snapshot_every,
-            snapshots=snapshots,
-        )
-        self.store = store
-        self.event_bus = event_bus
+    _buses = (EventBus,)
 
     def get(self, aggregate_id: str) -> A:
         """Return the aggregate rebuilt from its events; raise AggregateNotFoundError if none."""
-        return self._drive(self._load(aggregate_id))
+        return run(self._load(aggregate_id), self._perform)
 
     def save(self, aggregate: A, *, metadata: Mapping[str, Any] | None = None) -> int:
         """Append *aggregate*'s pending events and return its version.
@@ -233,18 +239,7 @@ class Repository(_RepositoryCore[A]):
         Raise ``ConcurrencyError``, writing nothing and keeping the events pending, if the
         stream moved since the aggregate was loaded.
         """
-        return self._drive(self._save(aggregate, metadata))
-
-    def _drive(self, flow: _Flow[T]) -> T:
-        try:
-            request = next(flow)
-            while True:
-                request = flow.send(self._perform(request))
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        finally:
-            flow.close()
+        return run(self._save(aggregate, metadata), self._perform)
 
     def _perform(self, request: _Request) -> Any:
         match request:
@@ -259,11 +254,7 @@ class Repository(_RepositoryCore[A]):
                 return self.snapshots.load(stream_id)
             case _SaveSnapshot(snapshot):
                 assert self.snapshots is not None
-                try:
-                    self.snapshots.save(snapshot)
-                except Exception:
-                    self._snapshot_failed(snapshot)
-                return None
+                return self.snapshots.save(snapshot)
             case _Publish(events):
                 if self.event_bus is not None:
                     self.event_bus.publish_all(events)
@@ -271,51 +262,22 @@ class Repository(_RepositoryCore[A]):
 
 
 @final
-class AsyncRepository(_RepositoryCore[A]):
+class AsyncRepository(_RepositoryCore[A, AsyncEventStore, AsyncEventBus | EventBus]):
     """The async twin of :class:`Repository`, over an :class:`~busway.eventstore.AsyncEventStore`.
 
     Snapshot stores are synchronous; their calls run on a worker thread. The event bus may
     be an :class:`~busway.AsyncEventBus` or an :class:`~busway.EventBus`.
     """
 
-    def __init__(
-        self,
-        store: AsyncEventStore,
-        aggregate_type: type[A],
-        *,
-        stream_prefix: str | None = None,
-        snapshot_every: int | None = None,
-        snapshots: SnapshotStore | None = None,
-        event_bus: AsyncEventBus | EventBus | None = None,
-    ) -> None:
-        super().__init__(
-            store,
-            aggregate_type,
-            stream_prefix=stream_prefix,
-            snapshot_every=snapshot_every,
-            snapshots=snapshots,
-        )
-        self.store = store
-        self.event_bus = event_bus
+    _buses = (AsyncEventBus, EventBus)
 
     async def get(self, aggregate_id: str) -> A:
         """Return the aggregate rebuilt from its events; raise AggregateNotFoundError if none."""
-        return await self._drive(self._load(aggregate_id))
+        return await arun(self._load(aggregate_id), self._perform)
 
     async def save(self, aggregate: A, *, metadata: Mapping[str, Any] | None = None) -> int:
         """Append *aggregate*'s pending events and return its version (see Repository.save)."""
-        return await self._drive(self._save(aggregate, metadata))
-
-    async def _drive(self, flow: _Flow[T]) -> T:
-        try:
-            request = next(flow)
-            while True:
-                request = flow.send(await self._perform(request))
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        finally:
-            flow.close()
+        return await arun(self._save(aggregate, metadata), self._perform)
 
     async def _perform(self, request: _Request) -> Any:
         match request:
@@ -330,11 +292,7 @@ class AsyncRepository(_RepositoryCore[A]):
                 return await asyncio.to_thread(self.snapshots.load, stream_id)
             case _SaveSnapshot(snapshot):
                 assert self.snapshots is not None
-                try:
-                    await asyncio.to_thread(self.snapshots.save, snapshot)
-                except Exception:
-                    self._snapshot_failed(snapshot)
-                return None
+                return await asyncio.to_thread(self.snapshots.save, snapshot)
             case _Publish(events):
                 if self.event_bus is not None:
                     published = self.event_bus.publish_all(events)

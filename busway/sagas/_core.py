@@ -1,22 +1,33 @@
 """The saga manager's logic, free of I/O: flows that yield effects for a driver to perform.
 
-Every operation of a manager (handle an event, fire due deadlines, send what a crash left
-in the outboxes) is a generator. It yields an effect — find, load, commit, send — and gets
-the result back, or has the failure thrown in. The sync manager performs effects directly,
-the async one awaits them; neither repeats any of the logic here.
+Every operation of a manager (handle an event, catch up with an event store, fire due
+deadlines, send what a crash left in the outboxes) is a generator. It yields an effect —
+take the manager's lock, find, load, commit, read a page of events, send a command — and
+gets the result back, or has the failure thrown in. The sync manager runs these flows with
+:func:`busway._effects.run`, the async one with :func:`~busway._effects.arun`; neither
+repeats any of the logic here.
 
 The delivery guarantee comes from the order of effects. A saga's new state, and the
 commands it issued, are committed together (the commands wait in the saga's outbox); only
 then is each command sent, and once it is settled (sent, or failed and compensated) it
 leaves the outbox in a second commit. A crash between the two leaves it there, and
 :meth:`Core.recover` sends it again: commands are issued at least once.
+
+A manager runs one operation at a time (:meth:`Core.exclusive`). An event that arrives
+while it works — published, say, by the handler of a command the manager is sending —
+waits in a queue and is handled once the current operation is done, so a saga never sees
+an event in the middle of its own step. The queue belongs to the thread or task doing the
+work (a context variable), so other threads and tasks simply wait their turn on the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any, Final, TypeAlias, TypeVar
 
@@ -31,11 +42,11 @@ from ..errors import (
     SerializationError,
     UnknownEventTypeError,
 )
-from ..eventstore import EventTypes
+from ..eventstore import EventTypes, RecordedEvent
 from ._saga import Route, Run, Saga, SagaSpec, association_value
 from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
-__all__ = ["Commit", "Core", "Effect", "Flow", "Send", "raise_all"]
+__all__ = ["Acquire", "Commit", "Core", "Effect", "Find", "Flow", "Load", "ReadPage", "Send"]
 
 logger = logging.getLogger("busway.sagas")
 
@@ -44,6 +55,9 @@ S = TypeVar("S", bound=Saga)
 
 #: How often a flow reloads and retries after another writer changed a saga under it.
 ATTEMPTS: Final = 5
+
+#: How many stored events a catch-up reads at a time.
+PAGE: Final = 500
 
 
 # -- effects ---------------------------------------------------------------------------------
@@ -91,23 +105,62 @@ class Due:
 
 
 @attrs.frozen
+class Checkpoint:
+    name: str
+
+    def perform(self, store: SagaStore) -> int:
+        return store.checkpoint(self.name)
+
+
+@attrs.frozen
 class Send:
-    """Execute a command on the manager's command bus (the one effect not on the store)."""
+    """Execute a command on the manager's command bus."""
 
     command: object
 
 
-StoreEffect: TypeAlias = Find | Load | Commit | Pending | Due
-Effect: TypeAlias = StoreEffect | Send
+@attrs.frozen
+class ReadPage:
+    """Read at most *limit* stored events of *events* from *position* on, as a list."""
+
+    #: The EventStore or AsyncEventStore the manager was given to catch up with; the
+    #: driver that was given it knows which of the two it takes.
+    events: Any
+    position: int
+    limit: int = PAGE
+
+
+@attrs.frozen
+class Acquire:
+    """Take the manager's lock; the result is the function that releases it."""
+
+
+StoreEffect: TypeAlias = Find | Load | Commit | Pending | Due | Checkpoint
+Effect: TypeAlias = StoreEffect | Send | ReadPage | Acquire
 Flow: TypeAlias = Generator[Effect, Any, T]
 
 
-def raise_all(errors: Sequence[Exception], what: str) -> None:
+def _raise_all(errors: Sequence[Exception], what: str) -> None:
     """Raise the one error, or an ExceptionGroup of several, or nothing."""
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise ExceptionGroup(f"{len(errors)} failures while {what}", list(errors))
+
+
+_working: ContextVar[tuple[tuple[object, deque[object]], ...]] = ContextVar(
+    "busway_saga_working", default=()
+)
+
+
+@contextlib.contextmanager
+def _turn_of(core: object) -> Iterator[deque[object]]:
+    queue: deque[object] = deque()
+    token = _working.set((*_working.get(), (core, queue)))
+    try:
+        yield queue
+    finally:
+        _working.reset(token)
 
 
 @attrs.frozen
@@ -264,11 +317,7 @@ class Core:
                 self.types.name_of(tp) if spec.deadline(tp) is not None else None
             ),
         )
-        object.__setattr__(saga, "_busway_run", run)
-        try:
-            method(saga, *args)
-        finally:
-            object.__setattr__(saga, "_busway_run", None)
+        run.call(saga, method, args)
         name, schema_version, state = self.types.encode(saga)
         return Write(
             SagaRecord(
@@ -284,6 +333,50 @@ class Core:
             ),
             version,
         )
+
+    # -- one operation at a time ---------------------------------------------------------
+
+    def _queue(self) -> deque[object] | None:
+        """Return the queue of events waiting in this context's operation, if one runs."""
+        for owner, queue in _working.get():
+            if owner is self:
+                return queue
+        return None
+
+    def exclusive(self, work: Flow[T]) -> Flow[T]:
+        """Run *work* as the manager's one operation, then the events that came meanwhile.
+
+        Inside an operation this context already runs, *work* simply runs. The failures of
+        *work* and of the queued events are raised together, once all have run.
+        """
+        if self._queue() is not None:
+            return (yield from work)
+        release: Callable[[], object] = yield Acquire()
+        try:
+            with _turn_of(self) as queue:
+                results: list[T] = []
+                errors: list[Exception] = []
+                try:
+                    results.append((yield from work))
+                except Exception as exc:
+                    errors.append(exc)
+                while queue:
+                    try:
+                        yield from self.handle(queue.popleft())
+                    except Exception as exc:
+                        errors.append(exc)
+                _raise_all(errors, "running sagas")
+                return results[0]
+        finally:
+            release()
+
+    def receive(self, event: object) -> Flow[None]:
+        """Handle *event* as an operation, or after the one this context runs."""
+        queue = self._queue()
+        if queue is not None:
+            queue.append(event)
+            return
+        yield from self.exclusive(self.handle(event))
 
     # -- flows ---------------------------------------------------------------------------
 
@@ -315,7 +408,7 @@ class Core:
         errors: list[Exception] = []
         for write in writes:
             errors.extend((yield from self.deliver(write.record)))
-        raise_all(errors, f"sending the commands of sagas for {type(event).__qualname__}")
+        _raise_all(errors, f"sending the commands of sagas for {type(event).__qualname__}")
         return True
 
     def _route(
@@ -435,7 +528,7 @@ class Core:
                 continue
             fired += done
             errors.extend(failures)
-        raise_all(errors, "firing deadlines")
+        _raise_all(errors, "firing deadlines")
         return fired
 
     def _fire(
@@ -477,7 +570,30 @@ class Core:
                 continue
             count += 1
             errors.extend((yield from self.deliver(record)))
-        raise_all(errors, "sending pending saga commands")
+        _raise_all(errors, "sending pending saga commands")
+        return count
+
+    def catch_up(self, events: object, name: str) -> Flow[int]:
+        """Handle the events of *events* stored after checkpoint *name*; return how many.
+
+        Each event's saga changes are committed with the checkpoint at its position, so
+        after a crash no event is handled twice or skipped. Pages are read until one comes
+        back empty, so events stored meanwhile (by the commands sent) are handled too.
+        """
+        start: int = yield Checkpoint(name)
+        committed = last = start
+        count = 0
+        while True:
+            page: list[RecordedEvent] = yield ReadPage(events, last + 1)
+            if not page:
+                break
+            for recorded in page:
+                if (yield from self.handle(recorded.event, (name, recorded.position))):
+                    committed = recorded.position
+                last = recorded.position
+                count += 1
+        if last != committed:
+            yield Commit((), (name, last))
         return count
 
     def find(self, saga_class: type[S], key: str, value: object) -> Flow[list[S]]:

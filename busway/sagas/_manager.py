@@ -1,32 +1,29 @@
-"""Saga managers: thin sync and async drivers over the flows of ``_core``.
+"""Saga managers and their background runners: thin sync and async drivers over ``_core``.
 
-A manager runs one operation at a time. An event that arrives while it works — published,
-say, by the handler of a command the manager is sending — waits in a queue and is handled
-once the current operation is done, so a saga never sees an event in the middle of its own
-step. The queue belongs to the thread or task doing the work (a context variable), so other
-threads and tasks simply wait their turn on the manager's lock.
+Each public operation is a flow of :class:`~busway.sagas._core.Core`; a manager only says
+how to perform its effects (on the saga store, the command bus, the event store and its
+lock), plainly or awaited, and hands the flow to :func:`busway._effects.run` or
+:func:`~busway._effects.arun`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import threading
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextvars import ContextVar
-from typing import Any, Final, Generic, Self, TypeVar, final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, Self, TypeVar, final
 
 from .._async_buses import AsyncCommandBus, AsyncEventBus
 from .._buses import CommandBus, EventBus
 from .._dispatch import Subscription
+from .._effects import arun, run
 from ..clock import Clock, SystemClock
 from ..errors import InvalidArgumentError, RegistrationError
 from ..eventstore import AsyncEventStore, EventStore, EventTypes, RecordedEvent
-from ._core import Commit, Core, Flow, Send, raise_all
+from ._core import Acquire, Core, Effect, Flow, ReadPage, Send
 from ._memory import InMemorySagaStore
 from ._saga import Saga
 from ._store import SagaStore
@@ -45,32 +42,9 @@ T = TypeVar("T")
 S = TypeVar("S", bound=Saga)
 M = TypeVar("M", "SagaManager", "AsyncSagaManager")
 
-_PAGE: Final = 500
-_draining: ContextVar[tuple[tuple[object, deque[object]], ...]] = ContextVar(
-    "busway_saga_draining", default=()
-)
 
-
-def _queue_of(manager: object) -> deque[object] | None:
-    """Return the queue of events waiting for *manager* in this context, if it is working."""
-    for owner, queue in _draining.get():
-        if owner is manager:
-            return queue
-    return None
-
-
-@contextlib.contextmanager
-def _draining_for(manager: object) -> Iterator[deque[object]]:
-    queue: deque[object] = deque()
-    token = _draining.set((*_draining.get(), (manager, queue)))
-    try:
-        yield queue
-    finally:
-        _draining.reset(token)
-
-
-def _read_page(events: EventStore, position: int) -> list[RecordedEvent]:
-    return list(events.read_all(from_position=position, limit=_PAGE))
+def _read_page(events: EventStore, position: int, limit: int) -> list[RecordedEvent]:
+    return list(events.read_all(from_position=position, limit=limit))
 
 
 def _roots(types: Iterable[type]) -> tuple[type, ...]:
@@ -163,10 +137,6 @@ class _Manager:
         return Attachment(bus.subscribe(t, handler) for t in _roots(self.event_types))
 
 
-def _checkpoint_only(name: str, position: int) -> Flow[None]:
-    yield Commit((), (name, position))
-
-
 @final
 class SagaManager(_Manager):
     """Runs stateful sagas: routes events to them, stores them, then sends their commands.
@@ -192,49 +162,24 @@ class SagaManager(_Manager):
         self._execute = commands.execute
         self._lock = threading.RLock()
 
-    def _perform(self, flow: Flow[T]) -> T:
-        value: Any = None
-        error: Exception | None = None
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-            try:
-                if isinstance(effect, Send):
-                    value, error = self._execute(effect.command), None
-                else:
-                    value, error = effect.perform(self.store), None
-            except Exception as exc:
-                value, error = None, exc
+    def _perform(self, effect: Effect) -> Any:
+        match effect:
+            case Send(command):
+                return self._execute(command)
+            case ReadPage(events, position, limit):
+                return _read_page(events, position, limit)
+            case Acquire():
+                self._lock.acquire()
+                return self._lock.release
+            case _:
+                return effect.perform(self.store)
 
-    def _exclusive(self, work: Callable[[], T]) -> T:
-        if _queue_of(self) is not None:
-            return work()
-        with self._lock, _draining_for(self) as queue:
-            results: list[T] = []
-            errors: list[Exception] = []
-            try:
-                results.append(work())
-            except Exception as exc:
-                errors.append(exc)
-            while queue:
-                event = queue.popleft()
-                try:
-                    self._perform(self._core.handle(event))
-                except Exception as exc:
-                    errors.append(exc)
-            raise_all(errors, "running sagas")
-            return results[0]
+    def _run(self, flow: Flow[T]) -> T:
+        return run(flow, self._perform)
 
     def handle(self, event: object) -> None:
         """Deliver *event* to the sagas it starts or is associated with."""
-        queue = _queue_of(self)
-        if queue is not None:
-            queue.append(event)
-            return
-        self._exclusive(lambda: self._perform(self._core.handle(event)))
+        self._run(self._core.receive(event))
 
     def attach(self, bus: EventBus) -> Attachment:
         """Subscribe the manager to *bus* for every event class its sagas take."""
@@ -242,7 +187,7 @@ class SagaManager(_Manager):
 
     def fire_due(self) -> int:
         """Deliver every deadline due by the clock to its saga, each once; return how many."""
-        return self._exclusive(lambda: self._perform(self._core.fire_due()))
+        return self._run(self._core.exclusive(self._core.fire_due()))
 
     def recover(self) -> int:
         """Send the commands left in outboxes by a stop; return how many sagas had some.
@@ -250,7 +195,7 @@ class SagaManager(_Manager):
         Call it when a worker starts (the background runner does): it sends again any
         command whose settling was not stored, so such a command may arrive twice.
         """
-        return self._exclusive(lambda: self._perform(self._core.recover()))
+        return self._run(self._core.exclusive(self._core.recover()))
 
     def catch_up(self, events: EventStore, *, subscription: str = "sagas") -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many.
@@ -258,24 +203,11 @@ class SagaManager(_Manager):
         Each event's saga changes are committed with the checkpoint at its position, in one
         transaction, so after a crash no event is handled twice or skipped.
         """
-        return self._exclusive(lambda: self._catch_up(events, subscription))
-
-    def _catch_up(self, events: EventStore, name: str) -> int:
-        start = self.store.checkpoint(name)
-        committed = last = start
-        count = 0
-        for recorded in events.read_all(from_position=start + 1):
-            if self._perform(self._core.handle(recorded.event, (name, recorded.position))):
-                committed = recorded.position
-            last = recorded.position
-            count += 1
-        if last != committed:
-            self._perform(_checkpoint_only(name, last))
-        return count
+        return self._run(self._core.exclusive(self._core.catch_up(events, subscription)))
 
     def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
         """Return the state of the live *saga_class* sagas associated with ``(key, value)``."""
-        return self._perform(self._core.find(saga_class, key, value))
+        return self._run(self._core.find(saga_class, key, value))
 
     def background(
         self,
@@ -314,56 +246,28 @@ class AsyncSagaManager(_Manager):
         self._lock = asyncio.Lock()
         self._inline = isinstance(store, InMemorySagaStore)
 
-    async def _call(self, fn: Callable[[], T]) -> T:
-        return fn() if self._inline else await asyncio.to_thread(fn)
+    async def _perform(self, effect: Effect) -> Any:
+        match effect:
+            case Send(command):
+                return await self._execute(command)
+            case ReadPage(events, position, limit) if isinstance(events, AsyncEventStore):
+                return [r async for r in events.read_all(from_position=position, limit=limit)]
+            case ReadPage(events, position, limit):
+                return await asyncio.to_thread(_read_page, events, position, limit)
+            case Acquire():
+                await self._lock.acquire()
+                return self._lock.release
+            case _ if self._inline:
+                return effect.perform(self.store)
+            case _:
+                return await asyncio.to_thread(effect.perform, self.store)
 
-    async def _perform(self, flow: Flow[T]) -> T:
-        value: Any = None
-        error: Exception | None = None
-        while True:
-            try:
-                effect = flow.send(value) if error is None else flow.throw(error)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-            try:
-                if isinstance(effect, Send):
-                    value, error = await self._execute(effect.command), None
-                else:
-                    value, error = (
-                        await self._call(functools.partial(effect.perform, self.store)),
-                        None,
-                    )
-            except Exception as exc:
-                value, error = None, exc
-
-    async def _exclusive(self, work: Callable[[], Awaitable[T]]) -> T:
-        if _queue_of(self) is not None:
-            return await work()
-        async with self._lock:
-            with _draining_for(self) as queue:
-                results: list[T] = []
-                errors: list[Exception] = []
-                try:
-                    results.append(await work())
-                except Exception as exc:
-                    errors.append(exc)
-                while queue:
-                    event = queue.popleft()
-                    try:
-                        await self._perform(self._core.handle(event))
-                    except Exception as exc:
-                        errors.append(exc)
-                raise_all(errors, "running sagas")
-                return results[0]
+    def _run(self, flow: Flow[T]) -> Awaitable[T]:
+        return arun(flow, self._perform)
 
     async def handle(self, event: object) -> None:
         """Deliver *event* to the sagas it starts or is associated with."""
-        queue = _queue_of(self)
-        if queue is not None:
-            queue.append(event)
-            return
-        await self._exclusive(lambda: self._perform(self._core.handle(event)))
+        await self._run(self._core.receive(event))
 
     def attach(self, bus: AsyncEventBus) -> Attachment:
         """Subscribe the manager to *bus* for every event class its sagas take."""
@@ -371,49 +275,21 @@ class AsyncSagaManager(_Manager):
 
     async def fire_due(self) -> int:
         """Deliver every deadline due by the clock to its saga, each once; return how many."""
-        return await self._exclusive(lambda: self._perform(self._core.fire_due()))
+        return await self._run(self._core.exclusive(self._core.fire_due()))
 
     async def recover(self) -> int:
         """Send the commands left in outboxes by a stop; return how many sagas had some."""
-        return await self._exclusive(lambda: self._perform(self._core.recover()))
+        return await self._run(self._core.exclusive(self._core.recover()))
 
     async def catch_up(
         self, events: EventStore | AsyncEventStore, *, subscription: str = "sagas"
     ) -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many."""
-        return await self._exclusive(lambda: self._catch_up(events, subscription))
-
-    async def _catch_up(self, events: EventStore | AsyncEventStore, name: str) -> int:
-        start = await self._call(lambda: self.store.checkpoint(name))
-        committed = last = start
-        count = 0
-        async for recorded in self._read(events, start + 1):
-            if await self._perform(self._core.handle(recorded.event, (name, recorded.position))):
-                committed = recorded.position
-            last = recorded.position
-            count += 1
-        if last != committed:
-            await self._perform(_checkpoint_only(name, last))
-        return count
-
-    async def _read(
-        self, events: EventStore | AsyncEventStore, position: int
-    ) -> AsyncIterator[RecordedEvent]:
-        if isinstance(events, AsyncEventStore):
-            async for recorded in events.read_all(from_position=position):
-                yield recorded
-            return
-        while True:
-            page = await asyncio.to_thread(_read_page, events, position)
-            for recorded in page:
-                yield recorded
-            if len(page) < _PAGE:
-                return
-            position = page[-1].position + 1
+        return await self._run(self._core.exclusive(self._core.catch_up(events, subscription)))
 
     async def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
         """Return the state of the live *saga_class* sagas associated with ``(key, value)``."""
-        return await self._perform(self._core.find(saga_class, key, value))
+        return await self._run(self._core.find(saga_class, key, value))
 
     def background(
         self,
@@ -452,6 +328,16 @@ class _Runner(Generic[M]):
         self._subscription = subscription
         self._on_error = on_error
         self._recovered = False
+
+    def _pass(self) -> Flow[None]:
+        """One pass: recover once, then catch up with the events, if any, and fire deadlines."""
+        core = self.manager._core
+        if not self._recovered:
+            yield from core.exclusive(core.recover())
+            self._recovered = True
+        if self._events is not None:
+            yield from core.exclusive(core.catch_up(self._events, self._subscription))
+        yield from core.exclusive(core.fire_due())
 
     def _report(self, exc: Exception) -> None:
         if self._on_error is not None:
@@ -502,12 +388,7 @@ class BackgroundRunner(_Runner[SagaManager]):
 
     def tick(self) -> None:
         """Do one pass now, on the calling thread: what the thread does every interval."""
-        if not self._recovered:
-            self.manager.recover()
-            self._recovered = True
-        if self._events is not None:
-            self.manager.catch_up(self._events, subscription=self._subscription)
-        self.manager.fire_due()
+        self.manager._run(self._pass())
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -561,12 +442,7 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
 
     async def tick(self) -> None:
         """Do one pass now: what the task does every interval."""
-        if not self._recovered:
-            await self.manager.recover()
-            self._recovered = True
-        if self._events is not None:
-            await self.manager.catch_up(self._events, subscription=self._subscription)
-        await self.manager.fire_due()
+        await self.manager._run(self._pass())
 
     async def _loop(self) -> None:
         while True:

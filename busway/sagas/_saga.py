@@ -135,6 +135,14 @@ class Run:
         self._encode = encode
         self._deadline_name = deadline_name
 
+    def call(self, saga: Saga, method: Callable[..., object], args: tuple[object, ...]) -> None:
+        """Call *method* on *saga*, whose requests (send, schedule, end...) come to this run."""
+        object.__setattr__(saga, "_busway_run", self)
+        try:
+            method(saga, *args)
+        finally:
+            object.__setattr__(saga, "_busway_run", None)
+
     def send(self, command: object) -> None:
         self.outbox.append(self._encode(command))
 

@@ -130,6 +130,35 @@ def test_async_catch_up_from_sync_and_async_event_stores() -> None:
     assert (2, 601, 601) == run(main)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_async_catch_up_handles_what_its_commands_stored(kind: str) -> None:
+    """The async catch-up, too, reads until no page is left, from either kind of store."""
+
+    async def main() -> list[str]:
+        types = EventTypes(OrderPlaced, StockReserved)
+        sync_events = InMemoryEventStore(types=types)
+        async_events = AsyncInMemoryEventStore(types=types)
+        services = AsyncServices()
+
+        async def reserve(command: ReserveStock) -> None:
+            if kind == "sync":
+                sync_events.append(command.order_id, [StockReserved(command.order_id)])
+            else:
+                await async_events.append(command.order_id, [StockReserved(command.order_id)])
+
+        manager = AsyncSagaManager(Booking, store=InMemorySagaStore(), commands=services.commands)
+        with services.commands.override(ReserveStock, reserve):
+            if kind == "sync":
+                sync_events.append("o-1", [OrderPlaced("o-1")])
+                assert 2 == await manager.catch_up(sync_events)
+            else:
+                await async_events.append("o-1", [OrderPlaced("o-1")])
+                assert 2 == await manager.catch_up(async_events)
+        return [b.step for b in await manager.find(Booking, "order_id", "o-1")]
+
+    assert ["charging"] == run(main)
+
+
 def test_the_async_runner_fires_deadlines(tmp_path: Path) -> None:
     """The task runner recovers, catches up and fires deadlines until stopped."""
     clock = FakeClock()

@@ -15,6 +15,7 @@ from .model import (
     OrderCancelled,
     OrderPlaced,
     PaymentCharged,
+    ReserveStock,
     Services,
     StockReserved,
 )
@@ -63,6 +64,21 @@ def test_ignored_events_move_the_checkpoint_too() -> None:
     sagas = InMemorySagaStore()
     manager = SagaManager(Booking, store=sagas, commands=Services().commands)
     assert (2, 2) == (manager.catch_up(events, subscription="s"), sagas.checkpoint("s"))
+
+
+def test_events_stored_by_the_sagas_commands_are_caught_up_at_once() -> None:
+    """A catch-up reads until no page is left, so it handles what its commands stored."""
+    events = InMemoryEventStore(types=EventTypes(*TYPES))
+    services = Services()
+    services.before = lambda command: (
+        events.append(command.order_id, [StockReserved(command.order_id)])
+        if isinstance(command, ReserveStock)
+        else None
+    )
+    manager = SagaManager(Booking, store=InMemorySagaStore(), commands=services.commands)
+    events.append("o-1", [OrderPlaced("o-1")])
+    assert 2 == manager.catch_up(events)
+    assert ["charging"] == [b.step for b in manager.find(Booking, "order_id", "o-1")]
 
 
 def reference_run() -> tuple[list[object], dict[str, list[str]]]:
