@@ -26,6 +26,8 @@ from .errors import (
     SerializationError,
     StoreClosedError,
     StoreFormatError,
+    StoreLockedError,
+    StoreUnavailableError,
     UnknownEventTypeError,
     ValidationError,
 )
@@ -61,6 +63,8 @@ __all__ = [
     "SerializationError",
     "StoreClosedError",
     "StoreFormatError",
+    "StoreLockedError",
+    "StoreUnavailableError",
     "Subscription",
     "UnknownEventTypeError",
     "ValidationError",
