@@ -304,9 +304,11 @@ class Database:
         """
         code = _primary_code(exc)
         if code in _BUSY:
+            if waited is None and self.owned:
+                waited = self.timeout  # what its busy timeout was set to
             return StoreLockedError(
                 self.location,
-                self._busy_timeout() if waited is None else waited,
+                waited,
                 in_transaction=not self.owned and _in_transaction(self.conn),
             )
         if code == sqlite3.SQLITE_READONLY:
@@ -344,16 +346,6 @@ class Database:
         else:
             advice = "SQLite's error is the cause; retry once what it names is put right"
         return StoreUnavailableError(self.location, f"{exc}: {advice}")
-
-    def _busy_timeout(self) -> float:
-        """Return how long, in seconds, each statement waits for other connections' locks."""
-        if self.owned:
-            return self.timeout
-        try:  # a connection given is as its owner set it up
-            (milliseconds,) = self.conn.execute("PRAGMA busy_timeout").fetchone()
-        except sqlite3.Error:
-            return self.timeout
-        return float(milliseconds) / 1000
 
     def _path_problem(self) -> str:
         """Say what keeps SQLite from opening the file at the store's path."""

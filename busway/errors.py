@@ -281,12 +281,15 @@ class StoreUnavailableError(EventStoreError):
 class StoreLockedError(StoreUnavailableError, TimeoutError):
     """Other connections kept the database locked, so nothing was done; try again later.
 
-    Either they held it for longer than the store's ``timeout`` (in seconds), or they wrote
-    while the connection given to the store was in a transaction that had already read,
-    which SQLite will not let wait (the two could wait for each other forever).
+    Either they held it for longer than the ``timeout`` (in seconds; None: the busy timeout
+    of the connection given to the store), or they wrote while the connection given was in
+    a transaction that had already read, which SQLite will not let wait (the two could wait
+    for each other forever).
     """
 
-    def __init__(self, location: str, timeout: float, *, in_transaction: bool = False) -> None:
+    def __init__(
+        self, location: str, timeout: float | None, *, in_transaction: bool = False
+    ) -> None:
         self.timeout = timeout
         if in_transaction:
             problem = (
@@ -294,6 +297,13 @@ class StoreLockedError(StoreUnavailableError, TimeoutError):
                 "for it inside the given connection's transaction, which has already read; "
                 "nothing was done. Roll that transaction back and retry it, or begin it with "
                 "BEGIN IMMEDIATE"
+            )
+        elif timeout is None:
+            problem = (
+                "database is locked: other connections held it for longer than the busy "
+                "timeout of the connection given; nothing was done. Retry, give that "
+                "connection a longer one (sqlite3.connect(..., timeout=)), or keep other "
+                "connections' transactions short"
             )
         else:
             problem = (

@@ -168,6 +168,31 @@ def test_a_write_waits_the_timeout_for_another_writer(tmp_path: Path, kind: str)
         assert READ[kind](store)
 
 
+@pytest.mark.parametrize("kind", BORROWING)
+def test_a_write_on_a_given_connection_waits_its_busy_timeout(tmp_path: Path, kind: str) -> None:
+    """On a connection given, a blocked write waits that connection's busy timeout."""
+    path = tmp_path / "app.db"
+    OPEN[kind](path).close()
+    with closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as conn:
+        store = OPEN[kind](conn, timeout=30)
+        with held(path, "BEGIN IMMEDIATE"), pytest.raises(StoreLockedError) as caught:
+            WRITE[kind](store, "w")
+        assert caught.value.timeout is None
+        assert "busy timeout of the connection given" in str(caught.value)
+        WRITE[kind](store, "w")
+
+
+@pytest.mark.parametrize("kind", BORROWING)
+def test_a_store_made_in_the_callers_transaction_goes_with_it(tmp_path: Path, kind: str) -> None:
+    """A store opened inside the caller's transaction makes its tables there, undone with it."""
+    with closing(sqlite3.connect(tmp_path / "app.db", isolation_level=None)) as conn:
+        conn.execute("BEGIN")
+        OPEN[kind](conn).close()
+        assert conn.in_transaction
+        conn.execute("ROLLBACK")
+        assert [] == conn.execute("SELECT name FROM sqlite_master").fetchall()
+
+
 def test_a_borrowed_transaction_that_cannot_wait_says_so(tmp_path: Path) -> None:
     """An append in a caller's read transaction that another process wrote past says why."""
     path = tmp_path / "app.db"
@@ -340,6 +365,18 @@ def test_a_full_disk_in_the_callers_transaction(tmp_path: Path, kind: str) -> No
         conn.execute(f"PRAGMA max_page_count = {2 * pages + 100}")
         WRITE[kind](store, "w" * 100_000)
         assert READ[kind](store) is not None
+
+
+@pytest.mark.parametrize("kind", BORROWING)
+def test_a_connection_closed_under_the_store(tmp_path: Path, kind: str) -> None:
+    """A store whose given connection was closed by its owner says so, naming the cause."""
+    conn = sqlite3.connect(tmp_path / "app.db")
+    store = OPEN[kind](conn)
+    conn.close()
+    with pytest.raises(StoreUnavailableError, match="closed database") as caught:
+        READ[kind](store)
+    assert isinstance(caught.value.__cause__, sqlite3.ProgrammingError)
+    assert "the connection given" in caught.value.location
 
 
 def _damage_tables(path: Path) -> None:
