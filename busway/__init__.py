@@ -26,6 +26,8 @@ from .errors import (
     SerializationError,
     StoreClosedError,
     StoreFormatError,
+    StoreLockedError,
+    StoreUnavailableError,
     UnknownEventTypeError,
     ValidationError,
 )
@@ -63,6 +65,8 @@ __all__ = [
     "SerializationError",
     "StoreClosedError",
     "StoreFormatError",
+    "StoreLockedError",
+    "StoreUnavailableError",
     "Subscription",
     "UnknownEventTypeError",
     "ValidationError",

@@ -8,23 +8,36 @@ table of the store's name that is not the store's, is refused and left as it was
 The event and saga stores register their main table in ``busway_schema`` (table name,
 component, layout version), so that a table of another component or of a later layout is
 refused; the snapshot and checkpoint stores are known by their table's columns alone.
+
+Whatever SQLite refuses leaves as a busway error naming the file, with SQLite's error as its
+cause. Opening waits for other connections up to the store's timeout, also where SQLite
+itself would give up at once: the switch of a new file to WAL, and a lock that SQLite will
+not wait for lest two connections wait on each other.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Final, Literal
 
 import attrs
 
 from ._closeable import Closeable
-from .errors import InvalidArgumentError, StoreFormatError
+from .errors import (
+    InvalidArgumentError,
+    StoreFormatError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
 
 __all__ = ["Database", "Layout", "SQLiteStore", "Synchronous", "check_table"]
 
@@ -35,6 +48,10 @@ _SYNCHRONOUS: Final = ("extra", "full", "normal", "off")
 _SCHEMA_TABLE: Final = "busway_schema"
 _SCHEMA_COLUMNS: Final = ("table_name", "component", "version")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_BUSY: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_NOT_A_DATABASE: Final = frozenset({sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT})
+_LONGEST_PAUSE: Final = 0.05  # seconds between tries to open a database others hold
+_LONGEST_TIMEOUT: Final = 2_000_000  # seconds: SQLite counts its busy timeout in an int of ms
 
 
 def check_table(table: object, *, longest: int = 63) -> str:
@@ -53,6 +70,12 @@ def check_table(table: object, *, longest: int = 63) -> str:
             f"starting with a digit or 'sqlite_', nor named {_SCHEMA_TABLE!r})",
         )
     return table
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """Return SQLite's primary result code for *exc*; None for the sqlite3 module's own."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF  # the low byte of an extended code
 
 
 def _in_transaction(conn: sqlite3.Connection) -> bool:
@@ -82,8 +105,10 @@ class Database:
     """One store's connection, checked and set up: opened on a path (owned) or given (borrowed).
 
     Given a path, the connection runs in WAL mode with ``synchronous`` (default ``"full"``:
-    a commit survives a power cut) and is closed by :meth:`close`; given a connection, it is
-    used as configured (``synchronous`` is applied if given) and left open.
+    a commit survives a power cut), waits up to *timeout* seconds for other connections'
+    locks in every statement, and is closed by :meth:`close`; given a connection, it is used
+    as configured (``synchronous`` is applied if given) and left open. Opening waits up to
+    *timeout* seconds in all, whichever step SQLite refuses while others hold the file.
     """
 
     path: Path | None
@@ -103,7 +128,16 @@ class Database:
             raise InvalidArgumentError(
                 "synchronous", synchronous, "one of 'extra', 'full', 'normal', 'off'"
             )
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not 0 <= timeout < _LONGEST_TIMEOUT
+        ):
+            raise InvalidArgumentError(
+                "timeout", timeout, f"a number of seconds from 0 to {_LONGEST_TIMEOUT:,}"
+            )
         self.layout = layout
+        self.timeout = timeout
         table = layout.tables[0]
         if isinstance(path_or_connection, sqlite3.Connection):
             self.path = None
@@ -115,19 +149,52 @@ class Database:
             self.path = None if name == ":memory:" else Path(name)
             self.location = f"{name} (table {table!r})"
             self.owned = True
-            self.conn = sqlite3.connect(
-                name, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            try:
+                self.conn = sqlite3.connect(
+                    name, timeout=timeout, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.Error as exc:
+                raise self.refused(exc) from exc
             synchronous = synchronous or "full"
         try:
-            self._set_up(synchronous)
+            self._open(synchronous)
         except BaseException:
             self.close()
             raise
 
+    def _open(self, synchronous: Synchronous | None) -> None:
+        """Set the database up, trying again while others hold it, until the timeout is up."""
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001
+        while True:
+            try:
+                if self.owned:  # no single try may wait past the deadline
+                    self._wait_at_most(deadline - time.monotonic())
+                self._set_up(synchronous)
+                if self.owned:
+                    self._wait_at_most(self.timeout)
+                return
+            except sqlite3.Error as exc:
+                # In the caller's transaction waiting cannot help: it keeps what it has read.
+                if (
+                    _primary_code(exc) not in _BUSY
+                    or _in_transaction(self.conn)
+                    or time.monotonic() >= deadline
+                ):
+                    raise self.refused(exc, waited=self.timeout) from exc
+            # Random pauses, so that processes opening one file at once do not retry in step.
+            time.sleep(max(0.0, min(random.uniform(pause / 2, pause), deadline - time.monotonic())))
+            pause = min(2 * pause, _LONGEST_PAUSE)
+
+    def _wait_at_most(self, seconds: float) -> None:
+        """Let each statement wait up to *seconds* for other connections' locks."""
+        self.conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
+
     def _set_up(self, synchronous: Synchronous | None) -> None:
         # Look before touching anything: a file that is not the store's must stay as it was.
-        ready = self._inspect()
+        # One read, so that tables another process makes meanwhile are seen whole or not at all.
+        with self._reading():
+            ready = self._inspect()
         if self.owned:
             self.conn.execute("PRAGMA journal_mode = WAL")
         if synchronous is not None:
@@ -136,6 +203,19 @@ class Database:
             with self.transaction():
                 if not self._inspect():  # another process may have just made the tables
                     self._create()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Run the block in one read transaction: the caller's, if one is open."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.rollback()  # it only read
 
     def _inspect(self) -> bool:
         """Tell whether the store's tables are there (True) or not yet (False); raise otherwise."""
@@ -146,6 +226,8 @@ class Database:
                 for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
         except sqlite3.DatabaseError as exc:
+            if _primary_code(exc) not in _NOT_A_DATABASE:
+                raise
             raise self._format_error(
                 f"it is not an SQLite database ({exc}); check the path, or pass another database"
             ) from exc
@@ -219,6 +301,68 @@ class Database:
         """Return the error saying why the database cannot be opened as this store."""
         return StoreFormatError(self.location, problem, kind=self.layout.kind)
 
+    def refused(self, exc: sqlite3.Error, *, waited: float | None = None) -> StoreUnavailableError:
+        """Return the error to raise, from *exc*, for what SQLite refused to do.
+
+        *waited* is how long a lock was waited for, if not the connection's busy timeout.
+        """
+        code = _primary_code(exc)
+        if code in _BUSY:
+            if waited is None and self.owned:
+                waited = self.timeout  # what its busy timeout was set to
+            return StoreLockedError(
+                self.location,
+                waited,
+                in_transaction=not self.owned and _in_transaction(self.conn),
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DIRECTORY:
+                why = "its folder is read-only, and SQLite must make its -wal and -shm files there"
+            else:
+                why = (
+                    "the file, or its folder (where SQLite makes its -wal and -shm files), is "
+                    "read-only, or the connection was opened read-only"
+                )
+            advice = (
+                f"busway cannot write to it: {why}; make them writable, or copy the file to "
+                "where they are"
+            )
+        elif code == sqlite3.SQLITE_FULL:
+            advice = (
+                "the disk is full, or the database reached its size limit (PRAGMA "
+                "max_page_count); free some space and retry. SQLite rolled back what was "
+                "being written"
+            )
+            if not self.owned:
+                advice += (
+                    ", and perhaps the whole transaction of the connection given "
+                    "(see conn.in_transaction)"
+                )
+        elif code == sqlite3.SQLITE_CANTOPEN:
+            advice = self._path_problem()
+        elif code == sqlite3.SQLITE_IOERR:
+            advice = (
+                "the operating system could not read or write the file; check the disk and "
+                "the file system, then retry"
+            )
+        elif code in _NOT_A_DATABASE:
+            advice = "the file is damaged; restore it from a backup"
+        else:
+            advice = "SQLite's error is the cause; retry once what it names is put right"
+        return StoreUnavailableError(self.location, f"{exc}: {advice}")
+
+    def _path_problem(self) -> str:
+        """Say what keeps SQLite from opening the file at the store's path."""
+        path = self.path
+        if path is not None and os.path.isdir(path):
+            return "the path is a folder, not a file; pass the path of a database file"
+        if path is not None and not os.path.isdir(path.parent):
+            return f"folder {path.parent} does not exist; create it first, or pass another path"
+        return (
+            "SQLite cannot open or create the file; check that its folder exists and that "
+            "both may be read and written"
+        )
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Run the block in a write transaction, or in a savepoint of the caller's one.
@@ -256,13 +400,38 @@ class Database:
             self.conn.close()
 
 
-class SQLiteStore(Closeable):
-    """A store on a :class:`Database`, behind a lock its threads take turns on."""
+class _Turns(AbstractContextManager[None]):
+    """The lock a store's threads take turns on; what SQLite refuses leaves as busway's error."""
 
     path: Path | None
 
     def __init__(self, db: Database) -> None:
         self._lock = threading.RLock()
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._lock.release()
+        if isinstance(error, sqlite3.Error):
+            raise self._db.refused(error) from error
+
+
+class SQLiteStore(Closeable):
+    """A store on a :class:`Database`, whose threads take turns on its connection.
+
+    Every operation runs under ``self._lock``, which also turns any ``sqlite3.Error`` that
+    leaves it into a :class:`~busway.errors.StoreUnavailableError` naming the file.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._lock = _Turns(db)
         self._db = db
         self._conn = db.conn
         self.path = db.path

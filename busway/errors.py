@@ -23,7 +23,11 @@
         │   └── UnknownEventTypeError (LookupError)
         │                                    a type name or class with no registration
         ├── StoreClosedError                 the store was used after close()
-        └── StoreFormatError                 a database that is not (this version of) a store
+        ├── StoreFormatError                 a database that is not (this version of) a store
+        └── StoreUnavailableError            the database refused: a path that is no file, a
+            │                                read-only file, a full disk, an I/O error, ...
+            └── StoreLockedError (TimeoutError)
+                                             other connections kept it locked too long
 
     sagas (busway.sagas):
     BuswayError
@@ -65,6 +69,8 @@ __all__ = [
     "SerializationError",
     "StoreClosedError",
     "StoreFormatError",
+    "StoreLockedError",
+    "StoreUnavailableError",
     "UnknownEventTypeError",
     "ValidationError",
 ]
@@ -265,6 +271,56 @@ class StoreFormatError(EventStoreError):
         self.location = location
         self.problem = problem
         super().__init__(f"{location} cannot be opened as {kind}: {problem}")
+
+
+class StoreUnavailableError(EventStoreError):
+    """The database refused to open, read or write: SQLite's error is the ``__cause__``.
+
+    ``location`` names the file (and table), ``problem`` says what SQLite refused and what to
+    do: a path that is a folder or in a missing one, a read-only file, a full disk, a file
+    the operating system cannot read or write.
+    """
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location}: {problem}")
+
+
+class StoreLockedError(StoreUnavailableError, TimeoutError):
+    """Other connections kept the database locked, so nothing was done; try again later.
+
+    Either they held it for longer than the ``timeout`` (in seconds; None: the busy timeout
+    of the connection given to the store), or they wrote while the connection given was in
+    a transaction that had already read, which SQLite will not let wait (the two could wait
+    for each other forever).
+    """
+
+    def __init__(
+        self, location: str, timeout: float | None, *, in_transaction: bool = False
+    ) -> None:
+        self.timeout = timeout
+        if in_transaction:
+            problem = (
+                "database is locked: another connection is writing, and SQLite will not wait "
+                "for it inside the given connection's transaction, which has already read; "
+                "nothing was done. Roll that transaction back and retry it, or begin it with "
+                "BEGIN IMMEDIATE"
+            )
+        elif timeout is None:
+            problem = (
+                "database is locked: other connections held it for longer than the busy "
+                "timeout of the connection given; nothing was done. Retry, give that "
+                "connection a longer one (sqlite3.connect(..., timeout=)), or keep other "
+                "connections' transactions short"
+            )
+        else:
+            problem = (
+                "database is locked: other connections held it for longer than the store's "
+                f"timeout of {timeout:g} s; nothing was done. Retry, give the store a longer "
+                "timeout=, or keep other connections' transactions short"
+            )
+        super().__init__(location, problem)
 
 
 # -- aggregates and projections --------------------------------------------------------------

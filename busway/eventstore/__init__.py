@@ -14,6 +14,8 @@ from ..errors import (
     SerializationError,
     StoreClosedError,
     StoreFormatError,
+    StoreLockedError,
+    StoreUnavailableError,
     UnknownEventTypeError,
 )
 from ._async import AsyncEventStoreAdapter, AsyncInMemoryEventStore, AsyncSQLiteEventStore
@@ -54,6 +56,8 @@ __all__ = [
     "Serializer",
     "StoreClosedError",
     "StoreFormatError",
+    "StoreLockedError",
+    "StoreUnavailableError",
     "Synchronous",
     "UnknownEventTypeError",
     "Upcaster",
