@@ -430,6 +430,9 @@ class SQLiteStore(Closeable):
     leaves it into a :class:`~busway.errors.StoreUnavailableError` naming the file.
     """
 
+    path: Path | None
+    """The database file, or None for an in-memory database or a given connection."""
+
     def __init__(self, db: Database) -> None:
         self._lock = _Turns(db)
         self._db = db
