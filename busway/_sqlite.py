@@ -26,7 +26,7 @@ import attrs
 from ._closeable import Closeable
 from .errors import InvalidArgumentError, StoreFormatError
 
-__all__ = ["Database", "Layout", "SQLiteStore", "Synchronous", "check_table"]
+__all__ = ["Database", "Layout", "SQLiteStore", "Synchronous", "check_table", "stored_position"]
 
 Synchronous = Literal["extra", "full", "normal", "off"]
 """SQLite's ``PRAGMA synchronous``: how hard a commit insists that data reached the disk."""
@@ -273,3 +273,20 @@ class SQLiteStore(Closeable):
 
     def _release(self) -> None:
         self._db.close()
+
+
+def stored_position(db: Database, value: object, *, table: str, name: str, advice: str) -> int:
+    """Return *value*, the position *table* holds for *name*, if a busway store could write it.
+
+    Anything else (text, a float, NULL, a negative number) was put there by other hands, and
+    no position can be read from it safely: it is refused, with *advice* on what to do.
+    """
+    if type(value) is int and value >= 0:
+        return value
+    raise StoreFormatError(
+        db.location,
+        f"table {table!r} holds {value!r} ({type(value).__name__}) as the position of "
+        f"{name!r}, where busway writes an int of 0 or more. Set it to the last position "
+        f"handled (UPDATE {table} SET position = ... WHERE name = {name!r}), or {advice}",
+        kind=db.layout.kind,
+    )

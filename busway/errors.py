@@ -23,7 +23,8 @@
         │   └── UnknownEventTypeError (LookupError)
         │                                    a type name or class with no registration
         ├── StoreClosedError                 the store was used after close()
-        └── StoreFormatError                 a database that is not (this version of) a store
+        └── StoreFormatError                 a database that is not (this version of) a store,
+                                             or a row in it that no store wrote
 
     sagas (busway.sagas):
     BuswayError
@@ -256,7 +257,7 @@ class StoreClosedError(EventStoreError):
 
 
 class StoreFormatError(EventStoreError):
-    """A database is not a busway event store, or was written by an unknown version.
+    """A database is not a busway store, holds a value no busway store writes, or is too new.
 
     Nothing in the database was changed when this is raised.
     """

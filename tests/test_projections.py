@@ -739,3 +739,24 @@ def test_sqlite_checkpoints_join_a_transaction_of_a_given_connection(path: Path)
         assert [] == conn.execute("SELECT * FROM projection_checkpoints").fetchall()
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("value", ["abc", -1, 2.5, None, b"\x01", 2**63 * 1.0])
+def test_a_damaged_checkpoint_is_refused_by_name(path: Path, value: object) -> None:
+    """A position no busway store writes is a StoreFormatError naming table, name and value."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE projection_checkpoints (name TEXT PRIMARY KEY, position)")
+        conn.execute("INSERT INTO projection_checkpoints VALUES ('totals_table', ?)", (value,))
+        conn.commit()
+    with SQLiteCheckpointStore(path) as checkpoints, SQLiteEventStore(path, types=TYPES) as s:
+        with pytest.raises(StoreFormatError) as info:
+            checkpoints.load("totals_table")
+        message = str(info.value)
+        assert "'projection_checkpoints'" in message
+        assert "'totals_table'" in message
+        assert repr(value) in message
+        assert "UPDATE projection_checkpoints SET position" in message
+        with pytest.raises(StoreFormatError, match="'totals_table'"):
+            ProjectionRunner(s, TotalsTable(), checkpoints=checkpoints)
+        with checkpoints.transaction("totals_table") as checkpoint, pytest.raises(StoreFormatError):
+            checkpoint.load()

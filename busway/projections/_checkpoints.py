@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Final, Protocol, final, runtime_checkable
 
 from .._closeable import Closeable
-from .._sqlite import Database, Layout, SQLiteStore, check_table
+from .._sqlite import Database, Layout, SQLiteStore, check_table, stored_position
 from ..errors import InvalidArgumentError, ProjectionError
 
 __all__ = [
@@ -224,23 +224,32 @@ class SQLiteCheckpointStore(SQLiteStore):
                 yield self._transaction(name)
 
     def _transaction(self, name: str) -> _SQLiteTransaction:
-        return _SQLiteTransaction(self._db, name, self._sql_load, self._sql_save)
+        return _SQLiteTransaction(self, name)
 
 
 @final
 class _SQLiteTransaction:
     """A checkpoint of an :class:`SQLiteCheckpointStore`, on the store's connection."""
 
-    def __init__(self, db: Database, name: str, sql_load: str, sql_save: str) -> None:
-        self._db = db
+    def __init__(self, store: SQLiteCheckpointStore, name: str) -> None:
+        self._db = store._db
+        self._table = store.table
         self._name = name
-        self._sql_load = sql_load
-        self._sql_save = sql_save
-        self.connection: sqlite3.Connection = db.conn
+        self._sql_load = store._sql_load
+        self._sql_save = store._sql_save
+        self.connection: sqlite3.Connection = store._db.conn
 
     def load(self) -> int:
         row = self.connection.execute(self._sql_load, (self._name,)).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        return stored_position(
+            self._db,
+            row[0],
+            table=self._table,
+            name=self._name,
+            advice="delete the row and rebuild the projection",
+        )
 
     def save(self, position: int) -> None:
         self.connection.execute(self._sql_save, (self._name, _check_position(position)))
