@@ -57,7 +57,10 @@ def check_table(table: object, *, longest: int = 63) -> str:
 
 def _in_transaction(conn: sqlite3.Connection) -> bool:
     # A call, so that the type checker reads the flag afresh instead of the value seen last.
-    return conn.in_transaction
+    try:
+        return conn.in_transaction
+    except sqlite3.ProgrammingError:  # closed, which rolled back what was open
+        return False
 
 
 @attrs.frozen
@@ -224,7 +227,8 @@ class Database:
         """Run the block in a write transaction, or in a savepoint of the caller's one.
 
         Savepoints nest: a block inside a block undoes only its own writes when it raises.
-        A block that ended the transaction itself (a commit or a rollback) is left to say so.
+        A block that ended the transaction itself (a commit, a rollback, or closing the
+        connection) is left to say so.
         """
         conn = self.conn
         if conn.in_transaction:
@@ -247,7 +251,8 @@ class Database:
             if _in_transaction(conn):  # else the block ended it, and says so itself
                 conn.execute("COMMIT")
         except BaseException:
-            conn.rollback()  # a no-op if SQLite already rolled back
+            if _in_transaction(conn):  # else SQLite already rolled back
+                conn.rollback()
             raise
 
     def close(self) -> None:

@@ -306,7 +306,8 @@ class ProjectionError(BuswayError):
 
     When a handler failed, ``position`` and ``recorded`` say on which event; the checkpoint
     stays just before it, so the next run starts with that event again and skips nothing.
-    The handler's exception is the ``__cause__``.
+    The handler's exception is the ``__cause__``. ``problem`` is the message without the
+    projection's name.
     """
 
     def __init__(
@@ -318,6 +319,7 @@ class ProjectionError(BuswayError):
         recorded: object = None,
     ) -> None:
         self.projection = projection
+        self.problem = problem
         self.position = position
         self.recorded = recorded
         super().__init__(f"projection {projection!r} {problem}")
