@@ -39,7 +39,7 @@ from .errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["Database", "Layout", "SQLiteStore", "Synchronous", "check_table"]
+__all__ = ["Database", "Layout", "SQLiteStore", "Synchronous", "check_table", "stored_position"]
 
 Synchronous = Literal["extra", "full", "normal", "off"]
 """SQLite's ``PRAGMA synchronous``: how hard a commit insists that data reached the disk."""
@@ -80,7 +80,10 @@ def _primary_code(exc: sqlite3.Error) -> int | None:
 
 def _in_transaction(conn: sqlite3.Connection) -> bool:
     # A call, so that the type checker reads the flag afresh instead of the value seen last.
-    return conn.in_transaction
+    try:
+        return conn.in_transaction
+    except sqlite3.ProgrammingError:  # closed, which rolled back what was open
+        return False
 
 
 @attrs.frozen
@@ -368,7 +371,8 @@ class Database:
         """Run the block in a write transaction, or in a savepoint of the caller's one.
 
         Savepoints nest: a block inside a block undoes only its own writes when it raises.
-        A block that ended the transaction itself (a commit or a rollback) is left to say so.
+        A block that ended the transaction itself (a commit, a rollback, or closing the
+        connection) is left to say so.
         """
         conn = self.conn
         if conn.in_transaction:
@@ -391,7 +395,8 @@ class Database:
             if _in_transaction(conn):  # else the block ended it, and says so itself
                 conn.execute("COMMIT")
         except BaseException:
-            conn.rollback()  # a no-op if SQLite already rolled back
+            if _in_transaction(conn):  # else SQLite already rolled back
+                conn.rollback()
             raise
 
     def close(self) -> None:
@@ -445,3 +450,20 @@ class SQLiteStore(Closeable):
 
     def _release(self) -> None:
         self._db.close()
+
+
+def stored_position(db: Database, value: object, *, table: str, name: str, advice: str) -> int:
+    """Return *value*, the position *table* holds for *name*, if a busway store could write it.
+
+    Anything else (text, a float, NULL, a negative number) was put there by other hands, and
+    no position can be read from it safely: it is refused, with *advice* on what to do.
+    """
+    if type(value) is int and value >= 0:
+        return value
+    raise StoreFormatError(
+        db.location,
+        f"table {table!r} holds {value!r} ({type(value).__name__}) as the position of "
+        f"{name!r}, where busway writes an int of 0 or more. Set it to the last position "
+        f"handled (UPDATE {table} SET position = ... WHERE name = {name!r}), or {advice}",
+        kind=db.layout.kind,
+    )

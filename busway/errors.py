@@ -23,7 +23,8 @@
         │   └── UnknownEventTypeError (LookupError)
         │                                    a type name or class with no registration
         ├── StoreClosedError                 the store was used after close()
-        ├── StoreFormatError                 a database that is not (this version of) a store
+        ├── StoreFormatError                 a database that is not (this version of) a store,
+        │                                    or a row in it that no store wrote
         └── StoreUnavailableError            the database refused: a path that is no file, a
             │                                read-only file, a full disk, an I/O error, ...
             └── StoreLockedError (TimeoutError)
@@ -262,7 +263,7 @@ class StoreClosedError(EventStoreError):
 
 
 class StoreFormatError(EventStoreError):
-    """A database is not a busway event store, or was written by an unknown version.
+    """A database is not a busway store, holds a value no busway store writes, or is too new.
 
     Nothing in the database was changed when this is raised.
     """
@@ -361,7 +362,8 @@ class ProjectionError(BuswayError):
 
     When a handler failed, ``position`` and ``recorded`` say on which event; the checkpoint
     stays just before it, so the next run starts with that event again and skips nothing.
-    The handler's exception is the ``__cause__``.
+    The handler's exception is the ``__cause__``. ``problem`` is the message without the
+    projection's name.
     """
 
     def __init__(
@@ -373,6 +375,7 @@ class ProjectionError(BuswayError):
         recorded: object = None,
     ) -> None:
         self.projection = projection
+        self.problem = problem
         self.position = position
         self.recorded = recorded
         super().__init__(f"projection {projection!r} {problem}")

@@ -292,26 +292,6 @@ def test_a_failing_sqlite_handler_keeps_nothing_of_its_event(
     assert ([("k", 10)], [1, 2, 3, 4]) == table(path)
 
 
-class Committer(SQLiteProjection):
-    name = "committer"
-
-    @when(Added)
-    def _added(self, event: Added, recorded: RecordedEvent, conn: sqlite3.Connection) -> None:
-        conn.commit()
-
-
-def test_a_handler_must_not_end_the_transaction(
-    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore
-) -> None:
-    """A handler that commits breaks exactly-once, so the runner stops with an error."""
-    add(sqlite_store, 1)
-    runner = ProjectionRunner(sqlite_store, Committer(), checkpoints=checkpoints)
-    with pytest.raises(ProjectionError, match="never commit") as info:
-        runner.run_once()
-    assert isinstance(info.value.__cause__, ProjectionError)
-    assert 0 == runner.position
-
-
 class Crash(BaseException):
     """Stands for the process dying: not an Exception, so nothing handles it."""
 
@@ -739,3 +719,21 @@ def test_sqlite_checkpoints_join_a_transaction_of_a_given_connection(path: Path)
         assert [] == conn.execute("SELECT * FROM projection_checkpoints").fetchall()
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("value", ["abc", -1, 2.5, None, b"\x01", 2**63 * 1.0])
+def test_a_damaged_checkpoint_is_refused_by_name(path: Path, value: object) -> None:
+    """A position no busway store writes is a StoreFormatError naming table, name and value."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE projection_checkpoints (name TEXT PRIMARY KEY, position)")
+        conn.execute("INSERT INTO projection_checkpoints VALUES ('totals_table', ?)", (value,))
+        conn.commit()
+    with SQLiteCheckpointStore(path) as checkpoints, SQLiteEventStore(path, types=TYPES) as s:
+        with pytest.raises(StoreFormatError) as info:
+            checkpoints.load("totals_table")
+        said = ("'projection_checkpoints'", "'totals_table'", repr(value), "UPDATE projection_")
+        assert [] == [part for part in said if part not in str(info.value)]
+        with pytest.raises(StoreFormatError, match="'totals_table'"):
+            ProjectionRunner(s, TotalsTable(), checkpoints=checkpoints)
+        with checkpoints.transaction("totals_table") as checkpoint, pytest.raises(StoreFormatError):
+            checkpoint.load()

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Final, Protocol, final, runtime_checkable
 
 from .._closeable import Closeable
-from .._sqlite import Database, Layout, SQLiteStore, check_table
+from .._sqlite import Database, Layout, SQLiteStore, check_table, stored_position
 from ..errors import InvalidArgumentError, ProjectionError
 
 __all__ = [
@@ -66,8 +66,10 @@ class CheckpointTransaction(Protocol):
     def savepoint(self) -> AbstractContextManager[None]:
         """Run the block in a nested transaction: if it raises, only its writes are undone.
 
-        Raise :class:`~busway.errors.ProjectionError` if the block ended the transaction
-        itself (a commit or a rollback on the connection), which would break exactly-once.
+        Raise :class:`~busway.errors.ProjectionError` if the transaction can no longer be
+        trusted (the block committed, rolled back or closed the connection, or tried to):
+        the runner then saves nothing more and leaves the transaction with that error, so
+        that the store undoes the whole batch. What the block itself raised passes through.
         """
         ...
 
@@ -169,7 +171,9 @@ class SQLiteCheckpointStore(SQLiteStore):
     :class:`~busway.projections.SQLiteProjection` this store's connection, and commits the
     projection's writes and its checkpoint together, so each event is applied exactly once,
     even across crashes. Given a path it opens (and on :meth:`close` closes) its own
-    connection; given a connection, it uses it and leaves it open.
+    connection; given a connection, it uses it and leaves it open. While a batch's handlers
+    run, it sets an SQLite authorizer on the connection (replacing any set before, and
+    removed after), so that no handler can commit or roll back the batch.
     """
 
     _holds = "checkpoints"
@@ -216,42 +220,154 @@ class SQLiteCheckpointStore(SQLiteStore):
 
         ``BEGIN IMMEDIATE`` takes the database's write lock first, so the position read
         inside stays true until the commit, for every thread and process. On a given
-        connection already in a transaction, the block is a savepoint of that one.
+        connection already in a transaction, the block is a savepoint of that one. From
+        the first savepoint on, SQLite refuses what would end the transaction early (see
+        :meth:`CheckpointTransaction.savepoint`).
         """
         with self._lock:
             self._check_open()
-            with self._db.transaction():
-                yield self._transaction(name)
+            transaction = self._transaction(name)
+            try:
+                with self._db.transaction():
+                    try:
+                        yield transaction
+                    finally:
+                        transaction.finish()
+            finally:
+                if transaction.closed:  # by a handler: nothing can use this store any more
+                    self.close()
 
     def _transaction(self, name: str) -> _SQLiteTransaction:
-        return _SQLiteTransaction(self._db, name, self._sql_load, self._sql_save)
+        return _SQLiteTransaction(self, name)
 
 
 @final
 class _SQLiteTransaction:
-    """A checkpoint of an :class:`SQLiteCheckpointStore`, on the store's connection."""
+    """A checkpoint of an :class:`SQLiteCheckpointStore`, on the store's connection.
 
-    def __init__(self, db: Database, name: str, sql_load: str, sql_save: str) -> None:
-        self._db = db
+    From its first savepoint to its end, an authorizer on the connection makes SQLite refuse
+    what would end the transaction before the checkpoint is saved: ``BEGIN``, ``COMMIT``
+    and ``ROLLBACK`` (so ``conn.commit()``, ``conn.rollback()`` and ``executescript()``),
+    and, while a handler runs, a release or rollback of a savepoint it did not open. SQLite
+    still rolls the transaction back by itself on some errors, and a handler may close the
+    connection, which rolls it back too: :meth:`savepoint` looks after each block.
+    """
+
+    closed = False
+    """Whether a handler closed the connection."""
+
+    def __init__(self, store: SQLiteCheckpointStore, name: str) -> None:
+        self._db = store._db
+        self._table = store.table
         self._name = name
-        self._sql_load = sql_load
-        self._sql_save = sql_save
-        self.connection: sqlite3.Connection = db.conn
+        self._sql_load = store._sql_load
+        self._sql_save = store._sql_save
+        self.connection: sqlite3.Connection = store._db.conn
+        self._guarded = False
+        self._handling = False
+        self._opened: set[str] = set()  # savepoints the handlers opened, which they may end
+        self._refused: str | None = None
 
     def load(self) -> int:
         row = self.connection.execute(self._sql_load, (self._name,)).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        return stored_position(
+            self._db,
+            row[0],
+            table=self._table,
+            name=self._name,
+            advice="delete the row and rebuild the projection",
+        )
 
     def save(self, position: int) -> None:
         self.connection.execute(self._sql_save, (self._name, _check_position(position)))
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self._db.transaction() as conn:
-            yield
-            if not conn.in_transaction:
-                raise ProjectionError(
-                    self._name,
-                    "has a handler that ended the runner's transaction; handlers write "
-                    "through the connection they get and never commit or roll back",
+        # Refusing beats repairing: once a handler has committed part of an event, no
+        # checkpoint describes the read model (the event is neither applied nor not), so
+        # the commit must not happen at all. The authorizer is set once per transaction,
+        # not per event, because setting one makes SQLite prepare every statement again;
+        # it refuses BEGIN, COMMIT and ROLLBACK throughout, as none of them is the runner's
+        # until the transaction ends, so that no statement prepared in between slips by.
+        if not self._guarded:
+            self.connection.set_authorizer(self._authorize)
+            self._guarded = True
+        raised: BaseException | None = None
+        try:
+            with self._db.transaction():
+                self._handling = True
+                try:
+                    yield
+                except BaseException as exc:
+                    raised = exc
+                    raise
+                finally:
+                    self._handling = False
+        except BaseException as exc:
+            problem = self._problem()
+            if problem is None and exc is not raised:  # the savepoint's own statement failed
+                problem = (
+                    f"lost the runner's savepoint of the event ({type(exc).__name__}: {exc}); "
+                    "a handler may RELEASE or ROLLBACK TO only the savepoints it opens"
                 )
+            if problem is None:
+                raise
+            raise ProjectionError(self._name, problem) from exc
+        problem = self._problem()
+        if problem is not None:
+            raise ProjectionError(self._name, problem)
+
+    def finish(self) -> None:
+        """Let the connection take every statement again, as the transaction ends."""
+        if self._guarded and not self.closed:
+            self.connection.set_authorizer(None)
+
+    def _authorize(
+        self,
+        action: int,
+        arg1: str | None,
+        arg2: str | None,
+        database: str | None,
+        trigger: str | None,
+    ) -> int:
+        if action == sqlite3.SQLITE_SAVEPOINT and self._handling:
+            name = (arg2 or "").casefold()  # SQLite's savepoint names ignore case
+            if arg1 == "BEGIN":
+                self._opened.add(name)
+            if arg1 == "BEGIN" or name in self._opened:
+                return sqlite3.SQLITE_OK
+            refused = f"{arg1} savepoint {arg2!r}, which it did not open"
+        elif action == sqlite3.SQLITE_TRANSACTION:
+            refused = f"{arg1} the runner's transaction"
+        else:
+            return sqlite3.SQLITE_OK
+        self._refused = self._refused or refused  # the first says what went wrong
+        return sqlite3.SQLITE_DENY
+
+    def _problem(self) -> str | None:
+        """Say how a handler broke the transaction, or return None if it is whole."""
+        if self._refused is not None:
+            return (
+                f"has a handler that tried to {self._refused}, which SQLite refused: fix the "
+                "handler; it writes through the connection it gets and never commits, rolls "
+                "back or closes it (nor calls executescript(), which commits first), so that "
+                "the runner commits its writes with the checkpoint"
+            )
+        try:
+            if self.connection.in_transaction:
+                return None
+        except sqlite3.ProgrammingError:
+            self.closed = True
+            return (
+                "has a handler that closed the runner's connection, which rolled back its "
+                "transaction, and the checkpoint store is closed with it: fix the handler, "
+                "then open a new SQLiteCheckpointStore and a new runner to go on"
+            )
+        return (
+            "lost the runner's transaction in a handler: SQLite rolled it back, as it does "
+            "on some errors (an interrupt, a full disk). If the handler carried on past that "
+            "error, the writes it made after it were committed on their own, without the "
+            "checkpoint: let handlers raise what SQLite raises, or rebuild the projection"
+        )

@@ -82,7 +82,8 @@ class SQLiteProjection(ProjectionBase):
     """A read model in SQLite, written in the same transaction as the runner's checkpoint.
 
     Handlers take ``(self, event, recorded, conn)`` and write through *conn*, inside the
-    runner's transaction: they must not commit or roll back. :meth:`setup` creates the
+    runner's transaction: they must not commit, roll back or close it (SQLite refuses the
+    first two while they run, and the runner stops on any). :meth:`setup` creates the
     tables; :meth:`reset` empties them for a rebuild. Run it with an
     :class:`~busway.projections.SQLiteCheckpointStore` on the read model's database.
     """

@@ -34,13 +34,34 @@ __all__ = ["ProjectionRunner"]
 _log = logging.getLogger("busway.projections")
 
 
+def _handling(recorded: RecordedEvent) -> str:
+    return (
+        f"stopped at position {recorded.position}: handling {recorded.type} (version "
+        f"{recorded.version} of stream {recorded.stream_id!r}, event id {recorded.event_id})"
+    )
+
+
 def _failed(name: str, recorded: RecordedEvent, exc: BaseException) -> ProjectionError:
     return ProjectionError(
         name,
-        f"stopped at position {recorded.position}: handling {recorded.type} (version "
-        f"{recorded.version} of stream {recorded.stream_id!r}, event id {recorded.event_id}) "
-        f"raised {type(exc).__name__}: {exc}. Nothing of this event was kept and the "
-        f"checkpoint is before it; fix the cause and run the projection again to resume here",
+        f"{_handling(recorded)} raised {type(exc).__name__}: {exc}. Nothing of this event was "
+        "kept and the checkpoint is before it; fix the cause and run the projection again to "
+        "resume here",
+        position=recorded.position,
+        recorded=recorded,
+    )
+
+
+def _broken(name: str, recorded: RecordedEvent, stored: int, exc: Exception) -> ProjectionError:
+    problem = (
+        exc.problem
+        if isinstance(exc, ProjectionError)
+        else f"has a checkpoint store whose savepoint failed ({type(exc).__name__}: {exc})"
+    )
+    return ProjectionError(
+        name,
+        f"{_handling(recorded)}, it {problem}. Nothing of this batch was kept: the checkpoint "
+        f"stays at {stored}, and the next run starts again at position {stored + 1}",
         position=recorded.position,
         recorded=recorded,
     )
@@ -167,24 +188,51 @@ class ProjectionRunner:
             # If another runner (perhaps in another process) moved the checkpoint, follow
             # it, and read again from there rather than apply what it has applied.
             if stored == self._position:
+                kept = True
                 try:
                     for recorded in batch:
                         try:
-                            with checkpoint.savepoint():
-                                handle(self.projection, recorded, checkpoint.connection)
+                            error = self._handle(checkpoint, recorded)
                         except Exception as exc:
-                            failure = _failed(self.name, recorded, exc)
-                            failure.__cause__ = exc
+                            # The store's own error: its transaction can no longer be trusted
+                            # (a handler ended it, say), so nothing is saved, and leaving the
+                            # block with the error has the store undo what is left of it.
+                            kept = False
+                            raise _broken(self.name, recorded, stored, exc) from exc
+                        if error is not None:
+                            failure = _failed(self.name, recorded, error)
+                            failure.__cause__ = error
                             break
                         last = recorded.position
                 finally:
                     # Also when the process is told to stop: a store that cannot undo the
                     # read model's changes must not apply them again.
-                    if last != stored:
+                    if kept and last != stored:
                         checkpoint.save(last)
         self._advance(last)
         if failure is not None:
             raise failure
+
+    def _handle(
+        self, checkpoint: CheckpointTransaction, recorded: RecordedEvent
+    ) -> Exception | None:
+        """Run the event's handlers in a savepoint; return the exception one of them raised.
+
+        What the savepoint raises of its own passes through.
+        """
+        raised: BaseException | None = None
+        try:
+            with checkpoint.savepoint():
+                try:
+                    handle(self.projection, recorded, checkpoint.connection)
+                except BaseException as exc:
+                    raised = exc
+                    raise
+        except Exception as exc:
+            if exc is not raised:
+                raise
+            return exc
+        return None
 
     def _advance(self, position: int) -> None:
         with self._changed:

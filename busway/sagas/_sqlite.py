@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, final
 
-from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
+from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table, stored_position
 from ..errors import SagaConcurrencyError, StoreClosedError
 from ._store import Deadline, SagaRecord, StoredMessage, Write
 
@@ -194,12 +194,21 @@ class SQLiteSagaStore(SQLiteStore):
 
     def checkpoint(self, name: str) -> int:
         """Return the position last committed under *name*; 0 if none was."""
+        table = f"{self.table}_checkpoints"
         with self._lock:
             self._check_open()
             row = self._conn.execute(
-                f"SELECT position FROM {self.table}_checkpoints WHERE name = ?", (name,)
+                f"SELECT position FROM {table} WHERE name = ?", (name,)
             ).fetchone()
-        return 0 if row is None else int(row[0])
+        if row is None:
+            return 0
+        return stored_position(
+            self._db,
+            row[0],
+            table=table,
+            name=name,
+            advice="restore the table from a backup",
+        )
 
     # -- writing -------------------------------------------------------------------------
 

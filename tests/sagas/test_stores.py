@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -115,3 +116,23 @@ def test_the_memory_store_says_what_it_holds() -> None:
     store = InMemorySagaStore()
     store.commit([Write(record(), 0)])
     assert "<InMemorySagaStore 1 sagas>" == repr(store)
+
+
+@pytest.mark.parametrize("value", ["abc", -1, 2.5, None])
+def test_sqlite_refuses_a_damaged_checkpoint_by_name(tmp_path: Path, value: object) -> None:
+    """A subscription position no busway store writes is a StoreFormatError saying which."""
+    path = tmp_path / "sagas.db"
+    SQLiteSagaStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TABLE sagas_checkpoints")
+        conn.execute("CREATE TABLE sagas_checkpoints (name TEXT PRIMARY KEY, position)")
+        conn.execute("INSERT INTO sagas_checkpoints VALUES ('bookings', ?)", (value,))
+        conn.commit()
+    with SQLiteSagaStore(path) as store:
+        with pytest.raises(StoreFormatError) as info:
+            store.checkpoint("bookings")
+        missing = [
+            p for p in ("sagas_checkpoints", "'bookings'", repr(value)) if p not in str(info.value)
+        ]
+        assert [] == missing
+        assert 0 == store.checkpoint("other")
