@@ -225,13 +225,13 @@ class EventTypes:
             data = self.serializer.to_dict(event)
         except Exception as exc:
             raise SerializationError(
-                f"{reg.name} cannot be serialized: {exc}; give its fields types the "
+                f"{reg.name} cannot be serialized: {_problem(exc)}; give its fields types the "
                 "serializer knows, or register a hook for them on the serializer",
                 type_name=reg.name,
             ) from exc
         try:
             text = _compact_json(data)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)  # raises
         if not text.isascii():
             text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)
@@ -244,8 +244,8 @@ class EventTypes:
             raise UnknownEventTypeError(name, self._by_name, position=position)
         try:
             data = parse_json(payload)
-        except (ValueError, TypeError) as exc:
-            raise _corrupt(name, position, f"its payload is not JSON ({exc})") from exc
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise _corrupt(name, position, f"its payload is not JSON ({_problem(exc)})") from exc
         if not isinstance(data, dict):
             raise _corrupt(name, position, "its payload is not a JSON object")
         if version != reg.version:
@@ -392,12 +392,16 @@ def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
     """Return *data* as compact JSON, or raise SerializationError naming the bad field."""
     try:
         text = _ENCODER.encode(data)
-    except (TypeError, ValueError) as exc:
-        field = _find_bad_field(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        try:
+            field = None if isinstance(exc, RecursionError) else _find_bad_field(data, "", set())
+        except RecursionError:
+            field = None
         where = f" at field {field!r}" if field else ""
         raise SerializationError(
-            f"{what} is not JSON-compatible{where}: {exc}; use types the serializer "
-            "turns into JSON (str, int, float, bool, None, lists, dicts with str keys)",
+            f"{what} is not JSON-compatible{where}: {_problem(exc)}; use types the serializer "
+            "turns into JSON (str, int, float, bool, None, lists, dicts with str keys), "
+            "nested as a tree",
             type_name=type_name,
             field=field,
         ) from exc
@@ -413,8 +417,11 @@ def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def _find_bad_field(data: object, path: str = "") -> str | None:
-    """Return the dotted path of the first value json.dumps refuses, if any."""
+def _find_bad_field(data: object, path: str, above: set[int]) -> str | None:
+    """Return the dotted path of the first value json.dumps refuses, if any.
+
+    *above* holds the containers on the way down, so a container inside itself is found.
+    """
     children: Iterable[tuple[str, object]]
     if isinstance(data, dict):
         bad_key = next((k for k in data if not isinstance(k, _JSON_SCALARS)), None)
@@ -427,8 +434,12 @@ def _find_bad_field(data: object, path: str = "") -> str | None:
         return None if math.isfinite(data) else (path or None)
     else:
         return None if isinstance(data, _JSON_SCALARS) else (path or None)
+    if id(data) in above:
+        return path or None
+    above.add(id(data))
     for sub, value in children:
-        found = _find_bad_field(value, sub)
+        found = _find_bad_field(value, sub, above)
         if found is not None:
             return found
+    above.discard(id(data))
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -198,9 +199,17 @@ def test_corrupt_row_names_its_position(store: SQLiteEventStore, path: Path) -> 
         ("metadata", "[]"),
         ("metadata", "nope"),
         ("event_id", "not-a-uuid"),
+        ("event_id", "0123456789abcdef"),  # 16 characters, but text
+        ("event_id", b"short"),
         ("recorded_at", "yesterday"),
+        ("recorded_at", 1700000000),
         ("schema_version", "'one'"),
         ("schema_version", 7),
+        ("stream_id", b"o-1"),
+        ("version", "two"),
+        ("data", "[" * 100_000 + "]" * 100_000),
+        ("data", '{"order_id": ' + "[" * 100_000 + "]" * 100_000 + ', "total": "1.5"}'),
+        ("metadata", '{"m": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     ],
 )
 def test_corrupt_columns(store: SQLiteEventStore, path: Path, column: str, value: object) -> None:
@@ -210,6 +219,24 @@ def test_corrupt_columns(store: SQLiteEventStore, path: Path, column: str, value
     with pytest.raises(SerializationError) as info:
         list(store.read_all())
     assert 1 == info.value.position
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ("2024-05-06 07:08:09", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)),  # SQLite's own clock
+        ("2024-05-06T09:08:09+02:00", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)),
+    ],
+)
+def test_recording_times_are_read_in_utc(
+    store: SQLiteEventStore, path: Path, stored: str, read: datetime
+) -> None:
+    """A recording time stored without an offset is UTC, as SQLite writes it; others convert."""
+    store.append("o-1", [OrderCancelled("o-1")])
+    _query(path, "UPDATE events SET recorded_at = ?", (stored,))
+    (recorded,) = store.read_stream("o-1")
+    assert read == recorded.recorded_at
+    assert UTC is recorded.recorded_at.tzinfo
 
 
 def test_unknown_type_in_the_file(store: SQLiteEventStore, path: Path) -> None:
