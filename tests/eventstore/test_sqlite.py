@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import json
 import sqlite3
-from collections.abc import Iterator
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import attrs
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from busway.eventstore import (
     SCHEMA_VERSION,
+    EventTypes,
     InvalidArgumentError,
+    RecordedEvent,
     SerializationError,
     SQLiteEventStore,
     StoreClosedError,
@@ -21,6 +32,7 @@ from busway.eventstore import (
     UnknownEventTypeError,
 )
 
+from ..strategies import JSON_KINDS, json_kind, json_values_except
 from .events import OrderCancelled, OrderPlaced, types
 
 
@@ -319,3 +331,163 @@ def test_types_must_be_an_event_types(path: Path) -> None:
         SQLiteEventStore(path, types=[OrderCancelled])  # type: ignore[arg-type]
     assert "types" == info.value.argument
     assert not path.exists()
+
+
+# -- damaged rows ------------------------------------------------------------------------------
+
+
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@attrs.frozen
+class Point:
+    x: int
+    y: int
+
+
+@attrs.frozen
+class Label:
+    x: int
+    y: int
+
+
+@attrs.frozen
+class Ledger:
+    """Fields of every JSON kind and none with a default, so no damage can go unnoticed."""
+
+    text: str
+    count: int
+    ratio: float
+    flag: bool
+    amount: Decimal
+    when: datetime
+    uid: uuid.UUID
+    colour: Colour
+    tags: tuple[str, ...]
+    lookup: dict[str, int]
+    point: Point
+    points: list[Point]
+    shape: Point | Label
+
+
+_points = st.builds(Point, st.integers(), st.integers())
+_ledgers = st.builds(
+    Ledger,
+    text=st.text(max_size=8),
+    count=st.integers(),
+    ratio=st.floats(allow_nan=False, allow_infinity=False),
+    flag=st.booleans(),
+    amount=st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    when=st.datetimes(timezones=st.just(UTC)),
+    uid=st.uuids(),
+    colour=st.sampled_from(Colour),
+    tags=st.lists(st.text(max_size=3), max_size=3).map(tuple),
+    lookup=st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+    point=_points,
+    points=st.lists(_points, max_size=2),
+    shape=_points | st.builds(Label, st.integers(), st.integers()),
+)
+_utf8_text = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+def _nodes(value: object) -> list[tuple[dict[str, Any] | list[Any], Any]]:
+    """Return (container, key) of every value below *value* in a JSON tree."""
+    found: list[tuple[dict[str, Any] | list[Any], Any]] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found.append((value, key))
+            found.extend(_nodes(child))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found.append((value, index))
+            found.extend(_nodes(child))
+    return found
+
+
+def _objects(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the JSON objects of a Ledger payload that hold the fields of a class."""
+    return [payload, payload["point"], payload["shape"], *payload["points"]]
+
+
+_DAMAGES = ("retype", "drop key", "add key", "truncate", "type", "version", "id", "metadata")
+
+
+@st.composite
+def _damage(draw: st.DrawFn, row: tuple[Any, ...]) -> tuple[str, object]:
+    """Draw a damaged value for one column of a stored Ledger row: (column, new value)."""
+    _, data, metadata, recorded_at = row
+    payload = json.loads(data)
+    column, value = "data", None
+    how = draw(st.sampled_from((*_DAMAGES, "naive time")))
+    if how == "retype":  # a value changed to one of another JSON type
+        container, key = draw(st.sampled_from(_nodes(payload)))
+        kind = json_kind(container[key])
+        same = ("integer", "float") if kind == "float" else (kind,)  # JSON: 2 == 2.0
+        container[key] = draw(json_values_except(*same))
+    elif how == "drop key":
+        obj = draw(st.sampled_from(_objects(payload)))
+        del obj[draw(st.sampled_from(sorted(obj)))]
+    elif how == "add key":
+        obj = draw(st.sampled_from(_objects(payload)))
+        obj[draw(st.text(max_size=5).filter(lambda k: k not in obj))] = draw(JSON_KINDS["string"])
+    elif how == "truncate":
+        value = data[: draw(st.integers(0, len(data) - 1))]
+    elif how == "type":
+        column, value = "type", draw(st.sampled_from(["OrderCancelled", "Point"]) | _utf8_text)
+    elif how == "version":
+        column, value = "schema_version", draw(st.integers(-(2**63), 2**63 - 1) | _utf8_text)
+    elif how == "id":  # 16 other bytes would be another id, not damage
+        column, value = "event_id", draw(st.binary().filter(lambda b: len(b) != 16) | _utf8_text)
+    elif how == "metadata":
+        column, value = "metadata", metadata[: draw(st.integers(0, len(metadata) - 1))]
+    else:
+        column, value = "recorded_at", recorded_at.removesuffix("+00:00")
+    return column, json.dumps(payload) if value is None else value
+
+
+def _outcome(read: Callable[[], Iterable[RecordedEvent]]) -> list[RecordedEvent] | Exception:
+    try:
+        return list(read())
+    except SerializationError as error:
+        return error
+
+
+@given(
+    events=st.lists(_ledgers, min_size=1, max_size=4),
+    metadata=st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3)),
+    data=st.data(),
+)
+def test_damaged_rows_never_read_as_another_event(
+    events: list[Ledger], metadata: dict[str, Any], data: st.DataObject
+) -> None:
+    """A damaged row reads as the event it held or raises SerializationError, nothing else."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.db"
+        ledger_types = EventTypes(Ledger, OrderCancelled)
+        with SQLiteEventStore(path, types=ledger_types, synchronous="off") as store:
+            for n, event in enumerate(events):
+                store.append(f"l-{n % 2}", [event], metadata=metadata)
+            stored = list(store.read_all())
+            victim = data.draw(st.sampled_from(stored))
+            (row,) = _query(
+                path,
+                "SELECT type, data, metadata, recorded_at FROM events WHERE position = ?",
+                (victim.position,),
+            )
+            column, value = data.draw(_damage(row))
+            _query(
+                path, f"UPDATE events SET {column} = ? WHERE position = ?", (value, victim.position)
+            )
+            for recorded in stored:
+                outcome = _outcome(
+                    partial(store.read_all, from_position=recorded.position, limit=1)
+                )
+                if isinstance(outcome, SerializationError):
+                    assert (victim, victim.position) == (recorded, outcome.position)
+                else:
+                    assert [recorded] == outcome
+            stream = _outcome(lambda: store.read_stream(victim.stream_id))
+            if not isinstance(stream, SerializationError):
+                assert [r for r in stored if r.stream_id == victim.stream_id] == stream
