@@ -54,8 +54,8 @@ class CattrsSerializer:
     classes and dataclasses, ``Optional`` and unions (a member of a union of classes is
     tagged under ``"_type"`` with the name it is registered under in the EventTypes, else
     its class name). Decoding is strict: a value of another JSON type than its field
-    declares is refused, never converted. Pass your own converter to add hooks; build it
-    with ``make_default_converter(tags=serializer.tags)`` to keep the registered tags.
+    declares is refused, never converted. Add hooks to :attr:`converter`, or pass a
+    converter of your own, which is used as it is.
     """
 
     def __init__(self, converter: cattrs.Converter | None = None) -> None:
