@@ -32,9 +32,9 @@ from cattrs.cols import (
 from cattrs.gen import make_hetero_tuple_structure_fn
 from cattrs.preconf.json import make_converter
 
-__all__ = ["TAG", "StoredValueError", "make_default_converter"]
+__all__ = ["StoredValueError", "make_default_converter"]
 
-TAG = "_type"
+_TAG = "_type"
 """The key under which a member of a union of classes is tagged with its name."""
 
 Hook: TypeAlias = Callable[[Any, Any], Any]
@@ -239,17 +239,11 @@ def _origin(tp: Any) -> Any:
 
 
 def _is_array(tp: Any) -> bool:
-    try:
-        return _origin(tp) in _ARRAY_ORIGINS
-    except TypeError:  # an unhashable annotation is nothing of ours
-        return False
+    return _origin(tp) in _ARRAY_ORIGINS
 
 
 def _is_object(tp: Any) -> bool:
-    try:
-        return _origin(tp) in _OBJECT_ORIGINS
-    except TypeError:
-        return False
+    return _origin(tp) in _OBJECT_ORIGINS
 
 
 def _is_record(tp: Any) -> bool:
@@ -414,7 +408,7 @@ def _tagged_unions(
                 raise StoredValueError(
                     f"{type(value).__qualname__} is not a member of {_type_name(tp)}"
                 )
-            return {TAG: tag, **converter.unstructure(value, unstructure_as=type(value))}
+            return {_TAG: tag, **converter.unstructure(value, unstructure_as=type(value))}
 
         return unstructure
 
@@ -430,13 +424,14 @@ def _tagged_unions(
                 raise StoredValueError.wrong_type(
                     value, tp, _OBJECT | ({_NoneType} if optional else set())
                 )
-            member = by_tag.get(value.get(TAG))  # type: ignore[arg-type]
+            tag = value.get(_TAG)
+            member = by_tag.get(tag) if tag.__class__ is str else None
             if member is None:
                 raise StoredValueError(
-                    f"expected an object tagged {TAG!r} with one of {sorted(by_tag)} "
+                    f"expected an object tagged {_TAG!r} with one of {sorted(by_tag)} "
                     f"for {_type_name(tp)}"
                 )
-            rest = {k: v for k, v in value.items() if k != TAG}
+            rest = {k: v for k, v in value.items() if k != _TAG}
             return converter.structure(rest, member)
 
         return structure

@@ -26,7 +26,7 @@ from busway.eventstore import (
 )
 
 from ..strategies import json_values_except
-from .events import OrderCancelled, OrderPlaced
+from .events import Colour, Label, OrderCancelled, OrderPlaced, Point
 
 T = TypeVar("T")
 
@@ -316,22 +316,6 @@ class Level(enum.IntEnum):
     HIGH = 2
 
 
-class Colour(enum.Enum):
-    RED = "red"
-
-
-@attrs.frozen
-class Point:
-    x: int
-    y: int
-
-
-@attrs.frozen
-class Label:
-    x: int
-    y: int
-
-
 @attrs.frozen
 class Typed:
     """One field of each kind the default serializer decodes."""
@@ -355,6 +339,9 @@ class Typed:
     by_number: dict[int, str]
     maybe: int | None
     either: int | str
+    choice: Literal["a"] | int | None
+    mixed: int | Point | list[str]
+    dated: dt.date | Decimal
     point: Point
     shape: Point | Label
 
@@ -379,6 +366,9 @@ TYPED_PAYLOAD: dict[str, Any] = {
     "by_number": {"7": "seven"},
     "maybe": None,
     "either": "e",
+    "choice": None,
+    "mixed": {"x": 5, "y": 6},
+    "dated": "2.5",
     "point": {"x": 1, "y": 2},
     "shape": {"_type": "Label", "x": 3, "y": 4},
 }
@@ -404,6 +394,9 @@ TYPED_KINDS: dict[str, tuple[str, ...]] = {
     "by_number": ("object",),
     "maybe": ("null", "integer"),
     "either": ("integer", "string"),
+    "choice": ("integer", "string", "null"),
+    "mixed": ("integer", "object", "array"),
+    "dated": ("string",),
     "point": ("object",),
     "shape": ("object",),
 }
@@ -420,7 +413,7 @@ def test_a_typed_payload_decodes() -> None:
         "t", 3, 0.5, False, Decimal("1.50"), dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
         dt.date(2024, 1, 2), uuid.UUID("12345678-1234-5678-1234-567812345678"), Level.HIGH,
         Colour.RED, "fast", ("a", "b"), (1, "one"), ["n"], frozenset({1, 2}), {"k": 1},
-        {7: "seven"}, None, "e", Point(1, 2), Label(3, 4),
+        {7: "seven"}, None, "e", None, Point(5, 6), Decimal("2.5"), Point(1, 2), Label(3, 4),
     ) == typed  # fmt: skip
     assert TYPED_PAYLOAD == json.loads(EventTypes(Typed).encode(typed)[2])
 
@@ -445,6 +438,9 @@ def test_a_typed_payload_decodes() -> None:
         ("lookup", [["k", 1]], "an array"),
         ("maybe", True, "a boolean"),
         ("either", False, "a boolean"),
+        ("choice", 1.5, "a float"),
+        ("mixed", "x", "a string"),
+        ("dated", 5, "an integer"),
         ("point", "1,2", "a string"),
         ("shape", [3, 4], "an array"),
     ],
@@ -471,6 +467,8 @@ def test_values_of_another_json_type_are_refused(field: str, value: object, foun
         ("by_number", {"01": "x"}, "by_number['01']"),  # not a key the encoder writes
         ("shape", {"_type": "Point", "x": 1, "y": True}, "shape.y"),
         ("flags", [1, 1.5], "flags[1]"),
+        ("mixed", ["a", 1], "mixed[1]"),
+        ("mixed", {"x": 1}, "mixed.y"),
     ],
 )
 def test_nested_values_are_checked_too(field: str, value: object, path: str) -> None:
@@ -483,7 +481,16 @@ def test_nested_values_are_checked_too(field: str, value: object, path: str) -> 
 
 def test_values_that_do_not_parse_are_refused() -> None:
     """Strings that are no Decimal, UUID, date or enum value are refused, naming the field."""
-    for field, value in [("amount", "lots"), ("uid", "x"), ("day", "May"), ("colour", "blue")]:
+    for field, value in [
+        ("amount", "lots"),
+        ("uid", "x"),
+        ("day", "May"),
+        ("colour", "green"),
+        ("dated", "soon"),  # neither a date nor a Decimal
+        ("ratio", 2**2000),  # no float is that large
+        ("shape", {"_type": "Circle", "x": 1, "y": 2}),
+        ("shape", {"_type": ["Point"], "x": 1, "y": 2}),
+    ]:
         with pytest.raises(SerializationError) as info:
             _decode_typed({**TYPED_PAYLOAD, field: value})
         assert field == info.value.field
@@ -557,6 +564,26 @@ def test_object_keys_of_other_types_round_trip(maps: Maps) -> None:
     """Mappings keyed by numbers or booleans keep their keys, though JSON keys are text."""
     types = EventTypes(Maps)
     assert maps == types.decode(*types.encode(maps), position=1)
+
+
+@pytest.mark.parametrize(
+    "data", [{"by_flag": {"yes": 1}}, {"by_float": {"1e400": 1}}, {"by_int": {"1.0": "a"}}]
+)
+def test_object_keys_that_the_encoder_does_not_write(data: dict[str, Any]) -> None:
+    """Keys that are not the JSON text of their declared type are refused, naming the key."""
+    payload = {"by_int": {}, "by_float": {}, "by_flag": {}, **data}
+    with pytest.raises(SerializationError) as info:
+        EventTypes(Maps).decode("Maps", 1, json.dumps(payload), position=1)
+    ((field, keys),) = data.items()
+    assert f"{field}[{next(iter(keys))!r}]" == info.value.field
+
+
+def test_a_union_member_must_be_a_member() -> None:
+    """A value of a class outside the union is refused on append, not stored untagged."""
+    types = EventTypes(Drawn)
+    with pytest.raises(SerializationError) as info:
+        types.encode(Drawn(Location(1, 2)))  # type: ignore[arg-type]
+    assert "not a member" in str(info.value)
 
 
 # -- tags of union members ------------------------------------------------------------------

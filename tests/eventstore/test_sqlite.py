@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import sqlite3
@@ -33,7 +32,7 @@ from busway.eventstore import (
 )
 
 from ..strategies import JSON_KINDS, json_kind, json_values_except
-from .events import OrderCancelled, OrderPlaced, types
+from .events import Colour, Label, OrderCancelled, OrderPlaced, Point, types
 
 
 @pytest.fixture
@@ -334,23 +333,6 @@ def test_types_must_be_an_event_types(path: Path) -> None:
 
 
 # -- damaged rows ------------------------------------------------------------------------------
-
-
-class Colour(enum.Enum):
-    RED = "red"
-    BLUE = "blue"
-
-
-@attrs.frozen
-class Point:
-    x: int
-    y: int
-
-
-@attrs.frozen
-class Label:
-    x: int
-    y: int
 
 
 @attrs.frozen
