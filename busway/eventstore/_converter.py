@@ -152,10 +152,6 @@ def _from_text(parse: Callable[[str], Any], what: str) -> Hook:
     return structure
 
 
-def _decimal(text: str) -> decimal.Decimal:
-    return decimal.Decimal(text)
-
-
 _SCALAR_KINDS: Mapping[type, frozenset[type]] = {
     str: _TEXT,
     bool: frozenset({bool}),
@@ -170,7 +166,7 @@ _SCALAR_KINDS: Mapping[type, frozenset[type]] = {
 
 _TEXT_HOOKS: Mapping[type, Hook] = {
     # A float would already have lost digits, so only text becomes a Decimal.
-    decimal.Decimal: _from_text(_decimal, "a decimal number as a string"),
+    decimal.Decimal: _from_text(decimal.Decimal, "a decimal number as a string"),
     uuid.UUID: _from_text(uuid.UUID, "a UUID as a string"),
     dt.datetime: _from_text(dt.datetime.fromisoformat, "an ISO 8601 date and time"),
     dt.date: _from_text(dt.date.fromisoformat, "an ISO 8601 date"),

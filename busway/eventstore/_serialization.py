@@ -244,8 +244,10 @@ class EventTypes:
             raise UnknownEventTypeError(name, self._by_name, position=position)
         try:
             data = parse_json(payload)
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise _corrupt(name, position, f"its payload is not JSON ({_problem(exc)})") from exc
+        except RecursionError as exc:
+            raise _corrupt(name, position, "its payload is nested too deeply to parse") from exc
+        except (ValueError, TypeError) as exc:
+            raise _corrupt(name, position, f"its payload is not JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise _corrupt(name, position, "its payload is not a JSON object")
         if version != reg.version:
@@ -255,9 +257,11 @@ class EventTypes:
         except Exception as exc:
             problems = _problems(exc)
             field = problems[0][1] if problems else None
-            listed = "; ".join(f"{p} at field {f!r}" if f else p for p, f in problems) or _problem(
-                exc
-            )
+            listed = "; ".join(
+                f"{p} at field {f!r}" if f else p for p, f in problems[:_LISTED]
+            ) or _problem(exc)
+            if len(problems) > _LISTED:
+                listed += f" (and {len(problems) - _LISTED} more)"
             raise SerializationError(
                 f"the event at position {position} ({name}) cannot be decoded: its payload does "
                 f"not fit {reg.cls.__qualname__}: {listed}. Stored values are never converted "
@@ -298,6 +302,9 @@ class EventTypes:
                     reg.name, position, f"the upcaster from version {v} did not return a dict"
                 )
         return data
+
+
+_LISTED = 5  # problems named in a message; the rest are counted
 
 
 def _problem(exc: BaseException) -> str:

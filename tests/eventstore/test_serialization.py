@@ -479,6 +479,15 @@ def test_nested_values_are_checked_too(field: str, value: object, path: str) -> 
     assert f"at field {path!r}" in str(info.value)
 
 
+def test_many_problems_are_counted() -> None:
+    """A payload with many wrong values names the first few and counts the others."""
+    with pytest.raises(SerializationError) as info:
+        _decode_typed({**TYPED_PAYLOAD, "names": list(range(20))})
+    assert "names[4]" in str(info.value)
+    assert "names[5]" not in str(info.value)
+    assert "(and 15 more)" in str(info.value)
+
+
 def test_values_that_do_not_parse_are_refused() -> None:
     """Strings that are no Decimal, UUID, date or enum value are refused, naming the field."""
     for field, value in [
