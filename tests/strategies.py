@@ -32,3 +32,26 @@ def layer_specs() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(st.just("fail"), st.integers(0, 9)),
         st.tuples(st.just("rescue"), st.integers(0, 9)),
     )
+
+
+JSON_KINDS: dict[str, st.SearchStrategy[Any]] = {
+    "null": st.none(),
+    "boolean": st.booleans(),
+    "integer": st.integers(),
+    "float": st.floats(allow_nan=False, allow_infinity=False),
+    "string": st.text(max_size=8),
+    "array": st.lists(st.integers() | st.text(max_size=3), max_size=3),
+    "object": st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=3),
+}
+"""A strategy for each kind of value JSON holds (a float is kept apart from an integer)."""
+
+
+def json_kind(value: object) -> str:
+    """Return the name of *value*'s kind in JSON_KINDS."""
+    names = {type(None): "null", bool: "boolean", int: "integer", float: "float", str: "string"}
+    return names.get(type(value)) or ("array" if isinstance(value, list | tuple) else "object")
+
+
+def json_values_except(*kinds: str) -> st.SearchStrategy[Any]:
+    """Draw a JSON value of any kind but *kinds*."""
+    return st.one_of([s for name, s in JSON_KINDS.items() if name not in kinds])

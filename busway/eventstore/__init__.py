@@ -19,15 +19,10 @@ from ..errors import (
     UnknownEventTypeError,
 )
 from ._async import AsyncEventStoreAdapter, AsyncInMemoryEventStore, AsyncSQLiteEventStore
+from ._converter import make_default_converter
 from ._memory import InMemoryEventStore
 from ._protocol import AsyncEventStore, EventStore
-from ._serialization import (
-    CattrsSerializer,
-    EventTypes,
-    Serializer,
-    Upcaster,
-    make_default_converter,
-)
+from ._serialization import CattrsSerializer, EventTypes, Serializer, Upcaster
 from ._sqlite import SCHEMA_VERSION, SQLiteEventStore, Synchronous
 from ._types import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar, final
 
 from ..errors import StoreClosedError
-from ._core import check_count, check_limit, check_stream_id, wanted_types
+from ._core import check_count, check_limit, check_position, check_stream_id, wanted_types
 from ._memory import InMemoryEventStore
 from ._protocol import EventStore
 from ._serialization import EventTypes
@@ -92,7 +92,7 @@ class _AsyncStore:
         types: Iterable[type | str] | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         """Iterate over every stream's events in position order, fetching a page per await."""
-        start = check_count("from_position", from_position, 1)
+        start = check_position(from_position)
         count = check_limit(limit)
         return self._iter_all(start, count, wanted_types(types))
 

@@ -83,6 +83,11 @@ def check_count(name: str, value: object, minimum: int) -> int:
     return value
 
 
+def check_position(position: object) -> int:
+    """Return the first position ``read_all(from_position=...)`` reads; 0 means 1, the start."""
+    return max(1, check_count("from_position", position, 0))
+
+
 def check_limit(limit: object) -> int | None:
     """Return *limit* if it is None or an int of 0 or more."""
     return None if limit is None else check_count("limit", limit, 0)
@@ -203,6 +208,11 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _in_utc(moment: datetime) -> datetime:
+    # SQLite's own clock (CURRENT_TIMESTAMP, datetime('now')) writes UTC without an offset.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def decode(types: EventTypes, row: Row) -> RecordedEvent:
     """Return the RecordedEvent of a stored *row*, or raise SerializationError."""
     position, stream_id, version, event_id, type_name, schema_version, data, metadata, at = row
@@ -212,9 +222,15 @@ def decode(types: EventTypes, row: Row) -> RecordedEvent:
             raise TypeError("the metadata is not a JSON object")
         if type(schema_version) is not int or not isinstance(type_name, str):
             raise TypeError("the type name or schema version has the wrong type")
+        if type(stream_id) is not str or type(version) is not int:
+            raise TypeError("the stream id or version has the wrong type")
+        if type(event_id) is not bytes:
+            raise TypeError("the event id is not 16 bytes")
         eid = uuid.UUID(bytes=event_id)
         recorded_at = datetime.fromisoformat(at)
-    except (TypeError, ValueError, AttributeError) as exc:
+        if recorded_at.tzinfo is not UTC:
+            recorded_at = _in_utc(recorded_at)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"the event at position {position} ({type_name}) cannot be decoded: its stored "
             f"record is corrupt ({exc}); restore it from a backup",

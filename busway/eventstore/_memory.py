@@ -11,6 +11,7 @@ from ._core import (
     Row,
     check_count,
     check_limit,
+    check_position,
     check_stream_id,
     check_types,
     concurrency_error,
@@ -118,7 +119,7 @@ class InMemoryEventStore(Closeable):
         types: Iterable[type | str] | None = None,
     ) -> Iterator[RecordedEvent]:
         """Iterate over every stream's events in position order, a page at a time."""
-        start = check_count("from_position", from_position, 1)
+        start = check_position(from_position)
         count = check_limit(limit)
         names = type_names(self.types, types)
         self._check_open()

@@ -6,31 +6,25 @@ a module or looks up an attribute named by stored data, and nothing is ever pick
 
 from __future__ import annotations
 
-import dataclasses
-import decimal
 import json
 import json.encoder
 import math
-import types
-import typing
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, final, runtime_checkable
 
 import attrs
 import cattrs
-from cattrs.preconf.json import make_converter
+from cattrs.v import format_exception
 
 from ..errors import RegistrationError, SerializationError, UnknownEventTypeError
+from ._converter import StoredValueError, make_default_converter
 
-__all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster"]
+__all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster", "make_default_converter"]
 
 T = TypeVar("T")
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Migrates the payload dict of one schema version to the next one."""
 _U = TypeVar("_U", bound=Upcaster)
-
-_TAG = "_type"
 
 
 @runtime_checkable
@@ -51,77 +45,40 @@ class Serializer(Protocol):
         ...
 
 
-def _is_class_union(tp: object) -> bool:
-    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
-        return False
-    members = [m for m in typing.get_args(tp) if m is not type(None)]
-    return len(members) >= 2 and all(
-        isinstance(m, type) and (attrs.has(m) or dataclasses.is_dataclass(m)) for m in members
-    )
-
-
-def _tagged_union_unstructure(tp: Any, converter: cattrs.Converter) -> Callable[[Any], Any]:
-    # Tags name the class, so adding a field later never changes which member is decoded.
-    def unstructure(value: Any) -> Any:
-        if value is None:
-            return None
-        data = converter.unstructure(value, unstructure_as=type(value))
-        return {_TAG: type(value).__name__, **data}
-
-    return unstructure
-
-
-def _tagged_union_structure(tp: Any, converter: cattrs.Converter) -> Callable[[Any, Any], Any]:
-    members = {m.__name__: m for m in typing.get_args(tp) if m is not type(None)}
-    optional = type(None) in typing.get_args(tp)
-
-    def structure(value: Any, _: Any) -> Any:
-        if value is None and optional:
-            return None
-        if not isinstance(value, dict) or value.get(_TAG) not in members:
-            raise ValueError(f"expected an object tagged {_TAG!r} with one of {sorted(members)}")
-        rest = {k: v for k, v in value.items() if k != _TAG}
-        return converter.structure(rest, members[value[_TAG]])
-
-    return structure
-
-
-def _structure_uuid(value: Any, _: Any) -> uuid.UUID:
-    return uuid.UUID(value)
-
-
-def _structure_decimal(value: Any, _: Any) -> decimal.Decimal:
-    if not isinstance(value, str):  # a float would already have lost digits
-        raise ValueError(f"expected a decimal as a string, got {value!r}")
-    return decimal.Decimal(value)
-
-
-def make_default_converter() -> cattrs.Converter:
-    """Return the cattrs converter busway uses unless given another one."""
-    converter = make_converter()
-    converter.register_unstructure_hook(uuid.UUID, str)
-    converter.register_structure_hook(uuid.UUID, _structure_uuid)
-    converter.register_unstructure_hook(decimal.Decimal, str)
-    converter.register_structure_hook(decimal.Decimal, _structure_decimal)
-    converter.register_unstructure_hook_factory(_is_class_union, _tagged_union_unstructure)
-    converter.register_structure_hook_factory(_is_class_union, _tagged_union_structure)
-    return converter
-
-
 @final
 class CattrsSerializer:
     """The default serializer: attrs classes and dataclasses through a cattrs converter.
 
     Besides JSON's own types it handles aware and naive datetimes, dates, UUIDs, Decimals
     (as strings, so no digit is lost), Enums, tuples, sets and frozensets, nested attrs
-    classes and dataclasses, ``Optional`` and unions (unions of classes are tagged with the
-    class name under ``"_type"``). Pass your own converter to add hooks.
+    classes and dataclasses, ``Optional`` and unions (a member of a union of classes is
+    tagged under ``"_type"`` with the name it is registered under in the EventTypes, else
+    its class name). Decoding is strict: a value of another JSON type than its field
+    declares is refused, never converted. Add hooks to :attr:`converter`, or pass a
+    converter of your own, which is used as it is.
     """
 
     converter: cattrs.Converter
 
     def __init__(self, converter: cattrs.Converter | None = None) -> None:
-        self.converter = converter if converter is not None else make_default_converter()
+        self.tags: dict[type, str] = {}
+        """The tag of each class registered in an EventTypes that uses this serializer."""
+        self._tagged: dict[str, type] = {}
+        self.converter = (
+            converter if converter is not None else make_default_converter(tags=self.tags)
+        )
+
+    def tag(self, cls: type, name: str) -> None:
+        """Tag *cls* with *name* wherever it is a member of a union of classes."""
+        tag, holder = self.tags.get(cls, name), self._tagged.get(name, cls)
+        if tag != name or holder is not cls:
+            other, taken = (cls, tag) if tag != name else (holder, name)
+            raise RegistrationError(
+                f"cannot tag {cls.__qualname__} as {name!r}: this serializer already tags "
+                f"{other.__qualname__} as {taken!r}; give each class one name everywhere"
+            )
+        self.tags[cls] = name
+        self._tagged[name] = cls
 
     def to_dict(self, event: object) -> dict[str, Any]:
         """Return the JSON-compatible payload of *event*."""
@@ -169,6 +126,9 @@ class EventTypes:
     version (1 unless given). On read, a stored name resolves only through this registry,
     and payloads written by an older schema version pass through the upcasters registered
     for that name, one version at a time, before the class is built.
+
+    Classes that are not events may be registered too: a nested class that is a member of
+    a union is tagged with its registered name, so it can be renamed like an event.
     """
 
     def __init__(self, *classes: type, serializer: Serializer | None = None) -> None:
@@ -199,6 +159,8 @@ class EventTypes:
                     f"{existing.cls.__qualname__} is already registered as {existing.name!r} "
                     f"version {existing.version}. Each class has one name and each name one class"
                 )
+        if isinstance(self.serializer, CattrsSerializer):
+            self.serializer.tag(cls, reg.name)
         self._by_class[cls] = reg
         self._by_name[reg.name] = reg
         return cls
@@ -265,13 +227,13 @@ class EventTypes:
             data = self.serializer.to_dict(event)
         except Exception as exc:
             raise SerializationError(
-                f"{reg.name} cannot be serialized: {exc}; give its fields types the "
+                f"{reg.name} cannot be serialized: {_problem(exc)}; give its fields types the "
                 "serializer knows, or register a hook for them on the serializer",
                 type_name=reg.name,
             ) from exc
         try:
             text = _compact_json(data)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)  # raises
         if not text.isascii():
             text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)
@@ -284,6 +246,8 @@ class EventTypes:
             raise UnknownEventTypeError(name, self._by_name, position=position)
         try:
             data = parse_json(payload)
+        except RecursionError as exc:
+            raise _corrupt(name, position, "its payload is nested too deeply to parse") from exc
         except (ValueError, TypeError) as exc:
             raise _corrupt(name, position, f"its payload is not JSON ({exc})") from exc
         if not isinstance(data, dict):
@@ -293,13 +257,20 @@ class EventTypes:
         try:
             return self.serializer.from_dict(data, reg.cls)
         except Exception as exc:
-            detail = (
-                "; ".join(cattrs.transform_error(exc))
-                if isinstance(exc, cattrs.BaseValidationError)
-                else str(exc)
-            )
-            raise _corrupt(
-                name, position, f"its payload does not fit {reg.cls.__qualname__}: {detail}"
+            problems = _problems(exc)
+            field = problems[0][1] if problems else None
+            listed = "; ".join(
+                f"{p} at field {f!r}" if f else p for p, f in problems[:_LISTED]
+            ) or _problem(exc)
+            if len(problems) > _LISTED:
+                listed += f" (and {len(problems) - _LISTED} more)"
+            raise SerializationError(
+                f"the event at position {position} ({name}) cannot be decoded: its payload does "
+                f"not fit {reg.cls.__qualname__}: {listed}. Stored values are never converted "
+                "to the declared types: repair the row, or fix the upcaster that wrote it",
+                type_name=name,
+                position=position,
+                field=field,
             ) from exc
 
     def _upcast(
@@ -333,6 +304,36 @@ class EventTypes:
                     reg.name, position, f"the upcaster from version {v} did not return a dict"
                 )
         return data
+
+
+_LISTED = 5  # problems named in a message; the rest are counted
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply, or refers to itself"
+    return str(exc) or type(exc).__name__
+
+
+def _format(exc: BaseException, tp: type | None) -> str:
+    if isinstance(exc, StoredValueError | RecursionError):
+        return _problem(exc)
+    return format_exception(exc, tp)
+
+
+def _problems(exc: Exception) -> list[tuple[str, str | None]]:
+    """Return each problem cattrs found in a payload, with the path of its field."""
+    if not isinstance(exc, cattrs.BaseValidationError | StoredValueError | RecursionError):
+        return []
+    try:
+        lines = cattrs.transform_error(exc, path="$", format_exception=_format)
+    except RecursionError:
+        return [(_problem(RecursionError()), None)]
+    found: list[tuple[str, str | None]] = []
+    for line in lines:
+        problem, _, path = line.rpartition(" @ ")
+        found.append((problem, path.removeprefix("$").removeprefix(".") or None))
+    return found
 
 
 def _corrupt(name: str, position: int, problem: str) -> SerializationError:
@@ -400,12 +401,16 @@ def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
     """Return *data* as compact JSON, or raise SerializationError naming the bad field."""
     try:
         text = _ENCODER.encode(data)
-    except (TypeError, ValueError) as exc:
-        field = _find_bad_field(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        try:
+            field = None if isinstance(exc, RecursionError) else _find_bad_field(data, "", set())
+        except RecursionError:
+            field = None
         where = f" at field {field!r}" if field else ""
         raise SerializationError(
-            f"{what} is not JSON-compatible{where}: {exc}; use types the serializer "
-            "turns into JSON (str, int, float, bool, None, lists, dicts with str keys)",
+            f"{what} is not JSON-compatible{where}: {_problem(exc)}; use types the serializer "
+            "turns into JSON (str, int, float, bool, None, lists, dicts with str keys), "
+            "nested as a tree",
             type_name=type_name,
             field=field,
         ) from exc
@@ -421,8 +426,11 @@ def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 
-def _find_bad_field(data: object, path: str = "") -> str | None:
-    """Return the dotted path of the first value json.dumps refuses, if any."""
+def _find_bad_field(data: object, path: str, above: set[int]) -> str | None:
+    """Return the dotted path of the first value json.dumps refuses, if any.
+
+    *above* holds the containers on the way down, so a container inside itself is found.
+    """
     children: Iterable[tuple[str, object]]
     if isinstance(data, dict):
         bad_key = next((k for k in data if not isinstance(k, _JSON_SCALARS)), None)
@@ -435,8 +443,12 @@ def _find_bad_field(data: object, path: str = "") -> str | None:
         return None if math.isfinite(data) else (path or None)
     else:
         return None if isinstance(data, _JSON_SCALARS) else (path or None)
+    if id(data) in above:
+        return path or None
+    above.add(id(data))
     for sub, value in children:
-        found = _find_bad_field(value, sub)
+        found = _find_bad_field(value, sub, above)
         if found is not None:
             return found
+    above.discard(id(data))
     return None

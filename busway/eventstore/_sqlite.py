@@ -20,6 +20,7 @@ from ._core import (
     ROW_COLUMNS,
     check_count,
     check_limit,
+    check_position,
     check_stream_id,
     check_types,
     concurrency_error,
@@ -102,7 +103,7 @@ class SQLiteEventStore(SQLiteStore):
     ) -> None:
         self.types = check_types(types)
         self.table = check_table(table)
-        self._page_size = check_count("page_size", page_size, 1)
+        self._page_size = min(check_count("page_size", page_size, 1), _MAX_INT)
         super().__init__(
             Database(path_or_connection, _layout(table), timeout=timeout, synchronous=synchronous)
         )
@@ -207,11 +208,15 @@ class SQLiteEventStore(SQLiteStore):
         stream = check_stream_id(stream_id)
         start = None if from_version is None else check_count("from_version", from_version, 1)
         count = check_limit(limit)
+        # SQLite's integers stop at 2**63 - 1: no version or limit can be beyond that.
         if backwards:
-            sql, params = self._sql_backwards, (stream, _MAX_INT if start is None else start)
+            top = _MAX_INT if start is None else min(start, _MAX_INT)
+            sql, params = self._sql_backwards, (stream, top)
+        elif start is not None and start > _MAX_INT:
+            return []
         else:
             sql, params = self._sql_forwards, (stream, 1 if start is None else start)
-        rows = self._fetch(sql, (*params, -1 if count is None else count))
+        rows = self._fetch(sql, (*params, -1 if count is None else min(count, _MAX_INT)))
         return [decode(self.types, row) for row in rows]
 
     def read_all(
@@ -222,7 +227,7 @@ class SQLiteEventStore(SQLiteStore):
         types: Iterable[type | str] | None = None,
     ) -> Iterator[RecordedEvent]:
         """Iterate over every stream's events in position order, a page at a time."""
-        start = check_count("from_position", from_position, 1)
+        start = check_position(from_position)
         count = check_limit(limit)
         names = type_names(self.types, types)
         with self._lock:
@@ -232,7 +237,7 @@ class SQLiteEventStore(SQLiteStore):
     def _iter_all(
         self, position: int, count: int | None, names: frozenset[str] | None
     ) -> Iterator[RecordedEvent]:
-        if names is not None and not names:
+        if (names is not None and not names) or position > _MAX_INT:
             return
         sql, extra = self._sql_all, tuple[str, ...]()
         in_sql = names is not None and len(names) <= _TYPE_FILTER_MAX

@@ -83,6 +83,13 @@ class Measured:
     value: float
 
 
+@attrs.frozen
+class Anything:
+    """An event with a field of any JSON, which may be nested too deeply to store."""
+
+    value: object
+
+
 class Colour(enum.Enum):
     """An Enum field, stored by value."""
 
@@ -189,7 +196,7 @@ class EventStoreContract:
     @staticmethod
     def event_types() -> EventTypes:
         """Return a fresh registry of the event classes the contract appends."""
-        return EventTypes(Opened, Deposited, Note, Measured, Everything)
+        return EventTypes(Opened, Deposited, Note, Measured, Everything, Anything)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -497,6 +504,27 @@ class EventStoreContract:
         assert [] == list(store.read_all(from_position=positions[-1] + 1))
         assert [] == list(store.read_all(limit=0))
 
+    def test_read_all_from_zero_is_the_start(self, store: EventStore) -> None:
+        """from_position=0 reads from the start, as 1 does: both are before every event."""
+        store.append("a", [Note("1"), Note("2")])
+        assert ["1", "2"] == [_text(r) for r in store.read_all(from_position=0)]
+        assert ["1"] == [_text(r) for r in store.read_all(from_position=0, limit=1)]
+
+    def test_bounds_beyond_any_store(self, store: EventStore) -> None:
+        """Positions, versions and limits larger than any store holds are read as such."""
+        store.append("a", [Note("1"), Note("2")])
+        huge = 2**70
+        assert [] == list(store.read_all(from_position=huge))
+        assert ["1", "2"] == [_text(r) for r in store.read_all(limit=huge)]
+        assert [] == store.read_stream("a", from_version=huge)
+        assert ["1", "2"] == [_text(r) for r in store.read_stream("a", limit=huge)]
+        assert ["2", "1"] == [
+            _text(r) for r in store.read_stream("a", from_version=huge, backwards=True)
+        ]
+        assert [("a", 2)] == list(store.streams(limit=huge))
+        with pytest.raises(ConcurrencyError):
+            store.append("a", [Note("3")], expected_version=huge)
+
     def test_read_all_by_type(self, store: EventStore) -> None:
         """types= keeps events of the given classes or stored names, in order."""
         store.append("a", [Note("1"), Opened("x"), Deposited(decimal.Decimal(1)), Note("2")])
@@ -577,7 +605,8 @@ class EventStoreContract:
             (lambda s: s.read_stream("s", from_version=0), "from_version"),
             (lambda s: s.read_stream("s", from_version=True), "from_version"),
             (lambda s: s.read_stream("s", limit=-1), "limit"),
-            (lambda s: s.read_all(from_position=0), "from_position"),
+            (lambda s: s.read_all(from_position=-1), "from_position"),
+            (lambda s: s.read_all(from_position=False), "from_position"),
             (lambda s: s.read_all(from_position=1.5), "from_position"),
             (lambda s: s.read_all(limit=-1), "limit"),
             (lambda s: s.streams(limit=-2), "limit"),
@@ -628,6 +657,40 @@ class EventStoreContract:
         assert "when" == info.value.field
         with pytest.raises(InvalidArgumentError):
             store.append("s-1", [Note("a")], metadata={1: "one"})  # type: ignore[dict-item]
+        assert 0 == store.head_position()
+
+    def test_payloads_nested_too_deeply(self, store: EventStore) -> None:
+        """A payload nested deeper than Python can encode is refused by name; nothing is written."""
+        deep: list[object] = []
+        for _ in range(100_000):
+            deep = [deep]
+        looped: list[object] = []
+        looped.append(looped)
+        for value in (deep, looped, {"a": [{"b": looped}]}):
+            with pytest.raises(SerializationError) as info:
+                store.append("s-1", [Note("a"), Anything(value)])
+            assert "Anything" == info.value.type_name
+            assert isinstance(info.value.__cause__, Exception)
+        assert 0 == store.head_position()
+
+    def test_metadata_nested_too_deeply(self, store: EventStore) -> None:
+        """Metadata nested too deeply, or holding itself, is refused by name; nothing is written."""
+        deep: dict[str, object] = {}
+        for _ in range(100_000):
+            deep = {"d": deep}
+        looped: dict[str, object] = {}
+        looped["again"] = looped
+        for metadata, field in (
+            (deep, None),
+            (looped, "again.again"),
+            ({"x": [looped]}, "x[0].again"),
+        ):
+            with pytest.raises(SerializationError) as info:
+                store.append("s-1", [Note("a")], metadata=metadata)
+            assert field == info.value.field
+            assert isinstance(info.value.__cause__, Exception)
+            with pytest.raises(SerializationError):
+                store.append("s-1", [NewEvent(Note("a"), metadata=metadata)])
         assert 0 == store.head_position()
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import enum
 
 import attrs
 
@@ -26,6 +27,29 @@ class Tick:
 
     worker: str
     n: int
+
+
+class Colour(enum.Enum):
+    """An Enum field's values, stored as strings."""
+
+    RED = "red"
+    BLUE = "blue"
+
+
+@attrs.frozen
+class Point:
+    """A class nested in events."""
+
+    x: int
+    y: int
+
+
+@attrs.frozen
+class Label:
+    """Another nested class, with Point's fields: only a tag tells them apart in a union."""
+
+    x: int
+    y: int
 
 
 def types() -> EventTypes:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
-from collections.abc import Iterator
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import attrs
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from busway.eventstore import (
     SCHEMA_VERSION,
+    EventTypes,
     InvalidArgumentError,
+    RecordedEvent,
     SerializationError,
     SQLiteEventStore,
     StoreClosedError,
@@ -20,7 +31,8 @@ from busway.eventstore import (
     UnknownEventTypeError,
 )
 
-from .events import OrderCancelled, OrderPlaced, types
+from ..strategies import JSON_KINDS, json_kind, json_values_except
+from .events import Colour, Label, OrderCancelled, OrderPlaced, Point, types
 
 
 @pytest.fixture
@@ -198,9 +210,17 @@ def test_corrupt_row_names_its_position(store: SQLiteEventStore, path: Path) -> 
         ("metadata", "[]"),
         ("metadata", "nope"),
         ("event_id", "not-a-uuid"),
+        ("event_id", "0123456789abcdef"),  # 16 characters, but text
+        ("event_id", b"short"),
         ("recorded_at", "yesterday"),
+        ("recorded_at", 1700000000),
         ("schema_version", "'one'"),
         ("schema_version", 7),
+        ("stream_id", b"o-1"),
+        ("version", "two"),
+        ("data", "[" * 100_000 + "]" * 100_000),
+        ("data", '{"order_id": ' + "[" * 100_000 + "]" * 100_000 + ', "total": "1.5"}'),
+        ("metadata", '{"m": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     ],
 )
 def test_corrupt_columns(store: SQLiteEventStore, path: Path, column: str, value: object) -> None:
@@ -210,6 +230,24 @@ def test_corrupt_columns(store: SQLiteEventStore, path: Path, column: str, value
     with pytest.raises(SerializationError) as info:
         list(store.read_all())
     assert 1 == info.value.position
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ("2024-05-06 07:08:09", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)),  # SQLite's own clock
+        ("2024-05-06T09:08:09+02:00", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)),
+    ],
+)
+def test_recording_times_are_read_in_utc(
+    store: SQLiteEventStore, path: Path, stored: str, read: datetime
+) -> None:
+    """A recording time stored without an offset is UTC, as SQLite writes it; others convert."""
+    store.append("o-1", [OrderCancelled("o-1")])
+    _query(path, "UPDATE events SET recorded_at = ?", (stored,))
+    (recorded,) = store.read_stream("o-1")
+    assert read == recorded.recorded_at
+    assert UTC is recorded.recorded_at.tzinfo
 
 
 def test_unknown_type_in_the_file(store: SQLiteEventStore, path: Path) -> None:
@@ -292,3 +330,146 @@ def test_types_must_be_an_event_types(path: Path) -> None:
         SQLiteEventStore(path, types=[OrderCancelled])  # type: ignore[arg-type]
     assert "types" == info.value.argument
     assert not path.exists()
+
+
+# -- damaged rows ------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Ledger:
+    """Fields of every JSON kind and none with a default, so no damage can go unnoticed."""
+
+    text: str
+    count: int
+    ratio: float
+    flag: bool
+    amount: Decimal
+    when: datetime
+    uid: uuid.UUID
+    colour: Colour
+    tags: tuple[str, ...]
+    lookup: dict[str, int]
+    point: Point
+    points: list[Point]
+    shape: Point | Label
+
+
+_points = st.builds(Point, st.integers(), st.integers())
+_ledgers = st.builds(
+    Ledger,
+    text=st.text(max_size=8),
+    count=st.integers(),
+    ratio=st.floats(allow_nan=False, allow_infinity=False),
+    flag=st.booleans(),
+    amount=st.decimals(allow_nan=False, allow_infinity=False, places=2),
+    when=st.datetimes(timezones=st.just(UTC)),
+    uid=st.uuids(),
+    colour=st.sampled_from(Colour),
+    tags=st.lists(st.text(max_size=3), max_size=3).map(tuple),
+    lookup=st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+    point=_points,
+    points=st.lists(_points, max_size=2),
+    shape=_points | st.builds(Label, st.integers(), st.integers()),
+)
+_utf8_text = st.text(st.characters(codec="utf-8"), max_size=12)
+
+
+def _nodes(value: object) -> list[tuple[dict[str, Any] | list[Any], Any]]:
+    """Return (container, key) of every value below *value* in a JSON tree."""
+    found: list[tuple[dict[str, Any] | list[Any], Any]] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found.append((value, key))
+            found.extend(_nodes(child))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found.append((value, index))
+            found.extend(_nodes(child))
+    return found
+
+
+def _objects(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the JSON objects of a Ledger payload that hold the fields of a class."""
+    return [payload, payload["point"], payload["shape"], *payload["points"]]
+
+
+_DAMAGES = ("retype", "drop key", "add key", "truncate", "type", "version", "id", "metadata")
+
+
+@st.composite
+def _damage(draw: st.DrawFn, row: tuple[Any, ...]) -> tuple[str, object]:
+    """Draw a damaged value for one column of a stored Ledger row: (column, new value)."""
+    _, data, metadata, recorded_at = row
+    payload = json.loads(data)
+    column, value = "data", None
+    how = draw(st.sampled_from((*_DAMAGES, "naive time")))
+    if how == "retype":  # a value changed to one of another JSON type
+        container, key = draw(st.sampled_from(_nodes(payload)))
+        kind = json_kind(container[key])
+        same = ("integer", "float") if kind == "float" else (kind,)  # JSON: 2 == 2.0
+        container[key] = draw(json_values_except(*same))
+    elif how == "drop key":
+        obj = draw(st.sampled_from(_objects(payload)))
+        del obj[draw(st.sampled_from(sorted(obj)))]
+    elif how == "add key":
+        obj = draw(st.sampled_from(_objects(payload)))
+        obj[draw(st.text(max_size=5).filter(lambda k: k not in obj))] = draw(JSON_KINDS["string"])
+    elif how == "truncate":
+        value = data[: draw(st.integers(0, len(data) - 1))]
+    elif how == "type":
+        column, value = "type", draw(st.sampled_from(["OrderCancelled", "Point"]) | _utf8_text)
+    elif how == "version":
+        column, value = "schema_version", draw(st.integers(-(2**63), 2**63 - 1) | _utf8_text)
+    elif how == "id":  # 16 other bytes would be another id, not damage
+        column, value = "event_id", draw(st.binary().filter(lambda b: len(b) != 16) | _utf8_text)
+    elif how == "metadata":
+        column, value = "metadata", metadata[: draw(st.integers(0, len(metadata) - 1))]
+    else:
+        column, value = "recorded_at", recorded_at.removesuffix("+00:00")
+    return column, json.dumps(payload) if value is None else value
+
+
+def _outcome(read: Callable[[], Iterable[RecordedEvent]]) -> list[RecordedEvent] | Exception:
+    try:
+        return list(read())
+    except SerializationError as error:
+        return error
+
+
+@given(
+    events=st.lists(_ledgers, min_size=1, max_size=4),
+    metadata=st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3)),
+    data=st.data(),
+)
+def test_damaged_rows_never_read_as_another_event(
+    events: list[Ledger], metadata: dict[str, Any], data: st.DataObject
+) -> None:
+    """A damaged row reads as the event it held or raises SerializationError, nothing else."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "events.db"
+        ledger_types = EventTypes(Ledger, OrderCancelled)
+        with SQLiteEventStore(path, types=ledger_types, synchronous="off") as store:
+            for n, event in enumerate(events):
+                store.append(f"l-{n % 2}", [event], metadata=metadata)
+            stored = list(store.read_all())
+            victim = data.draw(st.sampled_from(stored))
+            (row,) = _query(
+                path,
+                "SELECT type, data, metadata, recorded_at FROM events WHERE position = ?",
+                (victim.position,),
+            )
+            column, value = data.draw(_damage(row))
+            _query(
+                path, f"UPDATE events SET {column} = ? WHERE position = ?", (value, victim.position)
+            )
+            for recorded in stored:
+                outcome = _outcome(
+                    partial(store.read_all, from_position=recorded.position, limit=1)
+                )
+                if isinstance(outcome, SerializationError):
+                    assert (victim, victim.position) == (recorded, outcome.position)
+                else:
+                    assert [recorded] == outcome
+            stream = _outcome(lambda: store.read_stream(victim.stream_id))
+            if not isinstance(stream, SerializationError):
+                assert [r for r in stored if r.stream_id == victim.stream_id] == stream
