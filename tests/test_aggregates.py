@@ -27,6 +27,7 @@ from busway import (
 )
 from busway.aggregates import (
     Aggregate,
+    AggregateExistsError,
     AggregateNotFoundError,
     ApplierNotFoundError,
     AsyncRepository,
@@ -251,12 +252,40 @@ def test_save_expects_the_loaded_version(store: InMemoryEventStore) -> None:
     assert 1 == repo.get("a-1").balance
 
 
-def test_creating_an_existing_aggregate_conflicts(store: InMemoryEventStore) -> None:
-    """A new aggregate is saved expecting no stream, so an id in use is not overwritten."""
+def test_creating_an_existing_aggregate_says_the_id_is_taken(store: InMemoryEventStore) -> None:
+    """A new aggregate's id in use raises AggregateExistsError, a ConcurrencyError, not a retry."""
     repo = Repository(store, BankAccount)
     repo.save(BankAccount.open("a-1", "ann"))
-    with pytest.raises(ConcurrencyError):
+    with pytest.raises(AggregateExistsError, match="id 'a-1' is taken") as info:
         repo.save(BankAccount.open("a-1", "bob"))
+    error = info.value
+    assert isinstance(error, ConcurrencyError)
+    assert (BankAccount, "a-1", "bank-account-a-1") == (
+        error.aggregate_type,
+        error.aggregate_id,
+        error.stream_id,
+    )
+    assert (0, 1) == (error.expected, error.actual)
+    assert "repository.get('a-1')" in str(error)
+    assert "Reload the stream and retry" not in str(error)
+    assert "ann" == repo.get("a-1").owner
+
+
+@pytest.mark.parametrize("bad", ["", 3, None])
+def test_an_aggregate_id_must_be_a_non_empty_str(store: InMemoryEventStore, bad: object) -> None:
+    """get() of an empty or non-str id is an InvalidArgumentError, not a missing aggregate."""
+    repo = Repository(store, BankAccount)
+    with pytest.raises(InvalidArgumentError, match="aggregate_id must be a non-empty str"):
+        repo.get(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        repo.stream_id(bad)  # type: ignore[arg-type]
+
+    async def get() -> None:
+        async with AsyncInMemoryEventStore(types=TYPES) as async_store:
+            await AsyncRepository(async_store, BankAccount).get(bad)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidArgumentError):
+        asyncio.run(get())
 
 
 def test_the_repository_checks_its_arguments(store: InMemoryEventStore) -> None:

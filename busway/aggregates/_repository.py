@@ -23,7 +23,9 @@ from .._async_buses import AsyncEventBus
 from .._buses import EventBus
 from .._effects import arun, run
 from ..errors import (
+    AggregateExistsError,
     AggregateNotFoundError,
+    ConcurrencyError,
     InvalidArgumentError,
     RegistrationError,
     SerializationError,
@@ -183,6 +185,8 @@ class _RepositoryCore(Generic[A, ES, EB]):
 
     def stream_id(self, aggregate_id: str) -> str:
         """Return the id of the stream that holds *aggregate_id*'s events."""
+        if not isinstance(aggregate_id, str) or not aggregate_id:
+            raise InvalidArgumentError("aggregate_id", aggregate_id, "a non-empty str")
         return self.stream_prefix + aggregate_id
 
     def _load(self, aggregate_id: str) -> _Flow[A]:
@@ -270,7 +274,14 @@ class _RepositoryCore(Generic[A, ES, EB]):
                 self.aggregate_type.snapshot_version,
                 encode_state(aggregate, self._converter),
             )
-        version: int = yield _Append(stream, events, loaded, metadata)
+        try:
+            version: int = yield _Append(stream, events, loaded, metadata)
+        except ConcurrencyError as exc:
+            if loaded == 0:  # a new aggregate: no reload can make its id free
+                raise AggregateExistsError(
+                    self.aggregate_type, aggregate.id, stream, exc.actual
+                ) from exc
+            raise
         saved = take_pending(aggregate)
         if snapshot is not None:
             try:
