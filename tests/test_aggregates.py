@@ -700,6 +700,77 @@ def test_nothing_is_published_when_the_save_fails(store: InMemoryEventStore) -> 
     assert [] == seen
 
 
+def test_a_save_publishes_at_once_even_in_the_callers_transaction(sqlite_path: Path) -> None:
+    """By default a save publishes when it appends: a rollback after it cannot take that back."""
+    conn = sqlite3.connect(sqlite_path, isolation_level=None)
+    try:
+        bus = EventBus()
+        seen: list[object] = []
+        bus.subscribe(Event, seen.append)
+        with SQLiteEventStore(conn, types=TYPES) as store:
+            repo = Repository(store, BankAccount, event_bus=bus)
+            conn.execute("BEGIN")
+            repo.save(BankAccount.open("a-1", "ann"))
+            conn.execute("ROLLBACK")
+            assert ([Opened("ann")], 0) == (seen, store.stream_version("bank-account-a-1"))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
+def test_publish_false_lets_the_caller_publish_after_its_commit(
+    sqlite_path: Path, commit: bool
+) -> None:
+    """save(publish=False) publishes nothing; the caller publishes the events once committed."""
+    conn = sqlite3.connect(sqlite_path, isolation_level=None)
+    try:
+        bus = EventBus()
+        seen: list[object] = []
+        bus.subscribe(Event, seen.append)
+        with SQLiteEventStore(conn, types=TYPES) as store:
+            repo = Repository(store, BankAccount, event_bus=bus, snapshot_every=1)
+            account = BankAccount.open("a-1", "ann")
+            account.deposit(4)
+            to_publish = account.pending_events
+            conn.execute("BEGIN")
+            assert 2 == repo.save(account, publish=False)
+            assert [] == seen
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+            if commit:
+                bus.publish_all(to_publish)
+            assert ([Opened("ann"), Deposited(4)] if commit else []) == seen
+            assert (2 if commit else 0) == store.stream_version("bank-account-a-1")
+    finally:
+        conn.close()
+
+
+def test_publish_false_holds_for_the_async_repository() -> None:
+    """AsyncRepository.save(publish=False) saves the events and publishes none."""
+
+    async def main() -> tuple[list[object], int]:
+        bus = AsyncEventBus()
+        seen: list[object] = []
+
+        async def record(event: Event) -> None:
+            seen.append(event)
+
+        bus.subscribe(Event, record)
+        async with AsyncInMemoryEventStore(types=TYPES) as store:
+            repo = AsyncRepository(store, BankAccount, event_bus=bus)
+            version = await repo.save(BankAccount.open("a-1", "ann"), publish=False)
+            return seen, version
+
+    assert ([], 1) == asyncio.run(main())
+
+
+def test_publish_takes_a_bool(store: InMemoryEventStore) -> None:
+    """publish= is True or False; anything else is refused before anything is written."""
+    repo = Repository(store, BankAccount)
+    with pytest.raises(InvalidArgumentError, match="publish must be True or False"):
+        repo.save(BankAccount.open("a-1", "ann"), publish="no")  # type: ignore[arg-type]
+    assert 0 == store.stream_version("bank-account-a-1")
+
+
 # -- async -----------------------------------------------------------------------------------
 
 

@@ -248,11 +248,13 @@ class _RepositoryCore(Generic[A, ES, EB]):
             _ignore(snapshot, str(exc))
             return None
 
-    def _save(self, aggregate: A, metadata: Mapping[str, Any] | None) -> _Flow[int]:
+    def _save(self, aggregate: A, metadata: Mapping[str, Any] | None, publish: bool) -> _Flow[int]:
         if not isinstance(aggregate, self.aggregate_type):
             raise InvalidArgumentError(
                 "aggregate", aggregate, f"a {self.aggregate_type.__qualname__}"
             )
+        if type(publish) is not bool:
+            raise InvalidArgumentError("publish", publish, "True or False")
         pending = aggregate.pending_events
         if not pending:
             return aggregate.version
@@ -296,7 +298,8 @@ class _RepositoryCore(Generic[A, ES, EB]):
                     snapshot.version,
                     exc_info=True,
                 )
-        yield _Publish(saved)
+        if publish:
+            yield _Publish(saved)
         return version
 
 
@@ -307,8 +310,9 @@ class Repository(_RepositoryCore[A, EventStore, EventBus]):
     ``save`` appends the pending events expecting the version the aggregate was loaded at,
     so of two writers the second gets ``ConcurrencyError`` (and the ``retry`` middleware
     can run its command again). With *snapshot_every* it keeps a snapshot every that many
-    events (in *snapshots*, in memory by default) and loads from the latest one. With an
-    *event_bus* it publishes the saved events once they are stored.
+    events (in *snapshots*, in memory by default) and loads from the latest one, when its
+    stream still holds the event it was taken after. With an *event_bus* it publishes the
+    saved events once they are appended (see :meth:`save` for the caller's transaction).
     """
 
     _buses = (EventBus,)
@@ -317,13 +321,21 @@ class Repository(_RepositoryCore[A, EventStore, EventBus]):
         """Return the aggregate rebuilt from its events; raise AggregateNotFoundError if none."""
         return run(self._load(aggregate_id), self._perform)
 
-    def save(self, aggregate: A, *, metadata: Mapping[str, Any] | None = None) -> int:
+    def save(
+        self,
+        aggregate: A,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        publish: bool = True,
+    ) -> int:
         """Append *aggregate*'s pending events and return its version.
 
         Raise ``ConcurrencyError``, writing nothing and keeping the events pending, if the
-        stream moved since the aggregate was loaded.
+        stream moved since the aggregate was loaded. The saved events are published at once,
+        also when the append joined the caller's transaction, which may yet roll back; with
+        ``publish=False`` none are, and the caller publishes them once it has committed.
         """
-        return run(self._save(aggregate, metadata), self._perform)
+        return run(self._save(aggregate, metadata, publish), self._perform)
 
     def _perform(self, request: _Request) -> Any:
         match request:
@@ -359,9 +371,15 @@ class AsyncRepository(_RepositoryCore[A, AsyncEventStore, AsyncEventBus | EventB
         """Return the aggregate rebuilt from its events; raise AggregateNotFoundError if none."""
         return await arun(self._load(aggregate_id), self._perform)
 
-    async def save(self, aggregate: A, *, metadata: Mapping[str, Any] | None = None) -> int:
+    async def save(
+        self,
+        aggregate: A,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        publish: bool = True,
+    ) -> int:
         """Append *aggregate*'s pending events and return its version (see Repository.save)."""
-        return await arun(self._save(aggregate, metadata), self._perform)
+        return await arun(self._save(aggregate, metadata, publish), self._perform)
 
     async def _perform(self, request: _Request) -> Any:
         match request:
