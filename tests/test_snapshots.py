@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sqlite3
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from busway import SerializationError
+from busway import ConcurrencyError, SerializationError
 from busway.aggregates import AsyncRepository, Repository, Snapshot, SQLiteSnapshotStore
-from busway.eventstore import AsyncSQLiteEventStore, SQLiteEventStore
+from busway.eventstore import AsyncSQLiteEventStore, RecordedEvent, SQLiteEventStore
 from tests.bank import TYPES, BankAccount, Deposited, Opened, state
 
 STREAM = "bank-account-a-1"
@@ -276,6 +281,129 @@ def test_a_save_after_a_load_succeeds_whatever_the_snapshot_said(
         account.deposit(1)
         repo.save(account)  # a ConcurrencyError here would mean the load got the version wrong
     assert (4, 3) == (repo.get("a-1").version, repo.get("a-1").balance)
+
+
+# -- whatever happens, a load is a replay ------------------------------------------------------
+
+_IDS = ("a-1", "a-2")
+_AMOUNTS = st.lists(st.integers(1, 1000), min_size=1, max_size=3)
+_DAMAGES = [(assignment, value) for assignment, value, _ in DAMAGES.values()] + [
+    ("version = version + ?", 5),  # far ahead of the stream
+    ("state = ?", '{"owner":"ann","balance":0}'),  # an attribute short
+]
+
+
+class SnapshotsNeverOverrule(RuleBasedStateMachine):
+    """Saves, rolled-back saves, damaged snapshots and other writers, on real SQLite files.
+
+    However snapshots and streams came apart, loading an account gives what a replay of its
+    stored events gives, and an account saves after it was loaded unless another writer
+    appended to its stream in between.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = Path(tempfile.mkdtemp(prefix="busway-snapshots-"))
+        events = self.folder / "events.db"
+        self.conn = sqlite3.connect(events, isolation_level=None)
+        self.snapshot_conn = sqlite3.connect(self.folder / "snapshots.db", isolation_level=None)
+        for conn in (self.conn, self.snapshot_conn):
+            conn.execute("PRAGMA synchronous = OFF")  # the tests are of the code, not of the disk
+        self.store = SQLiteEventStore(self.conn, types=TYPES)
+        self.other_writer = SQLiteEventStore(events, types=TYPES, synchronous="off")
+        self.snapshots = SQLiteSnapshotStore(self.snapshot_conn)
+        self.repo = Repository(self.store, BankAccount)
+        self.held: dict[str, BankAccount] = {}
+        """The accounts loaded or saved, as a caller keeps them to save again."""
+        self.overtaken: set[str] = set()
+        """The held accounts whose streams another writer appended to since."""
+
+    @initialize(every=st.integers(1, 3))
+    def snapshot_every(self, every: int) -> None:
+        self.repo = Repository(
+            self.store, BankAccount, snapshot_every=every, snapshots=self.snapshots
+        )
+
+    def stored(self, account_id: str) -> list[RecordedEvent]:
+        return self.store.read_stream(self.repo.stream_id(account_id))
+
+    def current(self, account_id: str) -> BankAccount:
+        """Return the account to change: the one held, loaded, or a new one."""
+        if account_id in self.held:
+            return self.held[account_id]
+        if self.stored(account_id):
+            return self.repo.get(account_id)
+        return BankAccount.open(account_id, "ann")
+
+    @rule(account_id=st.sampled_from(_IDS))
+    def load(self, account_id: str) -> None:
+        if self.stored(account_id):
+            self.held[account_id] = self.repo.get(account_id)
+            self.overtaken.discard(account_id)
+
+    @rule(account_id=st.sampled_from(_IDS), amounts=_AMOUNTS)
+    def save(self, account_id: str, amounts: list[int]) -> None:
+        account = self.current(account_id)
+        for amount in amounts:
+            account.deposit(amount)
+        if account_id in self.overtaken:
+            with pytest.raises(ConcurrencyError):
+                self.repo.save(account)
+            del self.held[account_id]
+            self.overtaken.discard(account_id)
+        else:
+            self.repo.save(account)
+            self.held[account_id] = account
+
+    @rule(account_id=st.sampled_from(_IDS), amounts=_AMOUNTS)
+    def roll_back_a_save(self, account_id: str, amounts: list[int]) -> None:
+        if self.stored(account_id):
+            account = self.repo.get(account_id)
+        else:
+            account = BankAccount.open(account_id, "bob")
+        for amount in amounts:
+            account.deposit(amount)
+        self.conn.execute("BEGIN")
+        try:
+            self.repo.save(account)
+        finally:
+            self.conn.execute("ROLLBACK")
+
+    @rule(account_id=st.sampled_from(_IDS), amounts=_AMOUNTS)
+    def append_as_another_writer(self, account_id: str, amounts: list[int]) -> None:
+        stream = self.repo.stream_id(account_id)
+        events: list[object] = [Deposited(amount) for amount in amounts]
+        if not self.other_writer.stream_version(stream):
+            events.insert(0, Opened("zed"))
+        self.other_writer.append(stream, events)
+        if account_id in self.held:
+            self.overtaken.add(account_id)
+
+    @rule(account_id=st.sampled_from(_IDS), damaged=st.sampled_from(_DAMAGES))
+    def damage_the_snapshot(self, account_id: str, damaged: tuple[str, object]) -> None:
+        assignment, value = damaged
+        self.snapshot_conn.execute(
+            f"UPDATE snapshots SET {assignment} WHERE stream_id = ?",
+            (value, self.repo.stream_id(account_id)),
+        )
+
+    @invariant()
+    def loads_equal_a_replay(self) -> None:
+        for account_id in _IDS:
+            stored = self.stored(account_id)
+            if stored:
+                replay = BankAccount.from_history(account_id, stored)
+                assert state(replay) == state(self.repo.get(account_id))
+
+    def teardown(self) -> None:
+        for closing in (self.store, self.other_writer, self.snapshots, self.conn):
+            closing.close()
+        self.snapshot_conn.close()
+        shutil.rmtree(self.folder)
+
+
+TestSnapshotsNeverOverrule = SnapshotsNeverOverrule.TestCase
+TestSnapshotsNeverOverrule.settings = settings(stateful_step_count=25, deadline=None)
 
 
 def _copy(source: Path, target: Path) -> None:
