@@ -22,7 +22,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from busway import ConcurrencyError, SerializationError
+from busway import ConcurrencyError, InvalidArgumentError, SerializationError
 from busway.aggregates import AsyncRepository, Repository, Snapshot, SQLiteSnapshotStore
 from busway.eventstore import AsyncSQLiteEventStore, RecordedEvent, SQLiteEventStore
 from tests.bank import TYPES, BankAccount, Deposited, Opened, state
@@ -268,6 +268,30 @@ def test_a_state_that_is_not_a_json_object_is_refused() -> None:
         Snapshot(STREAM, 1, event_id, 1, "{oops")
     with pytest.raises(SerializationError, match="not a JSON object"):
         Snapshot(STREAM, 1, event_id, 1, "[]")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream_id", ""),
+        ("version", 0),
+        ("version", True),
+        ("event_id", "e-1"),
+        ("schema_version", "1"),
+        ("state", b"{}"),
+    ],
+)
+def test_a_snapshot_checks_its_fields(field: str, value: object) -> None:
+    """A field of the wrong type or value is refused with InvalidArgumentError naming it."""
+    fields: dict[str, object] = {
+        "stream_id": STREAM,
+        "version": 1,
+        "event_id": uuid.uuid4(),
+        "schema_version": 1,
+        "state": "{}",
+    }
+    with pytest.raises(InvalidArgumentError, match=f"Snapshot.{field} must be"):
+        Snapshot(**{**fields, field: value})  # type: ignore[arg-type]
 
 
 def test_a_save_after_a_load_succeeds_whatever_the_snapshot_said(

@@ -331,7 +331,8 @@ class Repository(_RepositoryCore[A, EventStore, EventBus]):
         """Append *aggregate*'s pending events and return its version.
 
         Raise ``ConcurrencyError``, writing nothing and keeping the events pending, if the
-        stream moved since the aggregate was loaded. The saved events are published at once,
+        stream moved since the aggregate was loaded (``AggregateExistsError`` if it is new
+        and its id is taken). The saved events are published at once,
         also when the append joined the caller's transaction, which may yet roll back; with
         ``publish=False`` none are, and the caller publishes them once it has committed.
         """
