@@ -700,48 +700,60 @@ def test_nothing_is_published_when_the_save_fails(store: InMemoryEventStore) -> 
     assert [] == seen
 
 
-def test_a_save_publishes_at_once_even_in_the_callers_transaction(sqlite_path: Path) -> None:
-    """By default a save publishes when it appends: a rollback after it cannot take that back."""
+@attrs.frozen
+class Published:
+    """An event bus and what it published so far."""
+
+    bus: EventBus
+    seen: list[object]
+
+
+@pytest.fixture
+def published() -> Published:
+    bus = EventBus()
+    seen: list[object] = []
+    bus.subscribe(Event, seen.append)
+    return Published(bus, seen)
+
+
+@pytest.fixture
+def conn(sqlite_path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection the test holds, to begin and end transactions on."""
     conn = sqlite3.connect(sqlite_path, isolation_level=None)
-    try:
-        bus = EventBus()
-        seen: list[object] = []
-        bus.subscribe(Event, seen.append)
-        with SQLiteEventStore(conn, types=TYPES) as store:
-            repo = Repository(store, BankAccount, event_bus=bus)
-            conn.execute("BEGIN")
-            repo.save(BankAccount.open("a-1", "ann"))
-            conn.execute("ROLLBACK")
-            assert ([Opened("ann")], 0) == (seen, store.stream_version("bank-account-a-1"))
-    finally:
-        conn.close()
+    yield conn
+    conn.close()
+
+
+def test_a_save_publishes_at_once_even_in_the_callers_transaction(
+    conn: sqlite3.Connection, published: Published
+) -> None:
+    """By default a save publishes when it appends: a rollback after it cannot take that back."""
+    with SQLiteEventStore(conn, types=TYPES) as store:
+        repo = Repository(store, BankAccount, event_bus=published.bus)
+        conn.execute("BEGIN")
+        repo.save(BankAccount.open("a-1", "ann"))
+        conn.execute("ROLLBACK")
+        assert ([Opened("ann")], 0) == (published.seen, store.stream_version("bank-account-a-1"))
 
 
 @pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
 def test_publish_false_lets_the_caller_publish_after_its_commit(
-    sqlite_path: Path, commit: bool
+    conn: sqlite3.Connection, published: Published, commit: bool
 ) -> None:
     """save(publish=False) publishes nothing; the caller publishes the events once committed."""
-    conn = sqlite3.connect(sqlite_path, isolation_level=None)
-    try:
-        bus = EventBus()
-        seen: list[object] = []
-        bus.subscribe(Event, seen.append)
-        with SQLiteEventStore(conn, types=TYPES) as store:
-            repo = Repository(store, BankAccount, event_bus=bus, snapshot_every=1)
-            account = BankAccount.open("a-1", "ann")
-            account.deposit(4)
-            to_publish = account.pending_events
-            conn.execute("BEGIN")
-            assert 2 == repo.save(account, publish=False)
-            assert [] == seen
-            conn.execute("COMMIT" if commit else "ROLLBACK")
-            if commit:
-                bus.publish_all(to_publish)
-            assert ([Opened("ann"), Deposited(4)] if commit else []) == seen
-            assert (2 if commit else 0) == store.stream_version("bank-account-a-1")
-    finally:
-        conn.close()
+    with SQLiteEventStore(conn, types=TYPES) as store:
+        repo = Repository(store, BankAccount, event_bus=published.bus, snapshot_every=1)
+        account = BankAccount.open("a-1", "ann")
+        account.deposit(4)
+        to_publish = account.pending_events
+        conn.execute("BEGIN")
+        assert 2 == repo.save(account, publish=False)
+        assert [] == published.seen
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+        if commit:
+            published.bus.publish_all(to_publish)
+        assert ([Opened("ann"), Deposited(4)] if commit else []) == published.seen
+        assert (2 if commit else 0) == store.stream_version("bank-account-a-1")
 
 
 def test_publish_false_holds_for_the_async_repository() -> None:
