@@ -7,6 +7,7 @@ from ._messages import Command, Event, Query
 from ._registry import AsyncMiddleware, Middleware, Registry
 from .context import MessageContext
 from .errors import (
+    AggregateExistsError,
     AggregateNotFoundError,
     ApplierNotFoundError,
     BuswayError,
@@ -33,6 +34,7 @@ from .errors import (
 )
 
 __all__ = [
+    "AggregateExistsError",
     "AggregateNotFoundError",
     "ApplierNotFoundError",
     "AsyncCommandBus",

@@ -16,6 +16,7 @@
     │                                        wait_for() gave up before the position was reached
     └── EventStoreError                      anything the event store refuses
         ├── ConcurrencyError                 the stream is not at the expected version
+        │   └── AggregateExistsError         a new aggregate's id is taken
         ├── DuplicateEventError              an event id is already stored elsewhere
         ├── InvalidArgumentError (ValueError, TypeError)
         │                                    a stream id, version or limit that cannot be right
@@ -51,6 +52,7 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "AggregateExistsError",
     "AggregateNotFoundError",
     "ApplierNotFoundError",
     "BuswayError",
@@ -338,6 +340,30 @@ class AggregateNotFoundError(BuswayError, LookupError):
             f"no {_name(aggregate_type)} with id {aggregate_id!r}: stream {stream_id!r} has no "
             "events. Check the id, or create the aggregate (a classmethod that records its "
             "first event) and save it with repository.save()"
+        )
+
+
+class AggregateExistsError(ConcurrencyError):
+    """A new aggregate was saved under an id another one already has; nothing was written.
+
+    It stays a ``ConcurrencyError``: ``retry(on=(ConcurrencyError,))`` runs the command
+    again, which helps one that loads the aggregate when it exists (get or create), and
+    fails the same way for one that only creates.
+    """
+
+    def __init__(
+        self, aggregate_type: type, aggregate_id: str, stream_id: str, actual: int
+    ) -> None:
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        super().__init__(stream_id, 0, actual)
+
+    def _explain(self, stream_id: str, expected: object, actual: int) -> str:
+        name = _name(self.aggregate_type)
+        return (
+            f"{name} id {self.aggregate_id!r} is taken: stream {stream_id!r} already holds "
+            f"{actual} events, so the new {name} was not saved (nothing was written). Give "
+            f"it another id, or load the one there with repository.get({self.aggregate_id!r})"
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import uuid
 from collections.abc import Callable
 from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
@@ -53,7 +54,9 @@ OPEN: dict[str, Callable[..., Any]] = {
 WRITE: dict[str, Callable[[Any, str], object]] = {
     "events": lambda store, text: store.append("s-1", [Tick(text, 1)]),
     "sagas": lambda store, text: store.commit([], checkpoint=(text, 1)),
-    "snapshots": lambda store, text: store.save(Snapshot("s-1", 1, 1, json.dumps(text))),
+    "snapshots": lambda store, text: store.save(
+        Snapshot("s-1", 1, uuid.uuid4(), 1, json.dumps({"text": text}))
+    ),
     "checkpoints": lambda store, text: store.save(text, 1),
 }
 """How to write *text* (of any size) into each kind of store."""

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from busway import (
 )
 from busway.aggregates import (
     Aggregate,
+    AggregateExistsError,
     AggregateNotFoundError,
     ApplierNotFoundError,
     AsyncRepository,
@@ -48,73 +50,16 @@ from busway.eventstore import (
 )
 from busway.eventstore._serialization import make_default_converter
 from busway.middleware import retry
-
-# -- a small domain ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Opened(Event):
-    owner: str
-
-
-@attrs.frozen
-class Deposited(Event):
-    amount: int
-
-
-@attrs.frozen
-class BonusDeposited(Deposited):
-    """A subclass: applied by the Deposited applier unless it has its own."""
-
-
-@attrs.frozen
-class Closed(Event):
-    pass
-
-
-@attrs.frozen
-class Unhandled(Event):
-    pass
-
-
-class BankAccount(Aggregate):
-    owner: str
-    balance: int
-    history: list[int]
-
-    def __init__(self, id: str) -> None:
-        super().__init__(id)
-        self.owner = ""
-        self.balance = 0
-        self.history = []
-
-    @classmethod
-    def open(cls, id: str, owner: str) -> BankAccount:
-        account = cls(id)
-        account.record(Opened(owner))
-        return account
-
-    def deposit(self, amount: int) -> None:
-        self.record(Deposited(amount))
-
-    @when(Opened)
-    def _opened(self, event: Opened) -> None:
-        self.owner = event.owner
-
-    @when(Deposited)
-    def _deposited(self, event: Deposited) -> None:
-        if event.amount < 0:
-            raise ValueError("a deposit is positive")
-        self.balance += event.amount
-        self.history.append(event.amount)
-
-
-TYPES = EventTypes(Opened, Deposited, BonusDeposited, Closed, Unhandled)
-
-
-def state(aggregate: Aggregate) -> dict[str, Any]:
-    """Return what an aggregate is: its id, version and state, not its pending events."""
-    return {k: v for k, v in vars(aggregate).items() if k != "_pending"}
+from tests.bank import (
+    TYPES,
+    BankAccount,
+    BonusDeposited,
+    Closed,
+    Deposited,
+    Opened,
+    Unhandled,
+    state,
+)
 
 
 @pytest.fixture
@@ -307,12 +252,40 @@ def test_save_expects_the_loaded_version(store: InMemoryEventStore) -> None:
     assert 1 == repo.get("a-1").balance
 
 
-def test_creating_an_existing_aggregate_conflicts(store: InMemoryEventStore) -> None:
-    """A new aggregate is saved expecting no stream, so an id in use is not overwritten."""
+def test_creating_an_existing_aggregate_says_the_id_is_taken(store: InMemoryEventStore) -> None:
+    """A new aggregate's id in use raises AggregateExistsError, a ConcurrencyError, not a retry."""
     repo = Repository(store, BankAccount)
     repo.save(BankAccount.open("a-1", "ann"))
-    with pytest.raises(ConcurrencyError):
+    with pytest.raises(AggregateExistsError, match="id 'a-1' is taken") as info:
         repo.save(BankAccount.open("a-1", "bob"))
+    error = info.value
+    assert isinstance(error, ConcurrencyError)
+    assert (BankAccount, "a-1", "bank-account-a-1") == (
+        error.aggregate_type,
+        error.aggregate_id,
+        error.stream_id,
+    )
+    assert (0, 1) == (error.expected, error.actual)
+    assert "repository.get('a-1')" in str(error)
+    assert "Reload the stream and retry" not in str(error)
+    assert "ann" == repo.get("a-1").owner
+
+
+@pytest.mark.parametrize("bad", ["", 3, None])
+def test_an_aggregate_id_must_be_a_non_empty_str(store: InMemoryEventStore, bad: object) -> None:
+    """get() of an empty or non-str id is an InvalidArgumentError, not a missing aggregate."""
+    repo = Repository(store, BankAccount)
+    with pytest.raises(InvalidArgumentError, match="aggregate_id must be a non-empty str"):
+        repo.get(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        repo.stream_id(bad)  # type: ignore[arg-type]
+
+    async def get() -> None:
+        async with AsyncInMemoryEventStore(types=TYPES) as async_store:
+            await AsyncRepository(async_store, BankAccount).get(bad)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidArgumentError):
+        asyncio.run(get())
 
 
 def test_the_repository_checks_its_arguments(store: InMemoryEventStore) -> None:
@@ -426,7 +399,7 @@ class CountingStore:
 def test_snapshots_are_taken_every_n_events_and_used_on_load(
     store: InMemoryEventStore,
 ) -> None:
-    """With snapshot_every=3, loading reads only the events after the latest snapshot."""
+    """With snapshot_every=3, loading reads the stream from the latest snapshot's version on."""
     counting = CountingStore(store)
     snapshots = InMemorySnapshotStore()
     repo = Repository(counting, BankAccount, snapshot_every=3, snapshots=snapshots)
@@ -446,7 +419,7 @@ def test_snapshots_are_taken_every_n_events_and_used_on_load(
     repo.save(account)  # version 7: none
     assert 6 == snapshots.load("bank-account-a-1").version  # type: ignore[union-attr]
     loaded = repo.get("a-1")
-    assert [7] == counting.reads[-1:]
+    assert [6] == counting.reads[-1:]  # the snapshot's own event vouches for it
     assert state(BankAccount.from_history("a-1", store.read_stream("bank-account-a-1"))) == state(
         loaded
     )
@@ -470,20 +443,11 @@ def test_a_snapshot_of_another_schema_version_is_ignored(
     account.deposit(4)
     repo.save(account)
     assert repo.snapshots is not None
-    repo.snapshots.save(Snapshot("bank-account-a-1", 2, 1, '{"balance": "garbage"}'))
+    kept = repo.snapshots.load("bank-account-a-1")
+    assert kept is not None
+    repo.snapshots.save(attrs.evolve(kept, state='{"balance": "garbage"}'))
     monkeypatch.setattr(BankAccount, "snapshot_version", 2)
     assert 4 == repo.get("a-1").balance
-
-
-def test_a_snapshot_that_does_not_fit_says_how_to_move_on(store: InMemoryEventStore) -> None:
-    """A snapshot whose state cannot be structured raises SerializationError naming the field."""
-    repo = Repository(store, BankAccount, snapshot_every=1)
-    repo.save(BankAccount.open("a-1", "ann"))
-    assert repo.snapshots is not None
-    repo.snapshots.save(Snapshot("bank-account-a-1", 1, 1, '{"balance": "lots"}'))
-    with pytest.raises(SerializationError, match="snapshot_version") as info:
-        repo.get("a-1")
-    assert "balance" == info.value.field
 
 
 class Unannotated(Aggregate):
@@ -558,14 +522,14 @@ class Lazy(Aggregate):
         pass
 
 
-def test_an_annotated_attribute_never_set_is_left_out(store: InMemoryEventStore) -> None:
-    """A snapshot skips annotated attributes the aggregate has not set."""
+def test_an_annotated_attribute_never_set_fails_the_save(store: InMemoryEventStore) -> None:
+    """A snapshot without an attribute would look lost, so the save raises and writes nothing."""
     repo = Repository(store, Lazy, snapshot_every=1)
     aggregate = Lazy("l-1")
     aggregate.record(Opened("x"))
-    repo.save(aggregate)
-    assert "{}" == repo.snapshots.load("lazy-l-1").state  # type: ignore[union-attr]
-    assert not hasattr(repo.get("l-1"), "owner")
+    with pytest.raises(SerializationError, match=r"never set \(owner\).*self.owner = "):
+        repo.save(aggregate)
+    assert 0 == store.stream_version("lazy-l-1")
 
 
 class Secret:
@@ -603,6 +567,8 @@ def test_snapshots_use_the_store_converter_and_report_its_failures() -> None:
 
 
 class FailingSnapshots:
+    """A snapshot store whose disk is full: it keeps nothing."""
+
     def load(self, stream_id: str) -> Snapshot | None:
         return None
 
@@ -611,6 +577,13 @@ class FailingSnapshots:
 
     def close(self) -> None:
         pass
+
+
+class UnreadableSnapshots(FailingSnapshots):
+    """A snapshot store whose disk cannot be read."""
+
+    def load(self, stream_id: str) -> Snapshot | None:
+        raise OSError("I/O error")
 
 
 def test_a_failed_snapshot_write_does_not_fail_the_save(
@@ -622,6 +595,18 @@ def test_a_failed_snapshot_write_does_not_fail_the_save(
         assert 1 == repo.save(BankAccount.open("a-1", "ann"))
     assert "could not save the snapshot of 'bank-account-a-1'" in caplog.text
     assert "ann" == repo.get("a-1").owner
+
+
+def test_a_failed_snapshot_read_does_not_fail_the_load(
+    store: InMemoryEventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Snapshots are a cache: a read that fails is logged, and the load replays the events."""
+    repo = Repository(store, BankAccount, snapshot_every=1, snapshots=UnreadableSnapshots())
+    repo.save(BankAccount.open("a-1", "ann"))
+    with caplog.at_level(logging.WARNING, logger="busway.aggregates"):
+        assert "ann" == repo.get("a-1").owner
+    assert "could not load the snapshot of 'bank-account-a-1'" in caplog.text
+    assert "OSError: I/O error" in caplog.text
 
 
 def test_sqlite_snapshots_survive_reopening(sqlite_path: Path) -> None:
@@ -650,10 +635,11 @@ def test_snapshot_stores_keep_the_latest_version(kind: str, sqlite_path: Path) -
         InMemorySnapshotStore() if kind == "memory" else SQLiteSnapshotStore(sqlite_path)
     )
     with snapshots:
-        snapshots.save(Snapshot("s", 5, 1, "{}"))
-        snapshots.save(Snapshot("s", 3, 1, '{"old": true}'))
-        assert Snapshot("s", 5, 1, "{}") == snapshots.load("s")
-        snapshots.save(Snapshot("s", 6, 1, '{"new": true}'))
+        latest = Snapshot("s", 5, uuid.uuid4(), 1, "{}")
+        snapshots.save(latest)
+        snapshots.save(Snapshot("s", 3, uuid.uuid4(), 1, '{"old": true}'))
+        assert latest == snapshots.load("s")
+        snapshots.save(Snapshot("s", 6, uuid.uuid4(), 1, '{"new": true}'))
         assert 6 == snapshots.load("s").version  # type: ignore[union-attr]
         assert "Store" in repr(snapshots)
     with pytest.raises(StoreClosedError):
@@ -681,7 +667,7 @@ def test_sqlite_snapshot_store_uses_a_given_connection(sqlite_path: Path) -> Non
     conn = sqlite3.connect(sqlite_path, isolation_level=None)
     try:
         with SQLiteSnapshotStore(conn, table="snaps") as snapshots:
-            snapshots.save(Snapshot("s", 1, 1, "{}"))
+            snapshots.save(Snapshot("s", 1, uuid.uuid4(), 1, "{}"))
         assert [("s",)] == conn.execute("SELECT stream_id FROM snaps").fetchall()
     finally:
         conn.close()
@@ -712,6 +698,89 @@ def test_nothing_is_published_when_the_save_fails(store: InMemoryEventStore) -> 
     with pytest.raises(ConcurrencyError):
         repo.save(BankAccount.open("a-1", "ann"))
     assert [] == seen
+
+
+@attrs.frozen
+class Published:
+    """An event bus and what it published so far."""
+
+    bus: EventBus
+    seen: list[object]
+
+
+@pytest.fixture
+def published() -> Published:
+    bus = EventBus()
+    seen: list[object] = []
+    bus.subscribe(Event, seen.append)
+    return Published(bus, seen)
+
+
+@pytest.fixture
+def conn(sqlite_path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection the test holds, to begin and end transactions on."""
+    conn = sqlite3.connect(sqlite_path, isolation_level=None)
+    yield conn
+    conn.close()
+
+
+def test_a_save_publishes_at_once_even_in_the_callers_transaction(
+    conn: sqlite3.Connection, published: Published
+) -> None:
+    """By default a save publishes when it appends: a rollback after it cannot take that back."""
+    with SQLiteEventStore(conn, types=TYPES) as store:
+        repo = Repository(store, BankAccount, event_bus=published.bus)
+        conn.execute("BEGIN")
+        repo.save(BankAccount.open("a-1", "ann"))
+        conn.execute("ROLLBACK")
+        assert ([Opened("ann")], 0) == (published.seen, store.stream_version("bank-account-a-1"))
+
+
+@pytest.mark.parametrize("commit", [True, False], ids=["commit", "rollback"])
+def test_publish_false_lets_the_caller_publish_after_its_commit(
+    conn: sqlite3.Connection, published: Published, commit: bool
+) -> None:
+    """save(publish=False) publishes nothing; the caller publishes the events once committed."""
+    with SQLiteEventStore(conn, types=TYPES) as store:
+        repo = Repository(store, BankAccount, event_bus=published.bus, snapshot_every=1)
+        account = BankAccount.open("a-1", "ann")
+        account.deposit(4)
+        to_publish = account.pending_events
+        conn.execute("BEGIN")
+        assert 2 == repo.save(account, publish=False)
+        assert [] == published.seen
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+        if commit:
+            published.bus.publish_all(to_publish)
+        assert ([Opened("ann"), Deposited(4)] if commit else []) == published.seen
+        assert (2 if commit else 0) == store.stream_version("bank-account-a-1")
+
+
+def test_publish_false_holds_for_the_async_repository() -> None:
+    """AsyncRepository.save(publish=False) saves the events and publishes none."""
+
+    async def main() -> tuple[list[object], int]:
+        bus = AsyncEventBus()
+        seen: list[object] = []
+
+        async def record(event: Event) -> None:
+            seen.append(event)
+
+        bus.subscribe(Event, record)
+        async with AsyncInMemoryEventStore(types=TYPES) as store:
+            repo = AsyncRepository(store, BankAccount, event_bus=bus)
+            version = await repo.save(BankAccount.open("a-1", "ann"), publish=False)
+            return seen, version
+
+    assert ([], 1) == asyncio.run(main())
+
+
+def test_publish_takes_a_bool(store: InMemoryEventStore) -> None:
+    """publish= is True or False; anything else is refused before anything is written."""
+    repo = Repository(store, BankAccount)
+    with pytest.raises(InvalidArgumentError, match="publish must be True or False"):
+        repo.save(BankAccount.open("a-1", "ann"), publish="no")  # type: ignore[arg-type]
+    assert 0 == store.stream_version("bank-account-a-1")
 
 
 # -- async -----------------------------------------------------------------------------------

@@ -6,13 +6,19 @@ the version it was loaded at. Snapshots spare long streams a full replay.
 """
 
 from .._when import when
-from ..errors import AggregateNotFoundError, ApplierNotFoundError, ConcurrencyError
+from ..errors import (
+    AggregateExistsError,
+    AggregateNotFoundError,
+    ApplierNotFoundError,
+    ConcurrencyError,
+)
 from ._aggregate import Aggregate
 from ._repository import AsyncRepository, Repository
 from ._snapshots import InMemorySnapshotStore, Snapshot, SnapshotStore, SQLiteSnapshotStore
 
 __all__ = [
     "Aggregate",
+    "AggregateExistsError",
     "AggregateNotFoundError",
     "ApplierNotFoundError",
     "AsyncRepository",

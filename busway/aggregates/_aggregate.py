@@ -170,14 +170,17 @@ def encode_state(aggregate: Aggregate, converter: cattrs.Converter) -> str:
             f"({', '.join(unknown)}), which a snapshot would lose; annotate them in the "
             f"class body (e.g. {unknown[0]}: int)"
         )
+    unset = [name for name in fields if not hasattr(aggregate, name)]
+    if unset:
+        raise SerializationError(
+            f"{type(aggregate).__qualname__} has annotated attributes it never set "
+            f"({', '.join(unset)}), which a snapshot could not tell from lost ones; set "
+            f"each in __init__ (e.g. self.{unset[0]} = ...)"
+        )
     data: dict[str, Any] = {}
     for name, hint in fields.items():
         try:
-            value = getattr(aggregate, name)
-        except AttributeError:
-            continue
-        try:
-            data[name] = converter.unstructure(value, unstructure_as=hint)
+            data[name] = converter.unstructure(getattr(aggregate, name), unstructure_as=hint)
         except Exception as exc:
             raise SerializationError(
                 f"{type(aggregate).__qualname__}.{name} cannot be put in a snapshot: {exc}; "
@@ -193,21 +196,27 @@ def encode_state(aggregate: Aggregate, converter: cattrs.Converter) -> str:
 
 
 def restore(cls: type[A], id: str, snapshot: Snapshot, converter: cattrs.Converter) -> A:
-    """Return a *cls* aggregate with the state and version kept in *snapshot*."""
+    """Return a *cls* aggregate with the state and version kept in *snapshot*.
+
+    Raise SerializationError if the state lacks an attribute or holds one that does not
+    fit; its message is a clause saying why, for the log of the load that ignores it.
+    """
+    fields = cls._fields()
+    data = json.loads(snapshot.state)  # a Snapshot holds the text of a JSON object
+    missing = [name for name in fields if name not in data]
+    if missing:
+        raise SerializationError(f"its state lacks {', '.join(missing)}", field=missing[0])
     aggregate = cls(id)
-    data = json.loads(snapshot.state)
-    for name, hint in cls._fields().items():
-        if name in data:
-            try:
-                value = converter.structure(data[name], hint)
-            except Exception as exc:
-                raise SerializationError(
-                    f"the snapshot of stream {snapshot.stream_id!r} at version "
-                    f"{snapshot.version} cannot be read into {cls.__qualname__}.{name}: "
-                    f"{exc}; raise {cls.__qualname__}.snapshot_version to ignore old "
-                    "snapshots",
-                    field=name,
-                ) from exc
-            setattr(aggregate, name, value)
+    for name, hint in fields.items():
+        try:
+            value = converter.structure(data[name], hint)
+        except Exception as exc:
+            # The error's text may quote the stored value, which is not for the logs.
+            raise SerializationError(
+                f"its {name} cannot be read as {getattr(hint, '__name__', hint)} "
+                f"({type(exc).__name__})",
+                field=name,
+            ) from exc
+        setattr(aggregate, name, value)
     aggregate._version = snapshot.version
     return aggregate

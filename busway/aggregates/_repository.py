@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import re
 from collections.abc import Generator, Mapping
@@ -22,14 +23,18 @@ from .._async_buses import AsyncEventBus
 from .._buses import EventBus
 from .._effects import arun, run
 from ..errors import (
+    AggregateExistsError,
     AggregateNotFoundError,
+    ConcurrencyError,
     InvalidArgumentError,
     RegistrationError,
+    SerializationError,
 )
 from ..eventstore import (
     AsyncEventStore,
     CattrsSerializer,
     EventStore,
+    NewEvent,
     RecordedEvent,
     make_default_converter,
 )
@@ -80,6 +85,30 @@ class _Publish:
 
 _Request: TypeAlias = _ReadStream | _Append | _LoadSnapshot | _SaveSnapshot | _Publish
 _Flow: TypeAlias = Generator[_Request, Any, T]
+
+
+def _ignore(snapshot: Snapshot, why: str) -> None:
+    _log.warning(
+        "ignored the snapshot of %r at version %d: %s; loading it by replaying its events instead",
+        snapshot.stream_id,
+        snapshot.version,
+        why,
+    )
+
+
+def _unvouched(snapshot: Snapshot, history: list[RecordedEvent]) -> str | None:
+    """Say why *history*, read from the snapshot's version on, does not vouch for it; or None."""
+    if not history:
+        return (
+            f"its stream has no event at version {snapshot.version} (an append rolled back, "
+            "a backup restored or a write lost)"
+        )
+    if history[0].event_id != snapshot.event_id:
+        return (
+            f"the stream's event at version {snapshot.version} is not the one it was taken "
+            "after (the events it sums up were rolled back or lost, and others written since)"
+        )
+    return None
 
 
 def _default_prefix(aggregate_type: type) -> str:
@@ -156,48 +185,105 @@ class _RepositoryCore(Generic[A, ES, EB]):
 
     def stream_id(self, aggregate_id: str) -> str:
         """Return the id of the stream that holds *aggregate_id*'s events."""
+        if not isinstance(aggregate_id, str) or not aggregate_id:
+            raise InvalidArgumentError("aggregate_id", aggregate_id, "a non-empty str")
         return self.stream_prefix + aggregate_id
 
     def _load(self, aggregate_id: str) -> _Flow[A]:
         stream = self.stream_id(aggregate_id)
-        aggregate: A | None = None
         if self.snapshots is not None:
-            snapshot: Snapshot | None = yield _LoadSnapshot(stream)
-            if snapshot is not None and (
-                snapshot.schema_version == self.aggregate_type.snapshot_version
-            ):
-                aggregate = restore(self.aggregate_type, aggregate_id, snapshot, self._converter)
-        start = 1 if aggregate is None else aggregate.version + 1
-        history: list[RecordedEvent] = yield _ReadStream(stream, start)
-        if aggregate is None:
-            if not history:
-                raise AggregateNotFoundError(self.aggregate_type, aggregate_id, stream)
-            aggregate = self.aggregate_type(aggregate_id)
+            aggregate = yield from self._load_from_snapshot(aggregate_id, stream)
+            if aggregate is not None:
+                return aggregate
+        history: list[RecordedEvent] = yield _ReadStream(stream, 1)
+        if not history:
+            raise AggregateNotFoundError(self.aggregate_type, aggregate_id, stream)
+        aggregate = self.aggregate_type(aggregate_id)
         for recorded in history:
             replay(aggregate, recorded)
         return aggregate
 
-    def _save(self, aggregate: A, metadata: Mapping[str, Any] | None) -> _Flow[int]:
+    def _load_from_snapshot(self, aggregate_id: str, stream: str) -> _Flow[A | None]:
+        """Return the aggregate from its snapshot and the events since; None to replay them all.
+
+        A snapshot is only a cache: one that cannot be read, or that the stream does not
+        vouch for, is logged and left unused.
+        """
+        try:
+            snapshot: Snapshot | None = yield _LoadSnapshot(stream)
+        except Exception:
+            _log.warning(
+                "could not load the snapshot of %r; loading it by replaying its events instead",
+                stream,
+                exc_info=True,
+            )
+            return None
+        aggregate = None if snapshot is None else self._restore(aggregate_id, snapshot)
+        if snapshot is None or aggregate is None:
+            return None
+        # Read from the snapshot's own version: the stream vouches for the snapshot by holding
+        # there the very event it was taken after, and the events since come in the same read.
+        history: list[RecordedEvent] = yield _ReadStream(stream, snapshot.version)
+        why = _unvouched(snapshot, history)
+        if why is not None:
+            _ignore(snapshot, why)
+            return None
+        for recorded in itertools.islice(history, 1, None):
+            replay(aggregate, recorded)
+        return aggregate
+
+    def _restore(self, aggregate_id: str, snapshot: Snapshot) -> A | None:
+        """Return the aggregate as *snapshot* keeps it, or None (and log why) if it does not fit."""
+        cls = self.aggregate_type
+        if snapshot.schema_version != cls.snapshot_version:
+            _ignore(
+                snapshot,
+                f"it was taken with snapshot_version {snapshot.schema_version}, and "
+                f"{cls.__qualname__} is at {cls.snapshot_version}",
+            )
+            return None
+        try:
+            return restore(cls, aggregate_id, snapshot, self._converter)
+        except SerializationError as exc:
+            _ignore(snapshot, str(exc))
+            return None
+
+    def _save(self, aggregate: A, metadata: Mapping[str, Any] | None, publish: bool) -> _Flow[int]:
         if not isinstance(aggregate, self.aggregate_type):
             raise InvalidArgumentError(
                 "aggregate", aggregate, f"a {self.aggregate_type.__qualname__}"
             )
+        if type(publish) is not bool:
+            raise InvalidArgumentError("publish", publish, "True or False")
         pending = aggregate.pending_events
         if not pending:
             return aggregate.version
         loaded = aggregate.version - len(pending)
+        stream = self.stream_id(aggregate.id)
+        events = list(pending)
         snapshot = None
         every = self.snapshot_every
         if every is not None and aggregate.version // every > loaded // every:
+            # The snapshot names the event it is taken after, so that event's id is given here.
+            last = NewEvent(events[-1])
+            events[-1] = last
             # Encode before appending: a state that cannot be snapshotted fails the save
             # while nothing is written yet.
             snapshot = Snapshot(
-                self.stream_id(aggregate.id),
+                stream,
                 aggregate.version,
+                last.event_id,
                 self.aggregate_type.snapshot_version,
                 encode_state(aggregate, self._converter),
             )
-        version: int = yield _Append(self.stream_id(aggregate.id), list(pending), loaded, metadata)
+        try:
+            version: int = yield _Append(stream, events, loaded, metadata)
+        except ConcurrencyError as exc:
+            if loaded == 0:  # a new aggregate: no reload can make its id free
+                raise AggregateExistsError(
+                    self.aggregate_type, aggregate.id, stream, exc.actual
+                ) from exc
+            raise
         saved = take_pending(aggregate)
         if snapshot is not None:
             try:
@@ -212,7 +298,8 @@ class _RepositoryCore(Generic[A, ES, EB]):
                     snapshot.version,
                     exc_info=True,
                 )
-        yield _Publish(saved)
+        if publish:
+            yield _Publish(saved)
         return version
 
 
@@ -223,8 +310,9 @@ class Repository(_RepositoryCore[A, EventStore, EventBus]):
     ``save`` appends the pending events expecting the version the aggregate was loaded at,
     so of two writers the second gets ``ConcurrencyError`` (and the ``retry`` middleware
     can run its command again). With *snapshot_every* it keeps a snapshot every that many
-    events (in *snapshots*, in memory by default) and loads from the latest one. With an
-    *event_bus* it publishes the saved events once they are stored.
+    events (in *snapshots*, in memory by default) and loads from the latest one, when its
+    stream still holds the event it was taken after. With an *event_bus* it publishes the
+    saved events once they are appended (see :meth:`save` for the caller's transaction).
     """
 
     _buses = (EventBus,)
@@ -233,13 +321,22 @@ class Repository(_RepositoryCore[A, EventStore, EventBus]):
         """Return the aggregate rebuilt from its events; raise AggregateNotFoundError if none."""
         return run(self._load(aggregate_id), self._perform)
 
-    def save(self, aggregate: A, *, metadata: Mapping[str, Any] | None = None) -> int:
+    def save(
+        self,
+        aggregate: A,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        publish: bool = True,
+    ) -> int:
         """Append *aggregate*'s pending events and return its version.
 
         Raise ``ConcurrencyError``, writing nothing and keeping the events pending, if the
-        stream moved since the aggregate was loaded.
+        stream moved since the aggregate was loaded (``AggregateExistsError`` if it is new
+        and its id is taken). The saved events are published at once,
+        also when the append joined the caller's transaction, which may yet roll back; with
+        ``publish=False`` none are, and the caller publishes them once it has committed.
         """
-        return run(self._save(aggregate, metadata), self._perform)
+        return run(self._save(aggregate, metadata, publish), self._perform)
 
     def _perform(self, request: _Request) -> Any:
         match request:
@@ -275,9 +372,15 @@ class AsyncRepository(_RepositoryCore[A, AsyncEventStore, AsyncEventBus | EventB
         """Return the aggregate rebuilt from its events; raise AggregateNotFoundError if none."""
         return await arun(self._load(aggregate_id), self._perform)
 
-    async def save(self, aggregate: A, *, metadata: Mapping[str, Any] | None = None) -> int:
+    async def save(
+        self,
+        aggregate: A,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        publish: bool = True,
+    ) -> int:
         """Append *aggregate*'s pending events and return its version (see Repository.save)."""
-        return await arun(self._save(aggregate, metadata), self._perform)
+        return await arun(self._save(aggregate, metadata, publish), self._perform)
 
     async def _perform(self, request: _Request) -> Any:
         match request:
