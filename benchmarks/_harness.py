@@ -328,6 +328,10 @@ def describe_environment() -> str:
     )
 
 
+class PeerUnavailable(Exception):
+    """A peer that cannot run on this machine (a tool is missing, an install failed)."""
+
+
 class Peers:
     """Set up peer libraries one at a time, turning any failure into a note, never a crash."""
 
@@ -347,6 +351,8 @@ class Peers:
             return setup()
         except ImportError as exc:
             self.table.notes.append(f"{name} skipped: not installed ({exc})")
+        except PeerUnavailable as exc:
+            self.table.notes.append(f"{name} skipped: {exc}")
         except Exception as exc:
             self.table.notes.append(f"{name} skipped: it failed to set up ({exc!r})")
         return None
