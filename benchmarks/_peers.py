@@ -184,15 +184,51 @@ def _nestjs_packages() -> Path:
     return NESTJS_DIR
 
 
-def nestjs_execute(n: int, rounds: int) -> dict[str, Any]:
-    """NestJS: ``@CommandHandler(Ping)`` on a class in a ``CqrsModule.forRoot()`` app, then
-    ``await commandBus.execute(new Ping(1))``, timed by ``nestjs_bench.js`` under Node.js
-    with the same loop size and rounds as the Python cases. Returns its JSON: ``median``
-    (ns per call), ``times``, ``node`` and package ``versions``."""
-    folder = _nestjs_packages()
-    out = _run(["node", str(NESTJS_SCRIPT), str(folder), str(n), str(rounds)])
-    result: dict[str, Any] = json.loads(out)
-    return result
+class NestJS:
+    """NestJS's ``CommandBus.execute`` under Node.js, in a process kept for the whole suite.
+
+    It runs ``nestjs_bench.js``: ``@CommandHandler(Ping)`` on a class in a
+    ``CqrsModule.forRoot()`` app, then ``await commandBus.execute(new Ping(1))`` in a tight
+    loop, one round each time :meth:`timed_loop` is called.
+    """
+
+    def __init__(self) -> None:
+        folder = _nestjs_packages()
+        self._process = subprocess.Popen(
+            ["node", str(NESTJS_SCRIPT), str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        #: Node.js's version and the packages': ``{"node": ..., "versions": {...}}``.
+        self.about: dict[str, Any] = json.loads(self._read())
+
+    def _read(self) -> str:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait(timeout=60)
+            assert self._process.stderr is not None
+            last = (self._process.stderr.read().strip().splitlines() or ["no output"])[-1]
+            raise PeerUnavailable(f"nestjs_bench.js stopped: {last}")
+        return line
+
+    def timed_loop(self, count: int) -> int:
+        """Run *count* calls in Node.js; return the nanoseconds they took."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{count}\n")
+        self._process.stdin.flush()
+        return int(self._read())
+
+    def close(self) -> None:
+        """End the Node.js process."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
+        for pipe in (self._process.stdout, self._process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 # -- event publishing -------------------------------------------------------------------------

@@ -376,10 +376,15 @@ def async_suite(options: Options) -> Table:
             call, args, _ = built
             timer.async_case(case, call, *args, n=max(1, timer.n // 20))
             present.append((case, library))
-    ns = timer.run()
-    # Node.js runs apart, after the Python cases: the same loop size and rounds, not
-    # round-robin with them.
-    nestjs = peers.build("nestjs", lambda: _peers.nestjs_execute(timer.n, timer.repeats))
+    nest = "NestJS CommandBus.execute"
+    nestjs: _peers.NestJS | None = peers.build("nestjs", _peers.NestJS)
+    if nestjs is not None:
+        timer.external_case(nest, nestjs.timed_loop)
+    try:
+        ns = timer.run()
+    finally:
+        if nestjs is not None:
+            nestjs.close()
     table.params = _params(timer)
     table.add("await handler()", ns["await handler()"], NS, library="await handler()")
     base = "minimal async bus"
@@ -391,18 +396,17 @@ def async_suite(options: Options) -> Table:
         table.add(case, ns[case], NS, against=base, library=library)
     table.notes.append("every contender runs inside one event loop; no task is created per call")
     if nestjs is not None:
-        nest = "NestJS CommandBus.execute"
-        table.add(nest, nestjs["median"], NS, against=base, library="nestjs")
+        table.add(nest, ns[nest], NS, against=base, library="nestjs")
         group = "busway against NestJS on Node.js"
-        table.add(nest, nestjs["median"], NS, library="nestjs", group=group)
+        table.add(nest, ns[nest], NS, library="nestjs", group=group)
         for case in ("busway AsyncCommandBus.execute", "busway AsyncQueryBus.execute"):
             table.add(case, ns[case], NS, against=nest, library="busway", group=group)
-        versions = ", ".join(f"{name} {v}" for name, v in nestjs["versions"].items())
+        versions = ", ".join(f"{name} {v}" for name, v in nestjs.about["versions"].items())
         table.notes.append(
-            f"NestJS: Node.js {nestjs['node']}, {versions}; timed by benchmarks/nestjs_bench.js "
-            "in its own process after the Python cases, with the same loop size and rounds"
+            f"NestJS: Node.js {nestjs.about['node']}, {versions}; timed by "
+            "benchmarks/nestjs_bench.js in a Node.js process, round-robin with the Python cases"
         )
-        table.params["nestjs"] = {"node": nestjs["node"], "versions": nestjs["versions"]}
+        table.params["nestjs"] = nestjs.about
     return table
 
 

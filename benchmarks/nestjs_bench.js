@@ -1,12 +1,13 @@
 // NestJS's CommandBus.execute, timed the way benchmarks/_harness.py times async cases.
 //
-//     node benchmarks/nestjs_bench.js DIR N ROUNDS
+//     node benchmarks/nestjs_bench.js DIR
 //
 // DIR holds node_modules with @nestjs/core, @nestjs/common, @nestjs/cqrs, reflect-metadata
-// and rxjs (benchmarks/_peers.py installs them there). Each round awaits N calls of
-// `commandBus.execute(command)` in one tight loop, minus the cost of the empty loop; round 0
-// (N / 10 calls) only warms up. Prints one line of JSON: the median ns per call over ROUNDS
-// rounds, every round, and the versions used.
+// and rxjs (benchmarks/_peers.py installs them there). Once the app is up, prints one line
+// of JSON (the Node.js and package versions); then, for each line N read from stdin, awaits
+// N calls of `commandBus.execute(command)` in one tight loop and prints the nanoseconds
+// they took, minus the cost of the empty loop. The harness sends one line per round, in
+// turn with the Python cases, so that a slow spell of the machine hits them all alike.
 "use strict";
 
 const { readFileSync } = require("node:fs");
@@ -14,19 +15,15 @@ const { createRequire } = require("node:module");
 const path = require("node:path");
 const { pathToFileURL } = require("node:url");
 
-const [dir, n, rounds] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const readline = require("node:readline");
+
+const dir = process.argv[2];
 const fromDir = createRequire(path.join(path.resolve(dir), "package.json"));
 
 // The packages are ES modules installed in DIR, not beside this script: resolve them there.
 const load = (name) => import(pathToFileURL(fromDir.resolve(name)).href);
 const version = (name) =>
   JSON.parse(readFileSync(path.join(dir, "node_modules", name, "package.json"), "utf8")).version;
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 async function timeLoop(bus, command, count) {
   const start = process.hrtime.bigint();
@@ -73,23 +70,18 @@ async function main() {
   if ((await bus.execute(command)) !== 1) {
     throw new Error("NestJS did not run the handler");
   }
-  const times = [];
-  for (let round = 0; round <= rounds; round++) {
-    const count = round === 0 ? Math.max(1, Math.floor(n / 10)) : n;
-    const took = await timeLoop(bus, command, count);
-    const empty = emptyLoop(count);
-    if (round > 0) {
-      times.push(Math.max(0, took - empty) / count);
-    }
-  }
-  await app.close();
   const versions = {};
   for (const name of ["@nestjs/core", "@nestjs/common", "@nestjs/cqrs", "reflect-metadata", "rxjs"]) {
     versions[name] = version(name);
   }
-  process.stdout.write(
-    `${JSON.stringify({ median: median(times), times, node: process.version, versions })}\n`,
-  );
+  process.stdout.write(`${JSON.stringify({ node: process.version, versions })}\n`);
+  for await (const line of readline.createInterface({ input: process.stdin })) {
+    const count = Number(line);
+    const took = await timeLoop(bus, command, count);
+    const empty = emptyLoop(count);
+    process.stdout.write(`${Math.max(0, took - empty)}\n`);
+  }
+  await app.close();
 }
 
 main().catch((error) => {
