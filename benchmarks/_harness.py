@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 #: Distributions whose versions every result records (those not installed show as null).
 LIBRARIES = (
@@ -125,7 +125,7 @@ class _Case:
     call: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    is_async: bool
+    kind: Literal["sync", "async", "external"]
     n: int
 
 
@@ -146,13 +146,19 @@ class Timer:
         self, name: str, call: Callable[..., Any], *args: Any, n: int | None = None, **kw: Any
     ) -> None:
         """Time ``call(*args, **kw)``; *n* overrides the loop size for slow cases."""
-        self._cases[name] = _Case(call, args, kw, False, n or self.n)
+        self._cases[name] = _Case(call, args, kw, "sync", n or self.n)
 
     def async_case(
         self, name: str, call: Callable[..., Awaitable[Any]], *args: Any, n: int | None = None
     ) -> None:
         """Time ``await call(*args)`` inside one running event loop."""
-        self._cases[name] = _Case(call, args, {}, True, n or self.n)
+        self._cases[name] = _Case(call, args, {}, "async", n or self.n)
+
+    def external_case(self, name: str, timed_loop: Callable[[int], int]) -> None:
+        """Time a case that runs elsewhere (another runtime): ``timed_loop(count)`` runs
+        *count* calls there and returns the nanoseconds they took, its own loop's cost taken
+        off. It is called in turn with the other cases, once a round."""
+        self._cases[name] = _Case(timed_loop, (), {}, "external", self.n)
 
     def run(self) -> dict[str, float]:
         """Return the median ns per call of each case."""
@@ -163,11 +169,14 @@ class Timer:
                 for name, case in self._cases.items():
                     count = max(1, case.n // 10) if round_ == 0 else case.n
                     with gc_paused():
-                        if case.is_async:
+                        if case.kind == "external":
+                            took, empty = case.call(count), 0
+                        elif case.kind == "async":
                             took = loop.run_until_complete(_async_loop(case.call, case.args, count))
+                            empty = _empty_loop(count)
                         else:
                             took = _loop(case.call, case.args, case.kwargs, count)
-                        empty = _empty_loop(count)
+                            empty = _empty_loop(count)
                     if round_:
                         runs[name].append(max(0, took - empty) / count)
         finally:
@@ -328,6 +337,10 @@ def describe_environment() -> str:
     )
 
 
+class PeerUnavailable(Exception):
+    """A peer that cannot run on this machine (a tool is missing, an install failed)."""
+
+
 class Peers:
     """Set up peer libraries one at a time, turning any failure into a note, never a crash."""
 
@@ -347,6 +360,8 @@ class Peers:
             return setup()
         except ImportError as exc:
             self.table.notes.append(f"{name} skipped: not installed ({exc})")
+        except PeerUnavailable as exc:
+            self.table.notes.append(f"{name} skipped: {exc}")
         except Exception as exc:
             self.table.notes.append(f"{name} skipped: it failed to set up ({exc!r})")
         return None

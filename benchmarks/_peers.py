@@ -5,14 +5,25 @@ crash: see :class:`_harness.Peers`) and returns what the timer calls, as
 ``(call, args, kwargs)``: a user of that library writes ``call(*args, **kwargs)``.
 Peers carry no type hints mypy can use, so they are imported as ``Any`` and their base
 classes subclassed with ``type()``: the classes are the same as a ``class`` statement's.
+NestJS is timed under Node.js by ``nestjs_bench.js``, its packages installed once into a
+temporary folder that later runs reuse.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
-from collections.abc import Callable, Sequence
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+from _harness import PeerUnavailable
 
 Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
@@ -135,6 +146,91 @@ def diator_setup() -> Call:
     return mediator.send, (ping(n=1),), {}
 
 
+# -- NestJS, on Node.js --------------------------------------------------------------------
+
+NESTJS_PACKAGES = ("@nestjs/core", "@nestjs/common", "@nestjs/cqrs", "reflect-metadata", "rxjs")
+#: Where the packages are installed once and reused by later runs (delete it to update them).
+NESTJS_DIR = Path(tempfile.gettempdir()) / "busway-bench-nestjs"
+NESTJS_SCRIPT = Path(__file__).resolve().parent / "nestjs_bench.js"
+
+
+def _run(command: list[str], *, cwd: Path | None = None) -> str:
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=900, check=False
+    )
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PeerUnavailable(f"{Path(command[0]).name} {command[1]} failed: {last}")
+    return done.stdout
+
+
+def _nestjs_packages() -> Path:
+    """Return a folder with the NestJS packages installed, installing them on first use."""
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        raise PeerUnavailable("node and npm are not on PATH")
+    if (NESTJS_DIR / "node_modules" / "@nestjs" / "cqrs").is_dir():
+        return NESTJS_DIR
+    # Install beside the cache and move it in whole: an interrupted install leaves no cache.
+    fresh = Path(tempfile.mkdtemp(prefix=f"{NESTJS_DIR.name}-", dir=NESTJS_DIR.parent))
+    try:
+        (fresh / "package.json").write_text('{"private": true}\n', encoding="utf-8")
+        quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
+        _run([npm, "install", *quiet, *NESTJS_PACKAGES], cwd=fresh)
+        with contextlib.suppress(OSError):  # another run may have moved its own in first
+            os.rename(fresh, NESTJS_DIR)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    return NESTJS_DIR
+
+
+class NestJS:
+    """NestJS's ``CommandBus.execute`` under Node.js, in a process kept for the whole suite.
+
+    It runs ``nestjs_bench.js``: ``@CommandHandler(Ping)`` on a class in a
+    ``CqrsModule.forRoot()`` app, then ``await commandBus.execute(new Ping(1))`` in a tight
+    loop, one round each time :meth:`timed_loop` is called.
+    """
+
+    def __init__(self) -> None:
+        folder = _nestjs_packages()
+        self._process = subprocess.Popen(
+            ["node", str(NESTJS_SCRIPT), str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        #: Node.js's version and the packages': ``{"node": ..., "versions": {...}}``.
+        self.about: dict[str, Any] = json.loads(self._read())
+
+    def _read(self) -> str:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait(timeout=60)
+            assert self._process.stderr is not None
+            last = (self._process.stderr.read().strip().splitlines() or ["no output"])[-1]
+            raise PeerUnavailable(f"nestjs_bench.js stopped: {last}")
+        return line
+
+    def timed_loop(self, count: int) -> int:
+        """Run *count* calls in Node.js; return the nanoseconds they took."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{count}\n")
+        self._process.stdin.flush()
+        return int(self._read())
+
+    def close(self) -> None:
+        """End the Node.js process."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
+        for pipe in (self._process.stdout, self._process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
 # -- event publishing -------------------------------------------------------------------------
 
 
@@ -168,6 +264,18 @@ def receivers(count: int) -> list[Callable[[Any], None]]:
 
     def make() -> Callable[[Any], None]:
         def receive(event: Any) -> None:
+            pass
+
+        return receive
+
+    return [make() for _ in range(count)]
+
+
+def async_receivers(count: int) -> list[Callable[[Any], Awaitable[None]]]:
+    """Return *count* distinct do-nothing ``async def`` handlers."""
+
+    def make() -> Callable[[Any], Awaitable[None]]:
+        async def receive(event: Any) -> None:
             pass
 
         return receive

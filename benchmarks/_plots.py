@@ -15,6 +15,7 @@ PANELS = (
     ("dispatch", "", "sync command / query dispatch"),
     ("publish", "1 handler", "publish to 1 handler"),
     ("publish", "10 handlers", "publish to 10 handlers"),
+    ("publish", "10 async handlers", "async publish to 10 handlers"),
     ("async", "", "async command / query dispatch"),
 )
 LIMITS = {
@@ -23,6 +24,8 @@ LIMITS = {
     "minimal event bus",
     "await handler()",
     "minimal async bus",
+    "minimal bus returning the coroutine",
+    "minimal async event bus",
 }
 
 

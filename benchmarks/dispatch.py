@@ -2,9 +2,10 @@
 
     python benchmarks/dispatch.py [--quick] [--no-peers]   # the dispatch suites only
 
-Suites: ``dispatch`` (sync commands and queries), ``publish`` (events to 1 and 10 handlers),
-``middleware`` (depth 0 to 10), ``async`` (async commands and queries), ``types`` (cost
-against the number of registered types). Each figure is the median over rounds of a tight
+Suites: ``dispatch`` (sync commands and queries), ``publish`` (events to 1 and 10 handlers,
+sync and async), ``middleware`` (depth 0 to 10), ``async`` (async commands and queries,
+beside NestJS on Node.js when ``node`` and ``npm`` are on PATH), ``types`` (cost against the
+number of registered types). Each figure is the median over rounds of a tight
 loop, minus the loop's own cost, in nanoseconds per call; ratios compare it with the limit
 named beside it. Absolute figures vary by machine; read the ratios.
 """
@@ -21,6 +22,7 @@ from _harness import Options, Peers, Table, Timer
 
 from busway import (
     AsyncCommandBus,
+    AsyncEventBus,
     AsyncQueryBus,
     Command,
     CommandBus,
@@ -101,6 +103,28 @@ class MinimalAsyncBus:
 
     async def execute(self, message: Any) -> Any:
         return await self._handlers[type(message)](message)
+
+
+class ReturningAsyncBus:
+    """MinimalBus on async handlers: it returns the handler's coroutine for the caller to
+    await, so no coroutine of its own is made (and no error can wait for the await)."""
+
+    def __init__(self, handlers: dict[type, Callable[[Any], Awaitable[Any]]]) -> None:
+        self._handlers = handlers
+
+    def execute(self, message: Any) -> Awaitable[Any]:
+        return self._handlers[type(message)](message)
+
+
+class MinimalAsyncEventBus:
+    """The async twin of MinimalEventBus: a lookup, then await each handler in turn."""
+
+    def __init__(self, handlers: dict[type, list[Callable[[Any], Awaitable[Any]]]]) -> None:
+        self._handlers = handlers
+
+    async def publish(self, event: Any) -> None:
+        for handler in self._handlers[type(event)]:
+            await handler(event)
 
 
 def closure_layers(handler: Handler, depth: int) -> Handler:
@@ -184,7 +208,7 @@ def dispatch_suite(options: Options) -> Table:
 def publish_suite(options: Options) -> Table:
     """Publishing one event to 1 and to 10 handlers, beside a minimal event bus and peers."""
     table = Table("publish", "Publish one event to 1 and to 10 do-nothing handlers")
-    table.ratio_means = "ns/op / ns/op of the minimal event bus (lower is faster)"
+    table.ratio_means = "ns/op / ns/op of the minimal (async) event bus (lower is faster)"
     peers = Peers(options, table)
     timer = _timer(options, 100_000, 30_000)
     event = Pinged(1)
@@ -226,6 +250,18 @@ def publish_suite(options: Options) -> Table:
                 call, args, kwargs = built
                 timer.case(f"{group}: {case}", call, *args, **kwargs)
                 present[count].append((case, library))
+    for count in (1, 10):
+        group = f"{count} async handler{'s' if count > 1 else ''}"
+        async_receivers = _peers.async_receivers(count)
+        timer.async_case(
+            f"{group}: minimal async event bus",
+            MinimalAsyncEventBus({Pinged: list(async_receivers)}).publish,
+            event,
+        )
+        async_bus = AsyncEventBus()
+        for async_receiver in async_receivers:
+            async_bus.subscribe(Pinged, async_receiver)
+        timer.async_case(f"{group}: busway AsyncEventBus.publish", async_bus.publish, event)
     ns = timer.run()
     table.params = _params(timer)
     for count in (1, 10):
@@ -242,6 +278,12 @@ def publish_suite(options: Options) -> Table:
         )
         for case, library in present[count]:
             table.add(case, ns[f"{group}: {case}"], NS, against=base, library=library, group=group)
+    for count in (1, 10):
+        group = f"{count} async handler{'s' if count > 1 else ''}"
+        base = "minimal async event bus"
+        table.add(base, ns[f"{group}: {base}"], NS, against=base, library=base, group=group)
+        case = "busway AsyncEventBus.publish"
+        table.add(case, ns[f"{group}: {case}"], NS, against=base, library="busway", group=group)
     table.notes.append(
         "busway routes by event class (subclasses included); blinker, pyee and pypubsub route "
         "by a name or a signal object"
@@ -308,12 +350,14 @@ def middleware_suite(options: Options) -> Table:
 def async_suite(options: Options) -> Table:
     """Async dispatch, beside awaiting the handler, a minimal async bus and async peers."""
     table = Table("async", "Async dispatch: one command or query, one async handler, no middleware")
-    table.ratio_means = "ns/op / ns/op of the minimal async bus (lower is faster)"
+    table.ratio_means = "ns/op / ns/op of the row named beside the ratio (lower is faster)"
     peers = Peers(options, table)
     timer = _timer(options, 100_000, 20_000)
     ping, ask = Ping(1), Ask(1)
     timer.async_case("await handler()", handle_async, ping)
     timer.async_case("minimal async bus", MinimalAsyncBus({Ping: handle_async}).execute, ping)
+    returning = "minimal bus returning the coroutine"
+    timer.async_case(returning, ReturningAsyncBus({Ping: handle_async}).execute, ping)
     registry = Registry()
     registry.command(Ping)(handle_async)
     registry.query(Ask)(handle_async)
@@ -332,16 +376,37 @@ def async_suite(options: Options) -> Table:
             call, args, _ = built
             timer.async_case(case, call, *args, n=max(1, timer.n // 20))
             present.append((case, library))
-    ns = timer.run()
+    nest = "NestJS CommandBus.execute"
+    nestjs: _peers.NestJS | None = peers.build("nestjs", _peers.NestJS)
+    if nestjs is not None:
+        timer.external_case(nest, nestjs.timed_loop)
+    try:
+        ns = timer.run()
+    finally:
+        if nestjs is not None:
+            nestjs.close()
     table.params = _params(timer)
     table.add("await handler()", ns["await handler()"], NS, library="await handler()")
     base = "minimal async bus"
     table.add(base, ns[base], NS, against=base, library=base)
+    table.add(returning, ns[returning], NS, against=base, library=returning)
     for case in ("busway AsyncCommandBus.execute", "busway AsyncQueryBus.execute"):
         table.add(case, ns[case], NS, against=base, library="busway")
     for case, library in present:
         table.add(case, ns[case], NS, against=base, library=library)
     table.notes.append("every contender runs inside one event loop; no task is created per call")
+    if nestjs is not None:
+        table.add(nest, ns[nest], NS, against=base, library="nestjs")
+        group = "busway against NestJS on Node.js"
+        table.add(nest, ns[nest], NS, library="nestjs", group=group)
+        for case in ("busway AsyncCommandBus.execute", "busway AsyncQueryBus.execute"):
+            table.add(case, ns[case], NS, against=nest, library="busway", group=group)
+        versions = ", ".join(f"{name} {v}" for name, v in nestjs.about["versions"].items())
+        table.notes.append(
+            f"NestJS: Node.js {nestjs.about['node']}, {versions}; timed by "
+            "benchmarks/nestjs_bench.js in a Node.js process, round-robin with the Python cases"
+        )
+        table.params["nestjs"] = nestjs.about
     return table
 
 

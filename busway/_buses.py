@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar, final, overload
 
-from ._chain import ErrorHook
+from ._chain import ErrorHook, deliver_rest
 from ._dispatch import EventCore, SingleHandlerCore
 from ._messages import Command, Query
 from ._registry import Kind, Middleware, Registry
@@ -73,10 +73,24 @@ class EventBus(EventCore[Middleware]):
     def publish(self, event: object, /) -> None:
         """Deliver *event* to its handlers; return when all have run."""
         try:
-            chain = self._chains[type(event)]
+            deliver, chains = self._chains[type(event)]
         except KeyError:
-            chain = self._chain_for(type(event))
-        chain(event)
+            deliver, chains = self._chain_for(type(event))
+        if chains is None:
+            deliver(event)
+            return
+        # Several handlers and nothing around them: deliver's own loop, run here, without
+        # the call frame in between.
+        try:
+            for chain in chains:
+                chain(event)
+            return
+        except Exception as exc:
+            error = exc
+        try:
+            raise deliver_rest(chains, chain, error, event)
+        finally:
+            del error  # the traceback holds this frame: break the cycle
 
     def publish_all(self, events: Iterable[object], /) -> None:
         """Publish each event in order; a failure stops the events after it."""

@@ -8,15 +8,25 @@ no middleware, else one small closure per middleware layer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import types
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from ._registry import Entry, Middleware, describe, is_async_callable
 from .errors import RegistrationError
 
-__all__ = ["Handler", "adapt_handler", "adapt_middleware", "compose", "fan_out"]
+__all__ = [
+    "Delivery",
+    "Handler",
+    "adapt_handler",
+    "adapt_middleware",
+    "compose",
+    "deliver_rest",
+    "deliver_rest_async",
+    "fan_out",
+]
 
 Handler = Callable[[Any], Any]
 ErrorHook = Callable[[BaseException, Any, Handler], Any]
@@ -115,58 +125,132 @@ def _bind_next(mw: Middleware, next_: Handler) -> Handler | None:
     return bound
 
 
-def _failure(errors: list[Exception], event: object) -> Exception:
+def failure(errors: Sequence[Exception], event: object) -> Exception:
+    """Return what a publication whose handlers raised *errors* raises: the one, or a group."""
     if len(errors) == 1:
         return errors[0]
-    return ExceptionGroup(f"{len(errors)} handlers of {type(event).__qualname__} failed", errors)
+    return ExceptionGroup(
+        f"{len(errors)} handlers of {type(event).__qualname__} failed", list(errors)
+    )
+
+
+#: What publishing an event of one type runs: a callable that delivers it, and, when it is
+#: a plain loop over several handlers' chains, those chains, so that ``publish`` can run the
+#: loop itself (a call frame costs more than the loop adds).
+Delivery = tuple[Handler, tuple[Handler, ...] | None]
 
 
 def fan_out(
     handlers: Sequence[tuple[Handler, Handler]],
     on_error: ErrorHook | None,
+    layers: Sequence[Middleware],
     *,
     is_async: bool,
     concurrent: bool = False,
-    wrapped: bool = False,
-) -> Handler:
-    """Return one callable delivering an event to every ``(chain, handler)`` in order.
+) -> Delivery:
+    """Return how publishing an event to *handlers*, ``(chain, handler)`` pairs, goes.
 
     Every handler runs even when others fail; then the one failure is raised as it is, or
     an ``ExceptionGroup`` of several. With *on_error*, each failure goes to it instead.
-    Delivery returns None; only when nothing is *wrapped* around it (so nobody sees the
-    result) may a lone handler stand for the whole delivery.
+    *layers* wrap the publication as a whole. With no middleware and no error hook, a lone
+    handler's chain stands for the whole delivery.
     """
-    chains = tuple(chain for chain, _ in handlers)
-    direct = on_error is None and len(chains) == 1 and not wrapped
-    if is_async:
-        return _fan_out_async(tuple(handlers), on_error, concurrent=concurrent, direct=direct)
-    if direct:
-        return chains[0]
+    chains = _distinct(chain for chain, _ in handlers)
+    concurrent = concurrent and len(chains) > 1
+    terminal: Handler
+    if is_async and (on_error is not None or concurrent):
+        terminal = _guarded(tuple(handlers), on_error, concurrent=concurrent)
+    elif on_error is not None:
+        terminal = _to_hook(handlers, on_error)
+    else:
+        deliver = _deliver_async(chains) if is_async else _deliver(chains)
+        if not layers:
+            return (chains[0], None) if len(chains) == 1 else (deliver, chains)
+        terminal = deliver  # middleware sees next(event) return None, not a handler's result
+    return compose(layers, terminal), None
 
-    if on_error is None:
 
-        def deliver(event: Any) -> None:
-            # The happy path is one bare loop. After a failure the same iterator carries on
-            # with the handlers still to run, outside the except block, so that no failure
-            # becomes the context of the next.
-            remaining = iter(chains)
-            errors: list[Exception] | None = None
-            while True:
-                try:
-                    for chain in remaining:
-                        chain(event)
-                except Exception as exc:
-                    errors = [exc] if errors is None else [*errors, exc]
-                    continue
-                break
-            if errors is not None:
-                try:
-                    raise _failure(errors, event)
-                finally:
-                    del errors
+def _distinct(chains: Iterable[Handler]) -> tuple[Handler, ...]:
+    """Return *chains* with each repeat made a distinct object (the same handler subscribed
+    twice), so that a failed chain's identity tells where delivery goes on after it."""
+    seen: set[int] = set()
+    distinct: list[Handler] = []
+    for chain in chains:
+        kept = functools.partial(chain) if id(chain) in seen else chain
+        seen.add(id(kept))
+        distinct.append(kept)
+    return tuple(distinct)
 
-        return deliver
 
+# _deliver and _deliver_async run the loop that EventBus.publish and AsyncEventBus.publish
+# run inline: keep the four alike. The happy path is one bare loop; after a failure,
+# deliver_rest goes on from the chain that failed, outside the except block, so that no
+# failure becomes the context of the next.
+
+
+def _deliver(chains: tuple[Handler, ...]) -> Handler:
+    def deliver(event: Any) -> None:
+        try:
+            for chain in chains:
+                chain(event)
+            return
+        except Exception as exc:
+            error = exc
+        try:
+            raise deliver_rest(chains, chain, error, event)
+        finally:
+            del error  # the traceback holds this frame: break the cycle
+
+    return deliver
+
+
+def _deliver_async(chains: tuple[Handler, ...]) -> Handler:
+    async def deliver(event: Any) -> None:
+        try:
+            for chain in chains:
+                await chain(event)
+            return
+        except Exception as exc:
+            error = exc
+        try:
+            raise await deliver_rest_async(chains, chain, error, event)
+        finally:
+            del error
+
+    return deliver
+
+
+def _after(chains: tuple[Handler, ...], failed: Handler) -> tuple[Handler, ...]:
+    return chains[next(i for i, chain in enumerate(chains) if chain is failed) + 1 :]
+
+
+def deliver_rest(
+    chains: tuple[Handler, ...], failed: Handler, error: Exception, event: Any
+) -> Exception:
+    """Call the chains after *failed*, which raised *error*; return what publishing raises."""
+    errors = [error]
+    for chain in _after(chains, failed):
+        try:
+            chain(event)
+        except Exception as exc:
+            errors.append(exc)
+    return failure(errors, event)
+
+
+async def deliver_rest_async(
+    chains: tuple[Handler, ...], failed: Handler, error: Exception, event: Any
+) -> Exception:
+    """Await the chains after *failed*, which raised *error*; return what publishing raises."""
+    errors = [error]
+    for chain in _after(chains, failed):
+        try:
+            await chain(event)
+        except Exception as exc:
+            errors.append(exc)
+    return failure(errors, event)
+
+
+def _to_hook(handlers: Sequence[tuple[Handler, Handler]], on_error: ErrorHook) -> Handler:
     def deliver_to_hook(event: Any) -> None:
         for chain, handler in handlers:
             try:
@@ -177,16 +261,9 @@ def fan_out(
     return deliver_to_hook
 
 
-def _fan_out_async(
-    handlers: tuple[tuple[Handler, Handler], ...],
-    on_error: ErrorHook | None,
-    *,
-    concurrent: bool,
-    direct: bool,
+def _guarded(
+    handlers: tuple[tuple[Handler, Handler], ...], on_error: ErrorHook | None, *, concurrent: bool
 ) -> Handler:
-    if direct:
-        return handlers[0][0]
-
     async def guarded(
         chain: Handler, handler: Handler, event: Any, errors: list[Exception]
     ) -> None:
@@ -200,9 +277,9 @@ def _fan_out_async(
                 if inspect.isawaitable(result):
                     await result
 
-    async def deliver(event: Any) -> None:
+    async def deliver_guarded(event: Any) -> None:
         errors: list[Exception] = []
-        if concurrent and len(handlers) > 1:
+        if concurrent:
             async with asyncio.TaskGroup() as group:
                 for chain, handler in handlers:
                     group.create_task(guarded(chain, handler, event, errors))
@@ -211,8 +288,8 @@ def _fan_out_async(
                 await guarded(chain, handler, event, errors)
         if errors:
             try:
-                raise _failure(errors, event)
+                raise failure(errors, event)
             finally:
                 del errors
 
-    return deliver
+    return deliver_guarded

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar, overload
 import attrs
 
 from ._chain import (
+    Delivery,
     ErrorHook,
     Handler,
     adapt_handler,
@@ -44,6 +45,9 @@ M = TypeVar("M")
 F = TypeVar("F", bound=Callable[..., Any])
 #: What a bus's ``use`` and ``middleware=`` take: sync buses, sync middleware; async, both.
 MW = TypeVar("MW", bound=Middleware)
+#: What dispatch finds for a message type: one chain (commands, queries), or the callables
+#: publishing calls in turn (events).
+C = TypeVar("C")
 
 
 @attrs.frozen
@@ -95,7 +99,7 @@ class Subscription:
         return f"<Subscription {target} -> {self._entry.handler!r} ({state})>"
 
 
-class BusCore(Generic[MW]):
+class BusCore(Generic[MW, C]):
     """State and registration API shared by all six buses."""
 
     _kind: ClassVar[Kind]
@@ -106,7 +110,7 @@ class BusCore(Generic[MW]):
         self._registries: tuple[Registry, ...] = ()
         self._overrides: Mapping[type, Entry] = {}
         self._tables = _Tables()
-        self._chains: dict[type, Handler] = {}
+        self._chains: dict[type, C] = {}
         with CHANGE_LOCK:
             for registry in (self._own, *registries):
                 self._include(registry)
@@ -241,7 +245,7 @@ class BusCore(Generic[MW]):
 
     # -- chains ---------------------------------------------------------------------------
 
-    def _chain_for(self, message_type: type) -> Handler:
+    def _chain_for(self, message_type: type) -> C:
         """Build, cache and return the chain for *message_type* (first dispatch only)."""
         chains = self._chains  # read before the tables: see _swap
         tables = self._tables
@@ -249,31 +253,12 @@ class BusCore(Generic[MW]):
             *tables.middleware,
             *(mw for mw, scope in tables.scoped if issubclass(message_type, scope)),
         ]
-        if self._kind is Kind.EVENT:
-            terminal = fan_out(
-                [
-                    (self._wrap(e.middleware, e), e.handler)
-                    for e in tables.subscriptions
-                    if issubclass(message_type, e.message_type)
-                ],
-                self._on_error_hook(),
-                is_async=self._is_async,
-                concurrent=self._concurrent(),
-                wrapped=bool(layers),
-            )
-            chain = compose(self._adapted(layers), terminal)
-        else:
-            entry = tables.singles.get(message_type)
-            if entry is None:
-                raise HandlerNotFoundError(
-                    message_type,
-                    tables.singles,
-                    kind=self._kind.value,
-                    hint=self._misplaced(message_type),
-                ) from None  # not "during handling of KeyError": the cache miss is no error
-            chain = self._wrap([*layers, *entry.middleware], entry)
+        chain = self._build(message_type, tables, layers)
         chains[message_type] = chain
         return chain
+
+    def _build(self, message_type: type, tables: _Tables, layers: list[Middleware]) -> C:
+        raise NotImplementedError
 
     def _misplaced(self, message_type: type) -> str:
         """Advice for a message sent to the wrong kind of bus, else nothing."""
@@ -292,15 +277,23 @@ class BusCore(Generic[MW]):
     def _adapted(self, layers: Iterable[Middleware]) -> list[Middleware]:
         return [adapt_middleware(mw, is_async=self._is_async) for mw in layers]
 
-    def _on_error_hook(self) -> ErrorHook | None:
-        return None
-
     def _concurrent(self) -> bool:
         return False
 
 
-class SingleHandlerCore(BusCore[MW]):
+class SingleHandlerCore(BusCore[MW, Handler]):
     """What command and query buses add: exactly one handler per type, and overrides."""
+
+    def _build(self, message_type: type, tables: _Tables, layers: list[Middleware]) -> Handler:
+        entry = tables.singles.get(message_type)
+        if entry is None:
+            raise HandlerNotFoundError(
+                message_type,
+                tables.singles,
+                kind=self._kind.value,
+                hint=self._misplaced(message_type),
+            ) from None  # not "during handling of KeyError": the cache miss is no error
+        return self._wrap([*layers, *entry.middleware], entry)
 
     def registered(self) -> Mapping[type, Callable[..., Any]]:
         """Return each handled type with its handler (overrides included)."""
@@ -338,7 +331,7 @@ class SingleHandlerCore(BusCore[MW]):
             yield
 
 
-class EventCore(BusCore[MW]):
+class EventCore(BusCore[MW, Delivery]):
     """What event buses add: subscriptions, and an error policy."""
 
     _kind = Kind.EVENT
@@ -369,8 +362,18 @@ class EventCore(BusCore[MW]):
         self._on_error = on_error
         super().__init__(*registries)
 
-    def _on_error_hook(self) -> ErrorHook | None:
-        return self._on_error
+    def _build(self, message_type: type, tables: _Tables, layers: list[Middleware]) -> Delivery:
+        return fan_out(
+            [
+                (self._wrap(e.middleware, e), e.handler)
+                for e in tables.subscriptions
+                if issubclass(message_type, e.message_type)
+            ],
+            self._on_error,
+            self._adapted(layers),
+            is_async=self._is_async,
+            concurrent=self._concurrent(),
+        )
 
     def _accept(self, entry: Entry) -> None:
         super()._accept(entry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import itertools
+import sys
 import threading
 import typing
 import weakref
@@ -16,7 +17,7 @@ import attrs
 from ._messages import Command, Event, Query
 from .errors import DuplicateHandlerError, RegistrationError
 
-__all__ = ["AsyncMiddleware", "Middleware", "Registry"]
+__all__ = ["AsyncMiddleware", "Middleware", "Registry", "returns_coroutine"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,14 +44,35 @@ class Kind(enum.Enum):
 _BASES: dict[Kind, type] = {Kind.COMMAND: Command, Kind.QUERY: Query, Kind.EVENT: Event}
 
 
+#: Set on a plain ``def`` that returns a coroutine (an async bus's ``execute``), so that
+#: registering it, say to forward commands to another bus, awaits what it returns.
+_RETURNS_COROUTINE = "__busway_returns_coroutine__"
+
+
+def returns_coroutine(fn: F) -> F:
+    """Mark *fn*, a plain ``def`` returning a coroutine, as async for busway and ``inspect``.
+
+    ``inspect.iscoroutinefunction`` learns it only on Python 3.12 and later
+    (``inspect.markcoroutinefunction``); on 3.11 there is no public way to tell it.
+    """
+    setattr(fn, _RETURNS_COROUTINE, True)
+    if sys.version_info >= (3, 12):  # pragma: no cover - the suite runs on 3.11 too
+        inspect.markcoroutinefunction(fn)
+    return fn
+
+
 def is_async_callable(fn: object) -> bool:
     """Tell whether calling *fn* returns something to await: a coroutine or an async iterator."""
     call = getattr(fn, "__call__", None)  # noqa: B004 - a callable instance's own __call__
     return any(
         check(target)
-        for check in (inspect.iscoroutinefunction, inspect.isasyncgenfunction)
+        for check in (inspect.iscoroutinefunction, inspect.isasyncgenfunction, _marked)
         for target in (fn, call)
     )
+
+
+def _marked(fn: object) -> bool:
+    return getattr(fn, _RETURNS_COROUTINE, False) is True
 
 
 def article(kind: Kind, suffix: str = "") -> str:

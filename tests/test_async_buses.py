@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
@@ -181,3 +182,66 @@ def test_sync_middleware_on_an_async_bus() -> None:
 
 async def _execute_all(bus: AsyncQueryBus, queries: list[GetOrder]) -> list[Any]:
     return [await bus.execute(q) for q in queries]
+
+
+def test_a_missing_handler_raises_when_awaited_not_at_the_call() -> None:
+    """execute() itself never raises: a missing handler surfaces when the result is awaited."""
+    pending = AsyncCommandBus().execute(PlaceOrder("ada"))
+    assert inspect.iscoroutine(pending)
+    with pytest.raises(HandlerNotFoundError, match="no handler for PlaceOrder"):
+        asyncio.run(pending)
+
+
+def test_execute_can_be_run_as_a_task() -> None:
+    """What execute() returns is a coroutine: asyncio.run and create_task take it."""
+    bus = AsyncCommandBus()
+    bus.register(PlaceOrder, lambda c: f"order for {c.customer}")
+
+    async def main() -> str:
+        return await asyncio.create_task(bus.execute(PlaceOrder("ada")))
+
+    assert "order for ada" == asyncio.run(main())
+
+
+def test_an_async_bus_may_forward_to_another() -> None:
+    """Registering one async bus's execute as another's handler awaits the forwarded result."""
+    inner = AsyncCommandBus()
+
+    async def place(c: PlaceOrder) -> str:
+        return f"placed for {c.customer}"
+
+    inner.register(PlaceOrder, place)
+    outer = AsyncCommandBus()
+    outer.register(PlaceOrder, inner.execute)
+    assert "placed for bo" == asyncio.run(outer.execute(PlaceOrder("bo")))
+
+
+def test_async_failures_do_not_become_each_others_context() -> None:
+    """On an async bus too, each failure keeps its own context: none is chained onto another."""
+
+    async def first(e: OrderPlaced) -> None:
+        raise ValueError("first")
+
+    def second(e: OrderPlaced) -> None:
+        raise KeyError("second")
+
+    bus = AsyncEventBus()
+    bus.subscribe(OrderPlaced, first)
+    bus.subscribe(OrderPlaced, second)
+    with pytest.raises(ExceptionGroup) as info:
+        asyncio.run(bus.publish(OrderPlaced("1")))
+    assert [None, None, None] == [
+        info.value.__context__,
+        *(exc.__context__ for exc in info.value.exceptions),
+    ]
+
+
+def test_publishing_returns_none_whatever_a_lone_handler_returns() -> None:
+    """publish() returns None, also when the event's one handler returns something."""
+    bus = AsyncEventBus()
+
+    async def answer(e: OrderPlaced) -> str:
+        return "ignored"
+
+    bus.subscribe(OrderPlaced, answer)
+    assert None is asyncio.run(bus.publish(OrderPlaced("1")))

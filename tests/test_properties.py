@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import random
 from collections.abc import Callable
 from typing import Any
@@ -9,7 +11,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from busway import CommandBus, EventBus, Subscription
+from busway import AsyncEventBus, CommandBus, EventBus, Subscription
+from tests.messages import OrderPlaced
 from tests.strategies import event_hierarchies, layer_specs
 
 
@@ -153,3 +156,67 @@ def test_middleware_stacks_follow_the_onion(
     except Failure as exc:
         actual = ("failed", exc.number)
     assert (expected, expected_trace) == (actual, trace)
+
+
+class Refused(Exception):
+    """What a generated failing handler raises, naming its subscription."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
+def _failing_handlers(
+    plan: list[tuple[int, bool]], calls: list[int]
+) -> list[Callable[[object], None]]:
+    """One callable per distinct number in *plan*, subscribed again for each repeat; its
+    k-th call fails as the k-th subscription of that number says."""
+    made: dict[int, Callable[[object], None]] = {}
+    for number in dict(plan):
+        fates = [fails for n, fails in plan if n == number]
+
+        def handler(event: object, number: int = number, fates: list[bool] = fates) -> None:
+            calls.append(number)
+            if fates[calls.count(number) - 1]:
+                raise Refused(number)
+
+        made[number] = handler
+    return [made[number] for number, _ in plan]
+
+
+def _outcome(error: BaseException | None) -> list[int]:
+    if error is None:
+        return []
+    if isinstance(error, ExceptionGroup):
+        return [number for exc in error.exceptions for number in _outcome(exc)]
+    assert isinstance(error, Refused)
+    return [error.number]
+
+
+#: Subscriptions by number (a repeated number subscribes the same callable again) and
+#: whether that subscription's call fails.
+plans = st.lists(st.tuples(st.integers(0, 4), st.booleans()), max_size=12)
+
+
+@given(plan=plans, wrapped=st.booleans(), is_async=st.booleans())
+def test_every_subscription_runs_once_whatever_fails(
+    plan: list[tuple[int, bool]], wrapped: bool, is_async: bool
+) -> None:
+    """Each subscription runs once, in order, whichever fail (the same callable subscribed
+    twice included); then the one failure or a group of all, in order, is raised."""
+    calls: list[int] = []
+    handlers = _failing_handlers(plan, calls)
+    bus = AsyncEventBus() if is_async else EventBus()
+    for handler in handlers:
+        bus.subscribe(OrderPlaced, handler)
+    if wrapped:
+        bus.use(lambda event, next: next(event))
+    error: BaseException | None = None
+    try:
+        published = bus.publish(OrderPlaced("1"))
+        if inspect.iscoroutine(published):
+            asyncio.run(published)
+    except Exception as exc:
+        error = exc
+    assert [number for number, _ in plan] == calls
+    assert [number for number, fails in plan if fails] == _outcome(error)
