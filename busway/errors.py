@@ -5,6 +5,9 @@
     BuswayError
     ├── RegistrationError (TypeError)        a handler, type or middleware cannot be registered
     │   └── DuplicateHandlerError            a second handler for a command or query type
+    ├── InvalidArgumentError (ValueError)    an argument no call could accept: a stream id,
+    │                                        version, limit, duration or setting out of range
+    │                                        or of the wrong type
     ├── HandlerNotFoundError (LookupError)   nobody handles the dispatched message
     ├── ValidationError (ValueError)         the validation middleware rejected a message
     ├── DispatchTimeoutError (TimeoutError)  the timeout middleware gave up on a dispatch
@@ -17,8 +20,6 @@
     └── EventStoreError                      anything the event store refuses
         ├── ConcurrencyError                 the stream is not at the expected version
         ├── DuplicateEventError              an event id is already stored elsewhere
-        ├── InvalidArgumentError (ValueError, TypeError)
-        │                                    a stream id, version or limit that cannot be right
         ├── SerializationError               an event cannot be encoded or decoded
         │   └── UnknownEventTypeError (LookupError)
         │                                    a type name or class with no registration
@@ -100,6 +101,22 @@ class DuplicateHandlerError(RegistrationError):
             f"has exactly one handler, so {new!r} cannot be added. Remove one of them, or use "
             f"bus.override({message_type.__name__}, fn) to swap it temporarily in tests"
         )
+
+
+class InvalidArgumentError(BuswayError, ValueError):
+    """An argument that no call could accept, of a wrong value or type; nothing was done.
+
+    A stream id, version, position or limit of a store, a duration, a retry setting: each
+    is checked before anything happens, whether it had the wrong type (``True`` as a
+    version) or a wrong value (``-1``). ``argument`` names it and ``value`` is what was given.
+    A wrong kind of thing to register (a handler that is not callable) is a
+    :class:`RegistrationError` instead.
+    """
+
+    def __init__(self, argument: str, value: object, requirement: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(f"{argument} must be {requirement}, not {value!r}; nothing was done")
 
 
 class HandlerNotFoundError(BuswayError, LookupError):
@@ -186,19 +203,6 @@ class DuplicateEventError(EventStoreError):
             f"{' ' + detail if detail else ''}; nothing was written. Give each new event a "
             "fresh id, or retry the exact same batch to make the append idempotent"
         )
-
-
-class InvalidArgumentError(EventStoreError, ValueError, TypeError):
-    """A stream id, version, position or limit that no store could accept; nothing was written.
-
-    It is both a ``ValueError`` and a ``TypeError`` so that either builtin ``except`` catches it,
-    whether the argument had the wrong type (``True`` as a version) or a wrong value (``-1``).
-    """
-
-    def __init__(self, argument: str, value: object, requirement: str) -> None:
-        self.argument = argument
-        self.value = value
-        super().__init__(f"{argument} must be {requirement}, not {value!r}; nothing was done")
 
 
 class SerializationError(EventStoreError):
