@@ -11,8 +11,10 @@ message, so the logic is never written twice and a layer costs one generator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, final
@@ -21,7 +23,13 @@ from . import context
 from ._chain import ASYNC_VARIANT
 from ._effects import arun, run
 from ._registry import AsyncMiddleware, Middleware
-from .errors import ConcurrencyError, DispatchTimeoutError, RegistrationError, ValidationError
+from .errors import (
+    ConcurrencyError,
+    DispatchTimeoutError,
+    InvalidArgumentError,
+    RegistrationError,
+    ValidationError,
+)
 
 __all__ = [
     "AsyncMiddleware",
@@ -105,6 +113,24 @@ class _SleepingFlowMiddleware(_FlowMiddleware):
         return arun(self._flow(message), perform)
 
 
+def _number(
+    value: object,
+    argument: str,
+    least: float,
+    *,
+    above: bool = False,
+    what: str = "a finite number",
+) -> float:
+    """Return *value* as a float if it is a finite number >= *least* (> if *above*)."""
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float stays NaN
+            number = float(value)
+    if not math.isfinite(number) or number < least or (above and number == least):
+        raise InvalidArgumentError(argument, value, f"{what} {'>' if above else '>='} {least:g}")
+    return number
+
+
 def _type_name(message: object) -> str:
     return type(message).__qualname__
 
@@ -164,15 +190,21 @@ def timing(report: Callable[[Any, float], object]) -> _FlowMiddleware:
 def exponential_backoff(
     initial: float = 0.01, factor: float = 2.0, maximum: float = 1.0
 ) -> Callable[[int], float]:
-    """Return a backoff: *initial* seconds after the first failure, times *factor* after each."""
-    if initial < 0 or factor < 1 or maximum < 0:
-        raise ValueError(
-            f"exponential_backoff needs initial >= 0, factor >= 1 and maximum >= 0, "
-            f"got initial={initial}, factor={factor}, maximum={maximum}"
-        )
+    """Return a backoff: *initial* seconds after the first failure, times *factor* after each.
+
+    Raises :class:`~busway.errors.InvalidArgumentError` for a negative *initial* or
+    *maximum*, a *factor* below 1, or anything that is not a finite number.
+    """
+    first = _number(initial, "initial", 0, what="a finite number of seconds")
+    growth = _number(factor, "factor", 1)
+    cap = _number(maximum, "maximum", 0, what="a finite number of seconds")
 
     def backoff(failures: int) -> float:
-        return float(min(maximum, initial * factor ** (failures - 1)))
+        try:
+            grown = first * growth ** (failures - 1)
+        except OverflowError:  # so many failures that the growth left the floats
+            grown = math.inf if first else 0.0
+        return min(cap, grown)
 
     return backoff
 
@@ -190,22 +222,29 @@ def retry(
     :func:`exponential_backoff`). *sleep* defaults to ``time.sleep`` on sync buses and
     ``asyncio.sleep`` on async ones; tests can pass a recorder. The last failure is raised
     as it is. Meant for commands: the whole handler runs again, so it must be safe to repeat.
+
+    Exception classes in *on* and a callable *sleep* are what it registers, so anything else
+    there is a :class:`~busway.errors.RegistrationError`; an *attempts* below 1 or a
+    *backoff* that is neither a function nor seconds >= 0 is an
+    :class:`~busway.errors.InvalidArgumentError`.
     """
     kinds = on if isinstance(on, tuple) else (on,)
     if not kinds or not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
         raise RegistrationError(
             f"retry(on=...) takes an exception class or a tuple of them, got {on!r}"
         )
+    if sleep is not None and not callable(sleep):
+        raise RegistrationError(f"retry(sleep=...) takes a callable sleep(seconds), got {sleep!r}")
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise RegistrationError(
-            f"retry(attempts=...) counts all calls, so it must be an int >= 1, got {attempts!r}"
-        )
+        raise InvalidArgumentError("attempts", attempts, "an int >= 1 (it counts all calls)")
     if backoff is None:
         delay: Callable[[int], float] = exponential_backoff()
     elif callable(backoff):
         delay = backoff
     else:
-        seconds = float(backoff)
+        seconds = _number(
+            backoff, "backoff", 0, what="a function backoff(failures) or a number of seconds"
+        )
         delay = lambda _failures: seconds  # noqa: E731 - a constant backoff
 
     def flow(message: Any) -> _Flow:
@@ -302,6 +341,4 @@ def timeout(seconds: float) -> Callable[[Any, Callable[[Any], Awaitable[Any]]], 
     Raises :class:`~busway.errors.DispatchTimeoutError` (a ``TimeoutError``). A sync bus
     refuses it: a plain call cannot be interrupted safely.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise RegistrationError(f"timeout() needs a positive number of seconds, got {seconds!r}")
-    return _Timeout(float(seconds))
+    return _Timeout(_number(seconds, "seconds", 0, above=True))

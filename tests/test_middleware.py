@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from busway import (
     AsyncCommandBus,
@@ -16,6 +18,7 @@ from busway import (
     ConcurrencyError,
     DispatchTimeoutError,
     EventBus,
+    InvalidArgumentError,
     QueryBus,
     RegistrationError,
     Registry,
@@ -281,24 +284,73 @@ def test_retry_on_an_async_bus_awaits_its_sleep() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "says"),
     [
-        ({"attempts": 0}, "int >= 1"),
-        ({"attempts": True}, "int >= 1"),
         ({"on": ValueError("x")}, "exception class"),
         ({"on": ()}, "exception class"),
+        ({"sleep": 0.5}, "callable sleep"),
     ],
 )
-def test_retry_refuses_bad_settings(kwargs: dict[str, Any], says: str) -> None:
-    """retry() explains settings it cannot use."""
+def test_retry_refuses_what_it_cannot_register(kwargs: dict[str, Any], says: str) -> None:
+    """Exception classes and a sleep function are registered: anything else is refused."""
     with pytest.raises(RegistrationError, match=says):
         mw.retry(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument", "says"),
+    [
+        ({"attempts": 0}, "attempts", "int >= 1"),
+        ({"attempts": True}, "attempts", "int >= 1"),
+        ({"attempts": 2.0}, "attempts", "int >= 1"),
+        ({"backoff": -1}, "backoff", "number of seconds >= 0"),
+        ({"backoff": "soon"}, "backoff", "function backoff"),
+        ({"backoff": float("nan")}, "backoff", "number of seconds >= 0"),
+    ],
+)
+def test_retry_refuses_bad_values(kwargs: dict[str, Any], argument: str, says: str) -> None:
+    """A setting of a wrong value is an InvalidArgumentError naming it, a ValueError."""
+    with pytest.raises(InvalidArgumentError, match=says) as info:
+        mw.retry(**kwargs)
+    assert argument == info.value.argument
+    assert isinstance(info.value, ValueError)
 
 
 def test_exponential_backoff_caps_and_validates() -> None:
     """The backoff doubles from its start and stops at its maximum."""
     backoff = mw.exponential_backoff(initial=0.5, factor=2, maximum=1.5)
     assert [0.5, 1.0, 1.5, 1.5] == [backoff(n) for n in range(1, 5)]
-    with pytest.raises(ValueError, match="factor >= 1"):
+    with pytest.raises(InvalidArgumentError, match="factor must be a finite number >= 1"):
         mw.exponential_backoff(factor=0.5)
+
+
+def test_exponential_backoff_stays_at_its_maximum_after_very_many_failures() -> None:
+    """A growth beyond what a float holds gives the maximum, not an OverflowError."""
+    assert 2.0 == mw.exponential_backoff(initial=1, factor=10, maximum=2)(10_000)
+    assert 0.0 == mw.exponential_backoff(initial=0, factor=10, maximum=2)(10_000)
+
+
+settings = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@given(initial=settings, factor=settings, maximum=settings)
+def test_exponential_backoff_takes_a_setting_or_names_it(
+    initial: Any, factor: Any, maximum: Any
+) -> None:
+    """Whatever it is given, it returns a backoff in [0, maximum] or raises InvalidArgumentError."""
+    refused: str | None = None
+    try:
+        backoff = mw.exponential_backoff(initial=initial, factor=factor, maximum=maximum)
+    except InvalidArgumentError as exc:
+        refused = exc.argument
+    if refused is None:
+        assert all(0 <= backoff(n) <= maximum for n in (1, 2, 50, 5000))
+    else:
+        assert refused in ("initial", "factor", "maximum")
 
 
 @attrs.frozen
@@ -434,8 +486,13 @@ def test_timeout_is_refused_by_sync_buses() -> None:
     """A sync bus refuses timeout(), which needs an event loop to cancel a handler."""
     with pytest.raises(RegistrationError, match="AsyncCommandBus"):
         CommandBus().use(mw.timeout(1))
-    with pytest.raises(RegistrationError, match="positive number"):
-        mw.timeout(0)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), True, "1", None])
+def test_timeout_refuses_what_is_no_limit(seconds: Any) -> None:
+    """timeout() takes a finite number of seconds > 0: anything else is InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match="seconds must be a finite number > 0"):
+        mw.timeout(seconds)
 
 
 def test_built_ins_have_readable_reprs() -> None:

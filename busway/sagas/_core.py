@@ -35,6 +35,7 @@ import attrs
 
 from ..clock import Clock
 from ..errors import (
+    InvalidArgumentError,
     RegistrationError,
     SagaConcurrencyError,
     SagaDefinitionError,
@@ -43,7 +44,7 @@ from ..errors import (
     UnknownEventTypeError,
 )
 from ..eventstore import EventTypes, RecordedEvent
-from ._saga import Route, Run, Saga, SagaSpec, association_value
+from ._saga import Route, Run, Saga, SagaSpec, association_key, association_value
 from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
 __all__ = ["Acquire", "Commit", "Core", "Effect", "Find", "Flow", "Load", "ReadPage", "Send"]
@@ -429,7 +430,14 @@ class Core:
                 f"{type(event).__qualname__}.{route.key} is None, so it cannot start a "
                 f"{spec.cls.__qualname__}: a saga's key needs a value"
             )
-        value = association_value(raw)
+        try:
+            value = association_value(raw, f"{type(event).__qualname__}.{route.key}")
+        except InvalidArgumentError as exc:
+            raise SagaError(
+                f"{exc.argument} is {raw!r}, of type {type(raw).__qualname__}, so it cannot "
+                f"route to a {spec.cls.__qualname__}: a saga's key must be a str, an int or a "
+                "UUID; give the event the id of the object instead"
+            ) from exc
         name = self.types.name_of(spec.cls)
         records: list[SagaRecord] = yield Find(name, route.key, value)
         if route.role == "starts":
@@ -600,7 +608,7 @@ class Core:
         """Return the state of the live sagas of *saga_class* associated with ``(key, value)``."""
         name = self.name_of(saga_class)
         spec = self._by_class[saga_class]
-        records: list[SagaRecord] = yield Find(name, key, association_value(value))
+        records: list[SagaRecord] = yield Find(name, association_key(key), association_value(value))
         found: list[S] = []
         for record in records:
             saga = self.state_of(spec, record)
