@@ -35,9 +35,13 @@
     ├── SagaError                            a saga cannot be run, driven or stored as asked
     │   └── SagaDefinitionError (RegistrationError, TypeError)
     │                                        a saga class declares something that cannot work
+    │   └── SagaRecordError (SerializationError)
+    │                                        a stored saga's rows are damaged or were edited
     └── EventStoreError
-        └── ConcurrencyError
-            └── SagaConcurrencyError         a saga changed since it was loaded
+        ├── ConcurrencyError
+        │   └── SagaConcurrencyError         a saga changed since it was loaded
+        └── SerializationError               a saga's state or message cannot be decoded
+            └── SagaRecordError
 
 Errors carry what they are about as attributes (``exc.message_type``, ``exc.expected``, ...),
 and their messages say what to do. Exceptions raised by handlers are never wrapped, except
@@ -67,6 +71,7 @@ __all__ = [
     "SagaConcurrencyError",
     "SagaDefinitionError",
     "SagaError",
+    "SagaRecordError",
     "SerializationError",
     "StoreClosedError",
     "StoreFormatError",
@@ -411,6 +416,25 @@ class SagaDefinitionError(SagaError, RegistrationError):
         self.saga_class = saga_class
         name = _name(saga_class) if isinstance(saga_class, type) else repr(saga_class)
         super().__init__(f"saga {name} {problem}")
+
+
+class SagaRecordError(SagaError, SerializationError):
+    """A saga's stored rows cannot be read back as they are: damaged, or edited by hand.
+
+    ``saga_id`` is the saga's (as stored), ``location`` the database and table, ``field``
+    the column or row that is wrong. Nothing was changed; the stored error, if any, is the
+    ``__cause__``.
+    """
+
+    def __init__(self, saga_id: object, location: str, field: str, problem: str) -> None:
+        self.saga_id = saga_id
+        self.location = location
+        super().__init__(
+            f"saga {saga_id!r} in {location} is damaged: {field} {problem}; nothing was "
+            "changed. Restore the database from a backup, or delete the saga's rows (in the "
+            "table and in its _associations and _deadlines tables) to forget it",
+            field=field,
+        )
 
 
 class SagaConcurrencyError(ConcurrencyError):

@@ -223,17 +223,18 @@ class Core:
         name, version, data = self.types.encode(message)
         return StoredMessage(uuid.uuid4().hex, name, version, data)
 
-    def decode(self, stored: StoredMessage, saga_id: str) -> object:
-        """Return the command or deadline message *stored* by saga *saga_id*."""
+    def decode(self, stored: StoredMessage, saga_id: str, where: str) -> object:
+        """Return the command (*where* is "outbox") or deadline message saga *saga_id* stored."""
         if stored.type not in self.types:
             # Commands are registered when first sent; after a restart, the command bus
             # knows which classes it can execute, and only those are looked up by name.
             for cls in self._command_types():
                 if cls not in self.types and cls.__name__ not in self.types:
                     self.types.add(cls)
-        return self._decode(stored.type, stored.schema_version, stored.data, saga_id)
+        return self._decode(stored.type, stored.schema_version, stored.data, saga_id, where)
 
-    def _decode(self, name: str, version: int, data: str, saga_id: str) -> object:
+    def _decode(self, name: str, version: int, data: str, saga_id: str, where: str) -> object:
+        """Decode what saga *saga_id* stored in its *where* (state, outbox, deadlines)."""
         try:
             return self.types.decode(name, version, data, position=0)
         except UnknownEventTypeError as exc:
@@ -246,16 +247,21 @@ class Core:
             raise
         except SerializationError as exc:
             raise SerializationError(
-                f"saga {saga_id!r} holds a {name!r} that cannot be decoded: "
-                f"{str(exc).partition(': ')[2] or exc}",
+                f"saga {saga_id!r} holds a {name!r} (schema version {version}) in its {where} "
+                f"that cannot be decoded: {str(exc).partition(': ')[2] or exc}. If its class "
+                "changed since, register an upcaster for it (@types.upcaster); if the stored "
+                "data was damaged, restore it from a backup",
                 type_name=name,
+                field=where,
             ) from exc
 
     def spec_of(self, record: SagaRecord) -> SagaSpec | None:
         return self._by_name.get(record.saga_type)
 
     def state_of(self, spec: SagaSpec, record: SagaRecord) -> Saga:
-        saga = self._decode(record.saga_type, record.schema_version, record.state, record.saga_id)
+        saga = self._decode(
+            record.saga_type, record.schema_version, record.state, record.saga_id, "state"
+        )
         if not isinstance(saga, spec.cls):
             raise SagaError(
                 f"saga {record.saga_id!r} decodes to a {type(saga).__qualname__}, not a "
@@ -463,7 +469,7 @@ class Core:
         current: SagaRecord | None = record
         while current is not None and current.outbox:
             pending = current.outbox[0]
-            command = self.decode(pending, current.saga_id)
+            command = self.decode(pending, current.saga_id, "outbox")
             try:
                 yield Send(command)
             except Exception as exc:
@@ -551,7 +557,7 @@ class Core:
             )
             if record is None or deadline is None:
                 return 0, []  # fired or cancelled meanwhile
-            message = self.decode(deadline.message, saga_id)
+            message = self.decode(deadline.message, saga_id, "deadlines")
             method = spec.deadline(type(message))
             if method is None:
                 raise SagaError(
