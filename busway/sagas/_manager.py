@@ -193,9 +193,15 @@ class SagaManager(_Manager):
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._perform)
 
-    def handle(self, event: object) -> None:
-        """Deliver *event* to the sagas it starts or is associated with."""
-        self._run(self._core.receive(event))
+    def handle(self, event: object) -> bool:
+        """Deliver *event* to the sagas it starts or is associated with.
+
+        Return True once it is handled. While the manager is busy (sending a command, say,
+        whose handler waits for the thread that calls this), the event is queued instead
+        and this returns False at once: the busy thread handles it before its own call
+        returns, and raises its failures there.
+        """
+        return self._run(self._core.receive(event))
 
     def attach(self, bus: EventBus) -> Attachment:
         """Subscribe the manager to *bus* for every event class its sagas take."""
@@ -283,9 +289,13 @@ class AsyncSagaManager(_Manager):
     def _run(self, flow: Flow[T]) -> Awaitable[T]:
         return arun(flow, self._perform)
 
-    async def handle(self, event: object) -> None:
-        """Deliver *event* to the sagas it starts or is associated with."""
-        await self._run(self._core.receive(event))
+    async def handle(self, event: object) -> bool:
+        """Deliver *event* to the sagas it starts or is associated with.
+
+        Return True once it is handled, or False at once if it was queued for the task
+        that keeps the manager busy, as :meth:`SagaManager.handle` does.
+        """
+        return await self._run(self._core.receive(event))
 
     def attach(self, bus: AsyncEventBus) -> Attachment:
         """Subscribe the manager to *bus* for every event class its sagas take."""
