@@ -5,7 +5,8 @@ middleware here is written once, as a *flow*: a generator that yields the messag
 it on and receives what the rest of the chain returns (or has its exception thrown in),
 and that may yield ``_Sleep(seconds)`` to wait. :func:`busway._effects.run` and
 :func:`~busway._effects.arun` drive it, with ``next`` itself as the way to perform a
-message, so the logic is never written twice and a layer costs one generator.
+message, so the logic is never written twice and a layer costs one generator. ``log()``
+checks its level before it starts its flow, so that with the level off it costs no more.
 """
 
 from __future__ import annotations
@@ -135,20 +136,67 @@ def _type_name(message: object) -> str:
     return type(message).__qualname__
 
 
-def log(logger: logging.Logger | None = None, level: int = logging.DEBUG) -> _FlowMiddleware:
-    """Log each message as it is handled, then its outcome and duration.
+def _ids() -> tuple[str, dict[str, str | None]]:
+    """Return the current message context as text for a log line, and as record attributes."""
+    ctx = context.current()
+    if ctx is None:
+        return "", {}
+    causation = None if ctx.causation_id is None else str(ctx.causation_id)
+    ids = {
+        "message_id": str(ctx.message_id),
+        "correlation_id": str(ctx.correlation_id),
+        "causation_id": causation,
+    }
+    return f" [{' '.join(f'{k}={v}' for k, v in ids.items())}]", ids
 
-    Records go to *logger* (default: the ``busway`` logger) at *level*; a failure is logged
-    at ``max(level, WARNING)`` and re-raised. When the level is off, it costs a level check.
+
+def log(
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    level: int = logging.DEBUG,
+    *,
+    messages: bool | Callable[[Any], object] = False,
+) -> Middleware:
+    """Log each message's type as it is handled, then its outcome and duration.
+
+    Records go to *logger* (default: the ``busway`` logger) at *level*. Each names the
+    message's type and, under :func:`correlation`, its message, correlation and causation
+    ids (also set on the record as ``message_id``, ``correlation_id``, ``causation_id``,
+    with ``message_type``). The message itself may hold personal data, so it is logged
+    only when asked: ``messages=True`` logs its ``repr``, and a function logs what it
+    returns for the message (a redacted form, say). A failure is logged at
+    ``max(level, WARNING)`` with its traceback, and re-raised. When the level is off, a
+    dispatch costs one level check.
     """
-    target = logger if logger is not None else logging.getLogger("busway")
+    if logger is None:
+        target: logging.Logger | logging.LoggerAdapter[Any] = logging.getLogger("busway")
+    elif isinstance(logger, logging.Logger | logging.LoggerAdapter):
+        target = logger
+    else:
+        raise InvalidArgumentError(
+            "logger", logger, "a logging.Logger or LoggerAdapter, or None for 'busway'"
+        )
+    if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+        raise InvalidArgumentError("level", level, "a logging level such as logging.DEBUG")
+    if messages is True:
+        describe: Callable[[Any], object] | None = repr
+    elif messages is False:
+        describe = None
+    elif callable(messages):
+        describe = messages
+    else:
+        raise InvalidArgumentError(
+            "messages", messages, "True, False, or a function of the message to log"
+        )
     failure_level = max(level, logging.WARNING)
 
     def flow(message: Any) -> _Flow:
-        if not target.isEnabledFor(level):
-            return (yield message)
         name = _type_name(message)
-        target.log(level, "handling %s: %r", name, message)
+        ids, extra = _ids()
+        extra["message_type"] = name
+        if describe is None:
+            target.log(level, "handling %s%s", name, ids, extra=extra)
+        else:
+            target.log(level, "handling %s%s: %s", name, ids, describe(message), extra=extra)
         start = time.perf_counter()
         try:
             result = yield message
@@ -156,18 +204,39 @@ def log(logger: logging.Logger | None = None, level: int = logging.DEBUG) -> _Fl
             elapsed = (time.perf_counter() - start) * 1000
             target.log(
                 failure_level,
-                "%s failed after %.3f ms: %s: %s",
+                "%s failed after %.3f ms%s: %s: %s",
                 name,
                 elapsed,
+                ids,
                 type(exc).__name__,
                 exc,
+                exc_info=exc,
+                extra=extra,
             )
             raise
         elapsed = (time.perf_counter() - start) * 1000
-        target.log(level, "handled %s in %.3f ms", name, elapsed)
+        target.log(level, "handled %s in %.3f ms%s", name, elapsed, ids, extra=extra)
         return result
 
-    return _FlowMiddleware(f"log({target.name!r}, {logging.getLevelName(level)})", flow)
+    enabled = target.isEnabledFor
+
+    # A plain function of (message, next), not a flow object: a bus binds such a function
+    # to the rest of its chain, so with the level off a dispatch costs the check alone.
+    def layer(message: Any, next: Next) -> Any:
+        if not enabled(level):
+            return next(message)
+        return run(flow(message), next)
+
+    def async_layer(message: Any, next: Next) -> Awaitable[Any]:
+        if not enabled(level):
+            rest: Awaitable[Any] = next(message)  # awaited by the bus, as a flow's would be
+            return rest
+        return arun(flow(message), next)
+
+    shown = ", messages" if describe is not None else ""
+    layer.__qualname__ = f"log({target.name!r}, {logging.getLevelName(level)}{shown})"
+    setattr(layer, ASYNC_VARIANT, async_layer)
+    return layer
 
 
 def timing(report: Callable[[Any, float], object]) -> _FlowMiddleware:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -148,23 +149,93 @@ def test_bad_middleware_is_refused() -> None:
 # -- built-ins ------------------------------------------------------------------------------
 
 
-def test_log_records_start_and_outcome(caplog: pytest.LogCaptureFixture) -> None:
-    """log() records each message as it is handled and how it ended."""
+def test_log_records_the_type_and_outcome_but_not_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """By default log() names the message's type, never its content (it may be personal)."""
     bus = CommandBus()
     bus.register(PlaceOrder, lambda c: "x")
     bus.use(mw.log(level=logging.INFO))
     with caplog.at_level(logging.INFO, logger="busway"):
         bus.execute(PlaceOrder("ada"))
-    assert ["handling PlaceOrder: PlaceOrder(customer='ada')", "handled PlaceOrder in"] == [
-        r.getMessage()[: len("handled PlaceOrder in")]
-        if r.getMessage().startswith("handled")
-        else r.getMessage()
-        for r in caplog.records
+    first, last = [r.getMessage() for r in caplog.records]
+    assert "handling PlaceOrder" == first
+    assert re.fullmatch(r"handled PlaceOrder in \d+\.\d{3} ms", last)
+    assert "ada" not in caplog.text
+    assert ["PlaceOrder", "PlaceOrder"] == [
+        getattr(r, "message_type", None) for r in caplog.records
     ]
 
 
-def test_log_reports_failures_at_warning(caplog: pytest.LogCaptureFixture) -> None:
-    """A failure is logged at WARNING or above, then re-raised."""
+def test_log_names_the_ids_of_the_correlation_context(caplog: pytest.LogCaptureFixture) -> None:
+    """Under correlation(), each record names the message's ids, in its text and attributes."""
+    seen: list[context.MessageContext | None] = []
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: seen.append(context.current()))
+    bus.use(mw.correlation())
+    bus.use(mw.log(level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="busway"):
+        bus.execute(PlaceOrder("ada"))
+    [ctx] = seen
+    assert ctx is not None
+    ids = f"[message_id={ctx.message_id} correlation_id={ctx.correlation_id} causation_id=None]"
+    assert f"handling PlaceOrder {ids}" == caplog.records[0].getMessage()
+    assert caplog.records[1].getMessage().endswith(f" ms {ids}")
+    for record in caplog.records:
+        assert (str(ctx.message_id), str(ctx.correlation_id), None) == (
+            getattr(record, "message_id", ""),
+            getattr(record, "correlation_id", ""),
+            getattr(record, "causation_id", ""),
+        )
+
+
+def test_log_logs_the_message_only_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """messages=True logs the repr; a function logs what it makes of the message."""
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(level=logging.INFO, messages=True))
+    bus.use(mw.log(level=logging.INFO, messages=lambda m: f"for {m.customer[0]}***"))
+    with caplog.at_level(logging.INFO, logger="busway"):
+        bus.execute(PlaceOrder("ada"))
+    assert [
+        "handling PlaceOrder: PlaceOrder(customer='ada')",
+        "handling PlaceOrder: for a***",
+    ] == [r.getMessage() for r in caplog.records if r.getMessage().startswith("handling")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"logger": "busway"}, "logger"),
+        ({"level": "DEBUG"}, "level"),
+        ({"level": True}, "level"),
+        ({"level": -1}, "level"),
+        ({"messages": "all"}, "messages"),
+    ],
+)
+def test_log_refuses_bad_settings(kwargs: dict[str, Any], argument: str) -> None:
+    """A logger, level or messages= of the wrong kind is an InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError) as info:
+        mw.log(**kwargs)
+    assert argument == info.value.argument
+
+
+def test_log_takes_a_logger_adapter(caplog: pytest.LogCaptureFixture) -> None:
+    """A LoggerAdapter is a logger too."""
+    adapter = logging.LoggerAdapter(logging.getLogger("tests.adapted"), {"service": "shop"})
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(adapter, level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="tests.adapted"):
+        bus.execute(PlaceOrder("ada"))
+    assert ["shop", "shop"] == [getattr(r, "service", None) for r in caplog.records]
+    assert "log('tests.adapted', INFO)" in repr(mw.log(adapter, level=logging.INFO))
+
+
+def test_log_reports_failures_at_warning_with_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failure is logged at WARNING or above with its traceback, then re-raised."""
 
     def failing(c: PlaceOrder) -> str:
         raise ValueError("no stock")
@@ -175,13 +246,34 @@ def test_log_reports_failures_at_warning(caplog: pytest.LogCaptureFixture) -> No
     bus.use(mw.log(logger))
     with (
         caplog.at_level(logging.DEBUG, logger="tests.orders"),
-        pytest.raises(ValueError, match="no"),
+        pytest.raises(ValueError, match="no") as raised,
     ):
         bus.execute(PlaceOrder("x"))
     last = caplog.records[-1]
     assert (logging.WARNING, "tests.orders") == (last.levelno, last.name)
-    assert "PlaceOrder failed after" in last.getMessage()
-    assert "ValueError: no stock" in last.getMessage()
+    assert re.fullmatch(
+        r"PlaceOrder failed after \d+\.\d{3} ms: ValueError: no stock", last.getMessage()
+    )
+    assert last.exc_info is not None
+    assert raised.value is last.exc_info[1]
+    assert "Traceback" in caplog.text
+
+
+def test_log_on_an_async_bus(caplog: pytest.LogCaptureFixture) -> None:
+    """On an async bus log() records the same, and costs a level check when off."""
+    bus = AsyncCommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="busway"):
+        assert "x" == asyncio.run(bus.execute(PlaceOrder("ada")))
+    assert ["handling PlaceOrder", "handled"] == [
+        r.getMessage()[: len("handled")] if r.getMessage().startswith("handled") else r.getMessage()
+        for r in caplog.records
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="busway"):
+        assert "x" == asyncio.run(bus.execute(PlaceOrder("ada")))
+    assert [] == caplog.records
 
 
 def test_log_when_disabled_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
