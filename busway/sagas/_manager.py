@@ -111,6 +111,15 @@ class _Manager:
                 f"{type(self).__name__}(store=...) takes a saga store such as "
                 f"InMemorySagaStore() or SQLiteSagaStore(path), got {store!r}"
             )
+        if clock is not None and not isinstance(clock, Clock):
+            raise RegistrationError(
+                f"{type(self).__name__}(clock=...) takes a clock with a now() method, such as "
+                f"SystemClock() or FakeClock(), got {clock!r}"
+            )
+        if types is not None and not isinstance(types, EventTypes):
+            raise RegistrationError(
+                f"{type(self).__name__}(types=...) takes an EventTypes, got {types!r}"
+            )
         self.store = store
         self.commands = commands
         self.clock: Clock = SystemClock() if clock is None else clock

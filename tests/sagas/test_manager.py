@@ -304,6 +304,18 @@ def test_associate_with_refuses_bad_arguments(store: SagaStore, key: Any, value:
     assert [] == manager.find(Sloppy, "order_id", "o-1")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [({"clock": "now"}, r"clock=\.\.\.\) takes a clock"), ({"types": {}}, "EventTypes")],
+)
+def test_the_manager_refuses_a_clock_or_types_of_the_wrong_kind(
+    store: SagaStore, kwargs: dict[str, Any], says: str
+) -> None:
+    """A clock without now() or types that are no EventTypes are refused when built."""
+    with pytest.raises(RegistrationError, match=says):
+        SagaManager(Booking, store=store, commands=CommandBus(), **kwargs)
+
+
 def test_catch_up_refuses_what_is_no_event_store(manager: SagaManager) -> None:
     """catch_up() takes an EventStore and a subscription name, and says so."""
     with pytest.raises(RegistrationError, match="catches up with an EventStore"):
