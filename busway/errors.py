@@ -33,8 +33,8 @@
     sagas (busway.sagas):
     BuswayError
     ├── SagaError                            a saga cannot be run, driven or stored as asked
-    │   └── SagaDefinitionError (RegistrationError, TypeError)
-    │                                        a saga class declares something that cannot work
+    │   ├── SagaDefinitionError (RegistrationError, TypeError)
+    │   │                                    a saga class declares something that cannot work
     │   └── SagaRecordError (SerializationError)
     │                                        a stored saga's rows are damaged or were edited
     └── EventStoreError
