@@ -13,6 +13,7 @@ named beside it. Absolute figures vary by machine; read the ratios.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -31,6 +32,7 @@ from busway import (
     Query,
     QueryBus,
     Registry,
+    middleware,
 )
 
 Handler = Callable[[Any], Any]
@@ -318,6 +320,12 @@ def middleware_suite(options: Options) -> Table:
             MinimalBus({Ping: closure_layers(handle, depth)}).execute,
             ping,
         )
+    # log() stays in production code with its level off: it must cost about a level check.
+    quiet = logging.getLogger("benchmarks.quiet")
+    quiet.setLevel(logging.WARNING)
+    logged = CommandBus(registry)
+    logged.use(middleware.log(quiet, level=logging.DEBUG))
+    timer.case("busway, log() disabled", logged.execute, ping)
     ns = timer.run()
     table.params = {**_params(timer), "depths": list(DEPTHS)}
     for depth in DEPTHS:
@@ -344,6 +352,17 @@ def middleware_suite(options: Options) -> Table:
     busway_layer = (ns[f"busway, {top}"] - ns["busway, 0"]) / top
     for against in ("hand-composed layer", "bare closure layer"):
         table.add("busway layer", busway_layer, NS, against=against, group=group)
+    group = "log() with its level disabled"
+    table.add("busway CommandBus, no middleware", ns["busway, 0"], NS, group=group)
+    table.add("busway CommandBus + 1 pass-through", ns["busway, 1"], NS, group=group)
+    table.add(
+        "busway CommandBus + log(), level off",
+        ns["busway, log() disabled"],
+        NS,
+        against="busway CommandBus + 1 pass-through",
+        library="busway",
+        group=group,
+    )
     return table
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from ._effects import arun, arun_async_gen, run
+from .errors import RegistrationError
 
 __all__ = ["saga_handler"]
 
@@ -50,8 +51,10 @@ def saga_handler(
     def handle(event: Any) -> None:
         produced = saga(event)
         if inspect.isasyncgen(produced):
-            raise TypeError(
-                f"saga {saga.__qualname__} is an async generator; run it on an AsyncEventBus"
+            raise RegistrationError(
+                f"saga {saga.__qualname__} returned an async generator, which an EventBus "
+                "cannot run: its steps must be awaited; run it on an AsyncEventBus (with an "
+                "AsyncCommandBus), or make it a plain function or generator"
             )
         run(_commands(produced, handles), execute)
 

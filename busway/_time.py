@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidArgumentError
 
-__all__ = ["aware", "duration"]
+__all__ = ["aware", "duration", "later"]
 
 
 def aware(value: object, argument: str) -> datetime:
@@ -23,5 +23,20 @@ def duration(value: object, argument: str) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    raise InvalidArgumentError(argument, value, "a timedelta or a number of seconds")
+        try:
+            return timedelta(seconds=value)
+        except (ValueError, OverflowError):  # NaN, an infinity, or beyond timedelta.max
+            pass
+    raise InvalidArgumentError(
+        argument, value, "a timedelta or a finite number of seconds, at most timedelta.max"
+    )
+
+
+def later(moment: datetime, delta: timedelta, argument: str, value: object) -> datetime:
+    """Return *moment* + *delta*, or raise InvalidArgumentError if that leaves the calendar."""
+    try:
+        return moment + delta
+    except OverflowError:
+        raise InvalidArgumentError(
+            argument, value, f"a time that lands before year 10000 from {moment.isoformat()}"
+        ) from None

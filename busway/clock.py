@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol, final, runtime_checkable
 
-from ._time import aware, duration
+from ._time import aware, duration, later
 from .errors import InvalidArgumentError
 
 __all__ = ["Clock", "FakeClock", "SystemClock"]
@@ -66,7 +66,7 @@ class FakeClock:
                 "by", by, "zero or more (use set() to move the clock backwards)"
             )
         with self._lock:
-            self._now += delta
+            self._now = later(self._now, delta, "by", by)
             return self._now
 
     def set(self, when: datetime) -> datetime:

@@ -5,6 +5,9 @@
     BuswayError
     ├── RegistrationError (TypeError)        a handler, type or middleware cannot be registered
     │   └── DuplicateHandlerError            a second handler for a command or query type
+    ├── InvalidArgumentError (ValueError)    an argument no call could accept: a stream id,
+    │                                        version, limit, duration or setting out of range
+    │                                        or of the wrong type
     ├── HandlerNotFoundError (LookupError)   nobody handles the dispatched message
     ├── ValidationError (ValueError)         the validation middleware rejected a message
     ├── DispatchTimeoutError (TimeoutError)  the timeout middleware gave up on a dispatch
@@ -18,8 +21,6 @@
         ├── ConcurrencyError                 the stream is not at the expected version
         │   └── AggregateExistsError         a new aggregate's id is taken
         ├── DuplicateEventError              an event id is already stored elsewhere
-        ├── InvalidArgumentError (ValueError, TypeError)
-        │                                    a stream id, version or limit that cannot be right
         ├── SerializationError               an event cannot be encoded or decoded
         │   └── UnknownEventTypeError (LookupError)
         │                                    a type name or class with no registration
@@ -34,11 +35,15 @@
     sagas (busway.sagas):
     BuswayError
     ├── SagaError                            a saga cannot be run, driven or stored as asked
-    │   └── SagaDefinitionError (RegistrationError, TypeError)
-    │                                        a saga class declares something that cannot work
+    │   ├── SagaDefinitionError (RegistrationError, TypeError)
+    │   │                                    a saga class declares something that cannot work
+    │   └── SagaRecordError (SerializationError)
+    │                                        a stored saga's rows are damaged or were edited
     └── EventStoreError
-        └── ConcurrencyError
-            └── SagaConcurrencyError         a saga changed since it was loaded
+        ├── ConcurrencyError
+        │   └── SagaConcurrencyError         a saga changed since it was loaded
+        └── SerializationError               a saga's state or message cannot be decoded
+            └── SagaRecordError
 
 Errors carry what they are about as attributes (``exc.message_type``, ``exc.expected``, ...),
 and their messages say what to do. Exceptions raised by handlers are never wrapped, except
@@ -69,6 +74,7 @@ __all__ = [
     "SagaConcurrencyError",
     "SagaDefinitionError",
     "SagaError",
+    "SagaRecordError",
     "SerializationError",
     "StoreClosedError",
     "StoreFormatError",
@@ -103,6 +109,22 @@ class DuplicateHandlerError(RegistrationError):
             f"has exactly one handler, so {new!r} cannot be added. Remove one of them, or use "
             f"bus.override({message_type.__name__}, fn) to swap it temporarily in tests"
         )
+
+
+class InvalidArgumentError(BuswayError, ValueError):
+    """An argument that no call could accept, of a wrong value or type; nothing was done.
+
+    A stream id, version, position or limit of a store, a duration, a retry setting: each
+    is checked before anything happens, whether it had the wrong type (``True`` as a
+    version) or a wrong value (``-1``). ``argument`` names it and ``value`` is what was given.
+    A wrong kind of thing to register (a handler that is not callable) is a
+    :class:`RegistrationError` instead.
+    """
+
+    def __init__(self, argument: str, value: object, requirement: str) -> None:
+        self.argument = argument
+        self.value = value
+        super().__init__(f"{argument} must be {requirement}, not {value!r}; nothing was done")
 
 
 class HandlerNotFoundError(BuswayError, LookupError):
@@ -189,19 +211,6 @@ class DuplicateEventError(EventStoreError):
             f"{' ' + detail if detail else ''}; nothing was written. Give each new event a "
             "fresh id, or retry the exact same batch to make the append idempotent"
         )
-
-
-class InvalidArgumentError(EventStoreError, ValueError, TypeError):
-    """A stream id, version, position or limit that no store could accept; nothing was written.
-
-    It is both a ``ValueError`` and a ``TypeError`` so that either builtin ``except`` catches it,
-    whether the argument had the wrong type (``True`` as a version) or a wrong value (``-1``).
-    """
-
-    def __init__(self, argument: str, value: object, requirement: str) -> None:
-        self.argument = argument
-        self.value = value
-        super().__init__(f"{argument} must be {requirement}, not {value!r}; nothing was done")
 
 
 class SerializationError(EventStoreError):
@@ -436,6 +445,25 @@ class SagaDefinitionError(SagaError, RegistrationError):
         self.saga_class = saga_class
         name = _name(saga_class) if isinstance(saga_class, type) else repr(saga_class)
         super().__init__(f"saga {name} {problem}")
+
+
+class SagaRecordError(SagaError, SerializationError):
+    """A saga's stored rows cannot be read back as they are: damaged, or edited by hand.
+
+    ``saga_id`` is the saga's (as stored), ``location`` the database and table, ``field``
+    the column or row that is wrong. Nothing was changed; the stored error, if any, is the
+    ``__cause__``.
+    """
+
+    def __init__(self, saga_id: object, location: str, field: str, problem: str) -> None:
+        self.saga_id = saga_id
+        self.location = location
+        super().__init__(
+            f"saga {saga_id!r} in {location} is damaged: {field} {problem}; nothing was "
+            "changed. Restore the database from a backup, or delete the saga's rows (in the "
+            "table and in its _associations and _deadlines tables) to forget it",
+            field=field,
+        )
 
 
 class SagaConcurrencyError(ConcurrencyError):

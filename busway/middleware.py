@@ -5,14 +5,17 @@ middleware here is written once, as a *flow*: a generator that yields the messag
 it on and receives what the rest of the chain returns (or has its exception thrown in),
 and that may yield ``_Sleep(seconds)`` to wait. :func:`busway._effects.run` and
 :func:`~busway._effects.arun` drive it, with ``next`` itself as the way to perform a
-message, so the logic is never written twice and a layer costs one generator.
+message, so the logic is never written twice and a layer costs one generator. ``log()``
+checks its level before it starts its flow, so that with the level off it costs no more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any, final
@@ -21,7 +24,13 @@ from . import context
 from ._chain import ASYNC_VARIANT
 from ._effects import arun, run
 from ._registry import AsyncMiddleware, Middleware
-from .errors import ConcurrencyError, DispatchTimeoutError, RegistrationError, ValidationError
+from .errors import (
+    ConcurrencyError,
+    DispatchTimeoutError,
+    InvalidArgumentError,
+    RegistrationError,
+    ValidationError,
+)
 
 __all__ = [
     "AsyncMiddleware",
@@ -105,24 +114,89 @@ class _SleepingFlowMiddleware(_FlowMiddleware):
         return arun(self._flow(message), perform)
 
 
+def _number(
+    value: object,
+    argument: str,
+    least: float,
+    *,
+    above: bool = False,
+    what: str = "a finite number",
+) -> float:
+    """Return *value* as a float if it is a finite number >= *least* (> if *above*)."""
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float stays NaN
+            number = float(value)
+    if not math.isfinite(number) or number < least or (above and number == least):
+        raise InvalidArgumentError(argument, value, f"{what} {'>' if above else '>='} {least:g}")
+    return number
+
+
 def _type_name(message: object) -> str:
     return type(message).__qualname__
 
 
-def log(logger: logging.Logger | None = None, level: int = logging.DEBUG) -> _FlowMiddleware:
-    """Log each message as it is handled, then its outcome and duration.
+def _ids() -> tuple[str, dict[str, str | None]]:
+    """Return the current message context as text for a log line, and as record attributes."""
+    ctx = context.current()
+    if ctx is None:
+        return "", {}
+    causation = None if ctx.causation_id is None else str(ctx.causation_id)
+    ids = {
+        "message_id": str(ctx.message_id),
+        "correlation_id": str(ctx.correlation_id),
+        "causation_id": causation,
+    }
+    return f" [{' '.join(f'{k}={v}' for k, v in ids.items())}]", ids
 
-    Records go to *logger* (default: the ``busway`` logger) at *level*; a failure is logged
-    at ``max(level, WARNING)`` and re-raised. When the level is off, it costs a level check.
+
+def log(
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    level: int = logging.DEBUG,
+    *,
+    messages: bool | Callable[[Any], object] = False,
+) -> Middleware:
+    """Log each message's type as it is handled, then its outcome and duration.
+
+    Records go to *logger* (default: the ``busway`` logger) at *level*. Each names the
+    message's type and, under :func:`correlation`, its message, correlation and causation
+    ids (also set on the record as ``message_id``, ``correlation_id``, ``causation_id``,
+    with ``message_type``). The message itself may hold personal data, so it is logged
+    only when asked: ``messages=True`` logs its ``repr``, and a function logs what it
+    returns for the message (a redacted form, say). A failure is logged at
+    ``max(level, WARNING)`` with its traceback, and re-raised. When the level is off, a
+    dispatch costs one level check.
     """
-    target = logger if logger is not None else logging.getLogger("busway")
+    if logger is None:
+        target: logging.Logger | logging.LoggerAdapter[Any] = logging.getLogger("busway")
+    elif isinstance(logger, logging.Logger | logging.LoggerAdapter):
+        target = logger
+    else:
+        raise InvalidArgumentError(
+            "logger", logger, "a logging.Logger or LoggerAdapter, or None for 'busway'"
+        )
+    if isinstance(level, bool) or not isinstance(level, int) or level < 0:
+        raise InvalidArgumentError("level", level, "a logging level such as logging.DEBUG")
+    if messages is True:
+        describe: Callable[[Any], object] | None = repr
+    elif messages is False:
+        describe = None
+    elif callable(messages):
+        describe = messages
+    else:
+        raise InvalidArgumentError(
+            "messages", messages, "True, False, or a function of the message to log"
+        )
     failure_level = max(level, logging.WARNING)
 
     def flow(message: Any) -> _Flow:
-        if not target.isEnabledFor(level):
-            return (yield message)
         name = _type_name(message)
-        target.log(level, "handling %s: %r", name, message)
+        ids, extra = _ids()
+        extra["message_type"] = name
+        if describe is None:
+            target.log(level, "handling %s%s", name, ids, extra=extra)
+        else:
+            target.log(level, "handling %s%s: %s", name, ids, describe(message), extra=extra)
         start = time.perf_counter()
         try:
             result = yield message
@@ -130,18 +204,39 @@ def log(logger: logging.Logger | None = None, level: int = logging.DEBUG) -> _Fl
             elapsed = (time.perf_counter() - start) * 1000
             target.log(
                 failure_level,
-                "%s failed after %.3f ms: %s: %s",
+                "%s failed after %.3f ms%s: %s: %s",
                 name,
                 elapsed,
+                ids,
                 type(exc).__name__,
                 exc,
+                exc_info=exc,
+                extra=extra,
             )
             raise
         elapsed = (time.perf_counter() - start) * 1000
-        target.log(level, "handled %s in %.3f ms", name, elapsed)
+        target.log(level, "handled %s in %.3f ms%s", name, elapsed, ids, extra=extra)
         return result
 
-    return _FlowMiddleware(f"log({target.name!r}, {logging.getLevelName(level)})", flow)
+    enabled = target.isEnabledFor
+
+    # A plain function of (message, next), not a flow object: a bus binds such a function
+    # to the rest of its chain, so with the level off a dispatch costs the check alone.
+    def layer(message: Any, next: Next) -> Any:
+        if not enabled(level):
+            return next(message)
+        return run(flow(message), next)
+
+    def async_layer(message: Any, next: Next) -> Awaitable[Any]:
+        if not enabled(level):
+            rest: Awaitable[Any] = next(message)  # awaited by the bus, as a flow's would be
+            return rest
+        return arun(flow(message), next)
+
+    shown = ", messages" if describe is not None else ""
+    layer.__qualname__ = f"log({target.name!r}, {logging.getLevelName(level)}{shown})"
+    setattr(layer, ASYNC_VARIANT, async_layer)
+    return layer
 
 
 def timing(report: Callable[[Any, float], object]) -> _FlowMiddleware:
@@ -164,15 +259,21 @@ def timing(report: Callable[[Any, float], object]) -> _FlowMiddleware:
 def exponential_backoff(
     initial: float = 0.01, factor: float = 2.0, maximum: float = 1.0
 ) -> Callable[[int], float]:
-    """Return a backoff: *initial* seconds after the first failure, times *factor* after each."""
-    if initial < 0 or factor < 1 or maximum < 0:
-        raise ValueError(
-            f"exponential_backoff needs initial >= 0, factor >= 1 and maximum >= 0, "
-            f"got initial={initial}, factor={factor}, maximum={maximum}"
-        )
+    """Return a backoff: *initial* seconds after the first failure, times *factor* after each.
+
+    Raises :class:`~busway.errors.InvalidArgumentError` for a negative *initial* or
+    *maximum*, a *factor* below 1, or anything that is not a finite number.
+    """
+    first = _number(initial, "initial", 0, what="a finite number of seconds")
+    growth = _number(factor, "factor", 1)
+    cap = _number(maximum, "maximum", 0, what="a finite number of seconds")
 
     def backoff(failures: int) -> float:
-        return float(min(maximum, initial * factor ** (failures - 1)))
+        try:
+            grown = first * growth ** (failures - 1)
+        except OverflowError:  # so many failures that the growth left the floats
+            grown = math.inf if first else 0.0
+        return min(cap, grown)
 
     return backoff
 
@@ -190,22 +291,29 @@ def retry(
     :func:`exponential_backoff`). *sleep* defaults to ``time.sleep`` on sync buses and
     ``asyncio.sleep`` on async ones; tests can pass a recorder. The last failure is raised
     as it is. Meant for commands: the whole handler runs again, so it must be safe to repeat.
+
+    Exception classes in *on* and a callable *sleep* are what it registers, so anything else
+    there is a :class:`~busway.errors.RegistrationError`; an *attempts* below 1 or a
+    *backoff* that is neither a function nor seconds >= 0 is an
+    :class:`~busway.errors.InvalidArgumentError`.
     """
     kinds = on if isinstance(on, tuple) else (on,)
     if not kinds or not all(isinstance(k, type) and issubclass(k, BaseException) for k in kinds):
         raise RegistrationError(
             f"retry(on=...) takes an exception class or a tuple of them, got {on!r}"
         )
+    if sleep is not None and not callable(sleep):
+        raise RegistrationError(f"retry(sleep=...) takes a callable sleep(seconds), got {sleep!r}")
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-        raise RegistrationError(
-            f"retry(attempts=...) counts all calls, so it must be an int >= 1, got {attempts!r}"
-        )
+        raise InvalidArgumentError("attempts", attempts, "an int >= 1 (it counts all calls)")
     if backoff is None:
         delay: Callable[[int], float] = exponential_backoff()
     elif callable(backoff):
         delay = backoff
     else:
-        seconds = float(backoff)
+        seconds = _number(
+            backoff, "backoff", 0, what="a function backoff(failures) or a number of seconds"
+        )
         delay = lambda _failures: seconds  # noqa: E731 - a constant backoff
 
     def flow(message: Any) -> _Flow:
@@ -302,6 +410,4 @@ def timeout(seconds: float) -> Callable[[Any, Callable[[Any], Awaitable[Any]]], 
     Raises :class:`~busway.errors.DispatchTimeoutError` (a ``TimeoutError``). A sync bus
     refuses it: a plain call cannot be interrupted safely.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
-        raise RegistrationError(f"timeout() needs a positive number of seconds, got {seconds!r}")
-    return _Timeout(float(seconds))
+    return _Timeout(_number(seconds, "seconds", 0, above=True))

@@ -103,6 +103,14 @@ def test_errors_keep_their_builtin_parents() -> None:
     assert issubclass(busway.RegistrationError, TypeError)
     assert issubclass(busway.ValidationError, ValueError)
     assert issubclass(busway.DispatchTimeoutError, TimeoutError)
+    assert issubclass(busway.InvalidArgumentError, ValueError)
+
+
+def test_invalid_argument_error_is_a_value_error_of_every_module() -> None:
+    """InvalidArgumentError is a ValueError right under BuswayError, not an event store error."""
+    assert (busway.BuswayError, ValueError) == busway.InvalidArgumentError.__bases__
+    assert not issubclass(busway.InvalidArgumentError, TypeError)
+    assert not issubclass(busway.InvalidArgumentError, busway.EventStoreError)
 
 
 def test_importing_busway_stays_light() -> None:

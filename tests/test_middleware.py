@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from busway import (
     AsyncCommandBus,
@@ -16,6 +19,7 @@ from busway import (
     ConcurrencyError,
     DispatchTimeoutError,
     EventBus,
+    InvalidArgumentError,
     QueryBus,
     RegistrationError,
     Registry,
@@ -145,23 +149,93 @@ def test_bad_middleware_is_refused() -> None:
 # -- built-ins ------------------------------------------------------------------------------
 
 
-def test_log_records_start_and_outcome(caplog: pytest.LogCaptureFixture) -> None:
-    """log() records each message as it is handled and how it ended."""
+def test_log_records_the_type_and_outcome_but_not_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """By default log() names the message's type, never its content (it may be personal)."""
     bus = CommandBus()
     bus.register(PlaceOrder, lambda c: "x")
     bus.use(mw.log(level=logging.INFO))
     with caplog.at_level(logging.INFO, logger="busway"):
         bus.execute(PlaceOrder("ada"))
-    assert ["handling PlaceOrder: PlaceOrder(customer='ada')", "handled PlaceOrder in"] == [
-        r.getMessage()[: len("handled PlaceOrder in")]
-        if r.getMessage().startswith("handled")
-        else r.getMessage()
-        for r in caplog.records
+    first, last = [r.getMessage() for r in caplog.records]
+    assert "handling PlaceOrder" == first
+    assert re.fullmatch(r"handled PlaceOrder in \d+\.\d{3} ms", last)
+    assert "ada" not in caplog.text
+    assert ["PlaceOrder", "PlaceOrder"] == [
+        getattr(r, "message_type", None) for r in caplog.records
     ]
 
 
-def test_log_reports_failures_at_warning(caplog: pytest.LogCaptureFixture) -> None:
-    """A failure is logged at WARNING or above, then re-raised."""
+def test_log_names_the_ids_of_the_correlation_context(caplog: pytest.LogCaptureFixture) -> None:
+    """Under correlation(), each record names the message's ids, in its text and attributes."""
+    seen: list[context.MessageContext | None] = []
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: seen.append(context.current()))
+    bus.use(mw.correlation())
+    bus.use(mw.log(level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="busway"):
+        bus.execute(PlaceOrder("ada"))
+    [ctx] = seen
+    assert ctx is not None
+    ids = f"[message_id={ctx.message_id} correlation_id={ctx.correlation_id} causation_id=None]"
+    assert f"handling PlaceOrder {ids}" == caplog.records[0].getMessage()
+    assert caplog.records[1].getMessage().endswith(f" ms {ids}")
+    for record in caplog.records:
+        assert (str(ctx.message_id), str(ctx.correlation_id), None) == (
+            getattr(record, "message_id", ""),
+            getattr(record, "correlation_id", ""),
+            getattr(record, "causation_id", ""),
+        )
+
+
+def test_log_logs_the_message_only_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    """messages=True logs the repr; a function logs what it makes of the message."""
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(level=logging.INFO, messages=True))
+    bus.use(mw.log(level=logging.INFO, messages=lambda m: f"for {m.customer[0]}***"))
+    with caplog.at_level(logging.INFO, logger="busway"):
+        bus.execute(PlaceOrder("ada"))
+    assert [
+        "handling PlaceOrder: PlaceOrder(customer='ada')",
+        "handling PlaceOrder: for a***",
+    ] == [r.getMessage() for r in caplog.records if r.getMessage().startswith("handling")]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"logger": "busway"}, "logger"),
+        ({"level": "DEBUG"}, "level"),
+        ({"level": True}, "level"),
+        ({"level": -1}, "level"),
+        ({"messages": "all"}, "messages"),
+    ],
+)
+def test_log_refuses_bad_settings(kwargs: dict[str, Any], argument: str) -> None:
+    """A logger, level or messages= of the wrong kind is an InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError) as info:
+        mw.log(**kwargs)
+    assert argument == info.value.argument
+
+
+def test_log_takes_a_logger_adapter(caplog: pytest.LogCaptureFixture) -> None:
+    """A LoggerAdapter is a logger too."""
+    adapter = logging.LoggerAdapter(logging.getLogger("tests.adapted"), {"service": "shop"})
+    bus = CommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(adapter, level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="tests.adapted"):
+        bus.execute(PlaceOrder("ada"))
+    assert ["shop", "shop"] == [getattr(r, "service", None) for r in caplog.records]
+    assert "log('tests.adapted', INFO)" in repr(mw.log(adapter, level=logging.INFO))
+
+
+def test_log_reports_failures_at_warning_with_the_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failure is logged at WARNING or above with its traceback, then re-raised."""
 
     def failing(c: PlaceOrder) -> str:
         raise ValueError("no stock")
@@ -172,13 +246,34 @@ def test_log_reports_failures_at_warning(caplog: pytest.LogCaptureFixture) -> No
     bus.use(mw.log(logger))
     with (
         caplog.at_level(logging.DEBUG, logger="tests.orders"),
-        pytest.raises(ValueError, match="no"),
+        pytest.raises(ValueError, match="no") as raised,
     ):
         bus.execute(PlaceOrder("x"))
     last = caplog.records[-1]
     assert (logging.WARNING, "tests.orders") == (last.levelno, last.name)
-    assert "PlaceOrder failed after" in last.getMessage()
-    assert "ValueError: no stock" in last.getMessage()
+    assert re.fullmatch(
+        r"PlaceOrder failed after \d+\.\d{3} ms: ValueError: no stock", last.getMessage()
+    )
+    assert last.exc_info is not None
+    assert raised.value is last.exc_info[1]
+    assert "Traceback" in caplog.text
+
+
+def test_log_on_an_async_bus(caplog: pytest.LogCaptureFixture) -> None:
+    """On an async bus log() records the same, and costs a level check when off."""
+    bus = AsyncCommandBus()
+    bus.register(PlaceOrder, lambda c: "x")
+    bus.use(mw.log(level=logging.INFO))
+    with caplog.at_level(logging.INFO, logger="busway"):
+        assert "x" == asyncio.run(bus.execute(PlaceOrder("ada")))
+    assert ["handling PlaceOrder", "handled"] == [
+        r.getMessage()[: len("handled")] if r.getMessage().startswith("handled") else r.getMessage()
+        for r in caplog.records
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="busway"):
+        assert "x" == asyncio.run(bus.execute(PlaceOrder("ada")))
+    assert [] == caplog.records
 
 
 def test_log_when_disabled_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
@@ -281,24 +376,73 @@ def test_retry_on_an_async_bus_awaits_its_sleep() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "says"),
     [
-        ({"attempts": 0}, "int >= 1"),
-        ({"attempts": True}, "int >= 1"),
         ({"on": ValueError("x")}, "exception class"),
         ({"on": ()}, "exception class"),
+        ({"sleep": 0.5}, "callable sleep"),
     ],
 )
-def test_retry_refuses_bad_settings(kwargs: dict[str, Any], says: str) -> None:
-    """retry() explains settings it cannot use."""
+def test_retry_refuses_what_it_cannot_register(kwargs: dict[str, Any], says: str) -> None:
+    """Exception classes and a sleep function are registered: anything else is refused."""
     with pytest.raises(RegistrationError, match=says):
         mw.retry(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument", "says"),
+    [
+        ({"attempts": 0}, "attempts", "int >= 1"),
+        ({"attempts": True}, "attempts", "int >= 1"),
+        ({"attempts": 2.0}, "attempts", "int >= 1"),
+        ({"backoff": -1}, "backoff", "number of seconds >= 0"),
+        ({"backoff": "soon"}, "backoff", "function backoff"),
+        ({"backoff": float("nan")}, "backoff", "number of seconds >= 0"),
+    ],
+)
+def test_retry_refuses_bad_values(kwargs: dict[str, Any], argument: str, says: str) -> None:
+    """A setting of a wrong value is an InvalidArgumentError naming it, a ValueError."""
+    with pytest.raises(InvalidArgumentError, match=says) as info:
+        mw.retry(**kwargs)
+    assert argument == info.value.argument
+    assert isinstance(info.value, ValueError)
 
 
 def test_exponential_backoff_caps_and_validates() -> None:
     """The backoff doubles from its start and stops at its maximum."""
     backoff = mw.exponential_backoff(initial=0.5, factor=2, maximum=1.5)
     assert [0.5, 1.0, 1.5, 1.5] == [backoff(n) for n in range(1, 5)]
-    with pytest.raises(ValueError, match="factor >= 1"):
+    with pytest.raises(InvalidArgumentError, match="factor must be a finite number >= 1"):
         mw.exponential_backoff(factor=0.5)
+
+
+def test_exponential_backoff_stays_at_its_maximum_after_very_many_failures() -> None:
+    """A growth beyond what a float holds gives the maximum, not an OverflowError."""
+    assert 2.0 == mw.exponential_backoff(initial=1, factor=10, maximum=2)(10_000)
+    assert 0.0 == mw.exponential_backoff(initial=0, factor=10, maximum=2)(10_000)
+
+
+settings = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+
+
+@given(initial=settings, factor=settings, maximum=settings)
+def test_exponential_backoff_takes_a_setting_or_names_it(
+    initial: Any, factor: Any, maximum: Any
+) -> None:
+    """Whatever it is given, it returns a backoff in [0, maximum] or raises InvalidArgumentError."""
+    refused: str | None = None
+    try:
+        backoff = mw.exponential_backoff(initial=initial, factor=factor, maximum=maximum)
+    except InvalidArgumentError as exc:
+        refused = exc.argument
+    if refused is None:
+        assert all(0 <= backoff(n) <= maximum for n in (1, 2, 50, 5000))
+    else:
+        assert refused in ("initial", "factor", "maximum")
 
 
 @attrs.frozen
@@ -434,8 +578,13 @@ def test_timeout_is_refused_by_sync_buses() -> None:
     """A sync bus refuses timeout(), which needs an event loop to cancel a handler."""
     with pytest.raises(RegistrationError, match="AsyncCommandBus"):
         CommandBus().use(mw.timeout(1))
-    with pytest.raises(RegistrationError, match="positive number"):
-        mw.timeout(0)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), True, "1", None])
+def test_timeout_refuses_what_is_no_limit(seconds: Any) -> None:
+    """timeout() takes a finite number of seconds > 0: anything else is InvalidArgumentError."""
+    with pytest.raises(InvalidArgumentError, match="seconds must be a finite number > 0"):
+        mw.timeout(seconds)
 
 
 def test_built_ins_have_readable_reprs() -> None:

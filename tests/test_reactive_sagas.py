@@ -150,6 +150,24 @@ def test_async_generator_saga_on_a_sync_bus_is_refused() -> None:
         EventBus(sagas, commands=commands)
 
 
+def test_a_plain_saga_returning_an_async_generator_is_refused_by_name() -> None:
+    """A plain def handing back an async generator raises RegistrationError at dispatch."""
+    sagas = Registry()
+
+    async def notify(e: OrderPlaced) -> AsyncIterator[Command[Any]]:
+        yield NotifyCustomer(e.order_id)
+
+    @sagas.saga
+    def later(e: OrderPlaced) -> AsyncIterator[Command[Any]]:
+        return notify(e)
+
+    commands, _, _ = wiring(Registry())
+    events = EventBus(sagas, commands=commands)
+    with pytest.raises(RegistrationError, match="run it on an AsyncEventBus") as info:
+        events.publish(OrderPlaced("o-1"))
+    assert isinstance(info.value, TypeError)
+
+
 def test_async_sagas_of_every_shape() -> None:
     """On an async bus, sagas may be async functions, async generators or plain functions."""
     sagas = Registry()

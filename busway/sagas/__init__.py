@@ -10,7 +10,7 @@ store (:class:`InMemorySagaStore`, :class:`SQLiteSagaStore`), sends the commands
 at least once, and fires their deadlines by an injectable clock.
 """
 
-from ..errors import SagaConcurrencyError, SagaDefinitionError, SagaError
+from ..errors import SagaConcurrencyError, SagaDefinitionError, SagaError, SagaRecordError
 from ._manager import (
     AsyncBackgroundRunner,
     AsyncSagaManager,
@@ -37,6 +37,7 @@ __all__ = [
     "SagaError",
     "SagaManager",
     "SagaRecord",
+    "SagaRecordError",
     "SagaStore",
     "StoredMessage",
     "Write",

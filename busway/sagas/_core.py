@@ -16,25 +16,29 @@ leaves the outbox in a second commit. A crash between the two leaves it there, a
 A manager runs one operation at a time (:meth:`Core.exclusive`). An event that arrives
 while it works — published, say, by the handler of a command the manager is sending —
 waits in a queue and is handled once the current operation is done, so a saga never sees
-an event in the middle of its own step. The queue belongs to the thread or task doing the
-work (a context variable), so other threads and tasks simply wait their turn on the lock.
+an event in the middle of its own step. That holds for events from any thread or task:
+the one doing the work handles them before it lets go of the lock, and the publisher does
+not wait, so a command handler may wait for a thread that publishes the reply. Other
+operations (firing deadlines, catching up) wait their turn on the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar, final
 
 import attrs
 
 from ..clock import Clock
 from ..errors import (
+    InvalidArgumentError,
     RegistrationError,
     SagaConcurrencyError,
     SagaDefinitionError,
@@ -43,7 +47,7 @@ from ..errors import (
     UnknownEventTypeError,
 )
 from ..eventstore import EventTypes, RecordedEvent
-from ._saga import Route, Run, Saga, SagaSpec, association_value
+from ._saga import Route, Run, Saga, SagaSpec, association_key, association_value
 from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
 __all__ = ["Acquire", "Commit", "Core", "Effect", "Find", "Flow", "Load", "ReadPage", "Send"]
@@ -148,19 +152,59 @@ def _raise_all(errors: Sequence[Exception], what: str) -> None:
         raise ExceptionGroup(f"{len(errors)} failures while {what}", list(errors))
 
 
-_working: ContextVar[tuple[tuple[object, deque[object]], ...]] = ContextVar(
-    "busway_saga_working", default=()
-)
+_working: ContextVar[tuple[object, ...]] = ContextVar("busway_saga_working", default=())
 
 
 @contextlib.contextmanager
-def _turn_of(core: object) -> Iterator[deque[object]]:
-    queue: deque[object] = deque()
-    token = _working.set((*_working.get(), (core, queue)))
+def _turn_of(core: object) -> Iterator[None]:
+    token = _working.set((*_working.get(), core))
     try:
-        yield queue
+        yield
     finally:
         _working.reset(token)
+
+
+_NOTHING: Final = object()
+
+
+@final
+class _Inbox:
+    """Whether a manager runs an operation now, and the events that came meanwhile.
+
+    Its lock guards only these two, for a few instructions and never across I/O, so any
+    thread or task may take it: deciding to queue an event and deciding that nothing is left
+    to handle are one step each, and no event is left behind between them.
+    """
+
+    __slots__ = ("_busy", "_events", "_guard")
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._events: deque[object] = deque()
+        self._busy = False
+
+    def offer(self, event: object) -> bool:
+        """Queue *event* for the operation that runs, if one does; return whether it did."""
+        with self._guard:
+            if self._busy:
+                self._events.append(event)
+            return self._busy
+
+    def open(self) -> None:
+        with self._guard:
+            self._busy = True
+
+    def next(self) -> object:
+        """Return the next queued event, or ``_NOTHING`` and mark the operation done."""
+        with self._guard:
+            if self._events:
+                return self._events.popleft()
+            self._busy = False
+            return _NOTHING
+
+    def close(self) -> None:
+        with self._guard:
+            self._busy = False
 
 
 @attrs.frozen
@@ -186,6 +230,7 @@ class Core:
         self.types = types
         self.clock = clock
         self._command_types = command_types
+        self._inbox = _Inbox()
         self.specs: tuple[SagaSpec, ...] = tuple(SagaSpec.of(cls) for cls in sagas)
         if not self.specs:
             raise SagaDefinitionError(
@@ -222,17 +267,18 @@ class Core:
         name, version, data = self.types.encode(message)
         return StoredMessage(uuid.uuid4().hex, name, version, data)
 
-    def decode(self, stored: StoredMessage, saga_id: str) -> object:
-        """Return the command or deadline message *stored* by saga *saga_id*."""
+    def decode(self, stored: StoredMessage, saga_id: str, where: str) -> object:
+        """Return the command (*where* is "outbox") or deadline message saga *saga_id* stored."""
         if stored.type not in self.types:
             # Commands are registered when first sent; after a restart, the command bus
             # knows which classes it can execute, and only those are looked up by name.
             for cls in self._command_types():
                 if cls not in self.types and cls.__name__ not in self.types:
                     self.types.add(cls)
-        return self._decode(stored.type, stored.schema_version, stored.data, saga_id)
+        return self._decode(stored.type, stored.schema_version, stored.data, saga_id, where)
 
-    def _decode(self, name: str, version: int, data: str, saga_id: str) -> object:
+    def _decode(self, name: str, version: int, data: str, saga_id: str, where: str) -> object:
+        """Decode what saga *saga_id* stored in its *where* (state, outbox, deadlines)."""
         try:
             return self.types.decode(name, version, data, position=0)
         except UnknownEventTypeError as exc:
@@ -245,16 +291,21 @@ class Core:
             raise
         except SerializationError as exc:
             raise SerializationError(
-                f"saga {saga_id!r} holds a {name!r} that cannot be decoded: "
-                f"{str(exc).partition(': ')[2] or exc}",
+                f"saga {saga_id!r} holds a {name!r} (schema version {version}) in its {where} "
+                f"that cannot be decoded: {str(exc).partition(': ')[2] or exc}. If its class "
+                "changed since, register an upcaster for it (@types.upcaster); if the stored "
+                "data was damaged, restore it from a backup",
                 type_name=name,
+                field=where,
             ) from exc
 
     def spec_of(self, record: SagaRecord) -> SagaSpec | None:
         return self._by_name.get(record.saga_type)
 
     def state_of(self, spec: SagaSpec, record: SagaRecord) -> Saga:
-        saga = self._decode(record.saga_type, record.schema_version, record.state, record.saga_id)
+        saga = self._decode(
+            record.saga_type, record.schema_version, record.state, record.saga_id, "state"
+        )
         if not isinstance(saga, spec.cls):
             raise SagaError(
                 f"saga {record.saga_id!r} decodes to a {type(saga).__qualname__}, not a "
@@ -336,47 +387,49 @@ class Core:
 
     # -- one operation at a time ---------------------------------------------------------
 
-    def _queue(self) -> deque[object] | None:
-        """Return the queue of events waiting in this context's operation, if one runs."""
-        for owner, queue in _working.get():
-            if owner is self:
-                return queue
-        return None
-
     def exclusive(self, work: Flow[T]) -> Flow[T]:
         """Run *work* as the manager's one operation, then the events that came meanwhile.
 
         Inside an operation this context already runs, *work* simply runs. The failures of
-        *work* and of the queued events are raised together, once all have run.
+        *work* and of the queued events are raised together, once all have run. Events that
+        a ``BaseException`` (an interrupt, a cancellation) left in the queue are handled by
+        the next operation.
         """
-        if self._queue() is not None:
+        if self in _working.get():
             return (yield from work)
         release: Callable[[], object] = yield Acquire()
+        results: list[T] = []
+        errors: list[Exception] = []
         try:
-            with _turn_of(self) as queue:
-                results: list[T] = []
-                errors: list[Exception] = []
+            with _turn_of(self):
+                self._inbox.open()
                 try:
                     results.append((yield from work))
                 except Exception as exc:
                     errors.append(exc)
-                while queue:
+                while (event := self._inbox.next()) is not _NOTHING:
                     try:
-                        yield from self.handle(queue.popleft())
+                        yield from self.handle(event)
                     except Exception as exc:
                         errors.append(exc)
-                _raise_all(errors, "running sagas")
-                return results[0]
         finally:
+            self._inbox.close()
             release()
+        _raise_all(errors, "running sagas")
+        return results[0]
 
-    def receive(self, event: object) -> Flow[None]:
-        """Handle *event* as an operation, or after the one this context runs."""
-        queue = self._queue()
-        if queue is not None:
-            queue.append(event)
-            return
+    def receive(self, event: object) -> Flow[bool]:
+        """Handle *event* as an operation and return True, or queue it and return False.
+
+        While an operation runs, in this context or any other thread or task, *event* waits
+        for it: the worker running it handles it before that operation returns (and raises
+        its failures), and this returns at once. So a command handler may wait for a thread
+        or task that publishes an event the sagas take.
+        """
+        if self._inbox.offer(event):
+            return False
         yield from self.exclusive(self.handle(event))
+        return True
 
     # -- flows ---------------------------------------------------------------------------
 
@@ -429,7 +482,14 @@ class Core:
                 f"{type(event).__qualname__}.{route.key} is None, so it cannot start a "
                 f"{spec.cls.__qualname__}: a saga's key needs a value"
             )
-        value = association_value(raw)
+        try:
+            value = association_value(raw, f"{type(event).__qualname__}.{route.key}")
+        except InvalidArgumentError as exc:
+            raise SagaError(
+                f"{exc.argument} is {raw!r}, of type {type(raw).__qualname__}, so it cannot "
+                f"route to a {spec.cls.__qualname__}: a saga's key must be a str, an int or a "
+                "UUID; give the event the id of the object instead"
+            ) from exc
         name = self.types.name_of(spec.cls)
         records: list[SagaRecord] = yield Find(name, route.key, value)
         if route.role == "starts":
@@ -455,7 +515,7 @@ class Core:
         current: SagaRecord | None = record
         while current is not None and current.outbox:
             pending = current.outbox[0]
-            command = self.decode(pending, current.saga_id)
+            command = self.decode(pending, current.saga_id, "outbox")
             try:
                 yield Send(command)
             except Exception as exc:
@@ -543,7 +603,7 @@ class Core:
             )
             if record is None or deadline is None:
                 return 0, []  # fired or cancelled meanwhile
-            message = self.decode(deadline.message, saga_id)
+            message = self.decode(deadline.message, saga_id, "deadlines")
             method = spec.deadline(type(message))
             if method is None:
                 raise SagaError(
@@ -600,7 +660,7 @@ class Core:
         """Return the state of the live sagas of *saga_class* associated with ``(key, value)``."""
         name = self.name_of(saga_class)
         spec = self._by_class[saga_class]
-        records: list[SagaRecord] = yield Find(name, key, association_value(value))
+        records: list[SagaRecord] = yield Find(name, association_key(key), association_value(value))
         found: list[S] = []
         for record in records:
             saga = self.state_of(spec, record)

@@ -87,6 +87,8 @@ class _Manager:
     """What both managers hold, check and answer without I/O."""
 
     _bus_kind: type
+    #: The event stores the manager can catch up with.
+    _feeds: tuple[type, ...]
     types: EventTypes
 
     def __init__(
@@ -109,6 +111,15 @@ class _Manager:
                 f"{type(self).__name__}(store=...) takes a saga store such as "
                 f"InMemorySagaStore() or SQLiteSagaStore(path), got {store!r}"
             )
+        if clock is not None and not isinstance(clock, Clock):
+            raise RegistrationError(
+                f"{type(self).__name__}(clock=...) takes a clock with a now() method, such as "
+                f"SystemClock() or FakeClock(), got {clock!r}"
+            )
+        if types is not None and not isinstance(types, EventTypes):
+            raise RegistrationError(
+                f"{type(self).__name__}(types=...) takes an EventTypes, got {types!r}"
+            )
         self.store = store
         self.commands = commands
         self.clock: Clock = SystemClock() if clock is None else clock
@@ -128,6 +139,19 @@ class _Manager:
     def __repr__(self) -> str:
         names = ", ".join(spec.cls.__name__ for spec in self._core.specs)
         return f"<{type(self).__name__} {names} on {self.store!r}>"
+
+    def _feed(self, events: object, subscription: object) -> None:
+        """Check what a catch-up is given: a store to read, and a subscription name."""
+        if not isinstance(events, self._feeds):
+            kinds = " or ".join(k.__name__ for k in self._feeds)
+            raise RegistrationError(
+                f"{type(self).__name__} catches up with an {kinds} (such as "
+                f"SQLiteEventStore(path)), got {events!r}"
+            )
+        if not isinstance(subscription, str) or not subscription:
+            raise InvalidArgumentError(
+                "subscription", subscription, "a non-empty str naming the checkpoint"
+            )
 
     def _attach(self, bus: EventBus | AsyncEventBus, want: type, handler: Any) -> Attachment:
         if not isinstance(bus, want):
@@ -149,6 +173,7 @@ class SagaManager(_Manager):
     """
 
     _bus_kind = CommandBus
+    _feeds = (EventStore,)
 
     def __init__(
         self,
@@ -177,9 +202,15 @@ class SagaManager(_Manager):
     def _run(self, flow: Flow[T]) -> T:
         return run(flow, self._perform)
 
-    def handle(self, event: object) -> None:
-        """Deliver *event* to the sagas it starts or is associated with."""
-        self._run(self._core.receive(event))
+    def handle(self, event: object) -> bool:
+        """Deliver *event* to the sagas it starts or is associated with.
+
+        Return True once it is handled. While the manager is busy (sending a command, say,
+        whose handler waits for the thread that calls this), the event is queued instead
+        and this returns False at once: the busy thread handles it before its own call
+        returns, and raises its failures there.
+        """
+        return self._run(self._core.receive(event))
 
     def attach(self, bus: EventBus) -> Attachment:
         """Subscribe the manager to *bus* for every event class its sagas take."""
@@ -203,6 +234,7 @@ class SagaManager(_Manager):
         Each event's saga changes are committed with the checkpoint at its position, in one
         transaction, so after a crash no event is handled twice or skipped.
         """
+        self._feed(events, subscription)
         return self._run(self._core.exclusive(self._core.catch_up(events, subscription)))
 
     def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
@@ -232,6 +264,7 @@ class AsyncSagaManager(_Manager):
     """
 
     _bus_kind = AsyncCommandBus
+    _feeds = (EventStore, AsyncEventStore)
 
     def __init__(
         self,
@@ -265,9 +298,13 @@ class AsyncSagaManager(_Manager):
     def _run(self, flow: Flow[T]) -> Awaitable[T]:
         return arun(flow, self._perform)
 
-    async def handle(self, event: object) -> None:
-        """Deliver *event* to the sagas it starts or is associated with."""
-        await self._run(self._core.receive(event))
+    async def handle(self, event: object) -> bool:
+        """Deliver *event* to the sagas it starts or is associated with.
+
+        Return True once it is handled, or False at once if it was queued for the task
+        that keeps the manager busy, as :meth:`SagaManager.handle` does.
+        """
+        return await self._run(self._core.receive(event))
 
     def attach(self, bus: AsyncEventBus) -> Attachment:
         """Subscribe the manager to *bus* for every event class its sagas take."""
@@ -285,6 +322,7 @@ class AsyncSagaManager(_Manager):
         self, events: EventStore | AsyncEventStore, *, subscription: str = "sagas"
     ) -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many."""
+        self._feed(events, subscription)
         return await self._run(self._core.exclusive(self._core.catch_up(events, subscription)))
 
     async def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
@@ -320,8 +358,20 @@ class _Runner(Generic[M]):
         subscription: str,
         on_error: Callable[[Exception], object] | None,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-            raise InvalidArgumentError("interval", interval, "a positive number of seconds")
+        if (
+            isinstance(interval, bool)
+            or not isinstance(interval, int | float)
+            or not 0 < interval <= threading.TIMEOUT_MAX
+        ):
+            raise InvalidArgumentError(
+                "interval", interval, "a number of seconds > 0 (and at most threading.TIMEOUT_MAX)"
+            )
+        if events is not None:
+            manager._feed(events, subscription)
+        if on_error is not None and not callable(on_error):
+            raise RegistrationError(
+                f"background(on_error=...) takes a callable on_error(exception), got {on_error!r}"
+            )
         self.manager: M = manager
         self.interval = float(interval)
         self._events = events

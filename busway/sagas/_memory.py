@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import final
 
 from .._closeable import Closeable
+from .._time import aware
 from ..errors import SagaConcurrencyError
 from ._store import SagaRecord, Write
 
@@ -86,6 +87,7 @@ class InMemorySagaStore(Closeable):
 
     def due(self, now: datetime) -> list[SagaRecord]:
         """Return every saga with a deadline due at or before *now*, earliest deadline first."""
+        now = aware(now, "now")
         with self._lock:
             self._check_open()
             found = [

@@ -18,8 +18,8 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 import attrs
 
-from .._time import aware, duration
-from ..errors import SagaDefinitionError, SagaError
+from .._time import aware, duration, later
+from ..errors import InvalidArgumentError, SagaDefinitionError, SagaError
 from ._store import Deadline, StoredMessage
 
 __all__ = [
@@ -99,16 +99,28 @@ def compensates(command_type: type) -> Callable[[F], F]:
     return _mark("compensates", command_type, None, "@compensates")
 
 
-def association_value(value: object) -> str:
-    """Return an association value as stored: text, so ``1`` and ``"1"`` are the same value."""
+def association_value(value: object, argument: str = "value") -> str:
+    """Return an association value as stored: text, so ``1`` and ``"1"`` are the same value.
+
+    Anything but a str, an int or a UUID raises InvalidArgumentError naming *argument*.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, int | uuid.UUID) and not isinstance(value, bool):
         return str(value)
-    raise SagaError(
-        f"an association value must be a str, an int or a UUID, not {value!r} of type "
-        f"{type(value).__qualname__}; associate with a key's id instead of an object"
+    raise InvalidArgumentError(
+        argument,
+        value,
+        "an association value: a str, an int or a UUID (associate with an object's id, "
+        "not the object)",
     )
+
+
+def association_key(key: object) -> str:
+    """Return *key* if it can name an association, else raise InvalidArgumentError."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError("key", key, "a non-empty str, such as 'order_id'")
+    return key
 
 
 class Run:
@@ -153,7 +165,9 @@ class Run:
                 f"@on_deadline({type(message).__name__}) method to receive it; add one"
             )
         due = (
-            aware(when, "when") if isinstance(when, datetime) else self.now + duration(when, "when")
+            aware(when, "when")
+            if isinstance(when, datetime)
+            else later(self.now, duration(when, "when"), "when", when)
         )
         stored = self._encode(message)
         self.deadlines.append(Deadline(due, stored))
@@ -163,8 +177,12 @@ class Run:
         if isinstance(deadline, type):
             name = self._deadline_name(deadline)
             self.deadlines = [d for d in self.deadlines if d.message.type != name]
-        else:
+        elif isinstance(deadline, str):
             self.deadlines = [d for d in self.deadlines if d.id != deadline]
+        else:
+            raise InvalidArgumentError(
+                "deadline", deadline, "the id schedule() returned, or a deadline message class"
+            )
 
 
 class Saga:
@@ -198,11 +216,13 @@ class Saga:
 
     def associate_with(self, key: str, value: str | int | uuid.UUID) -> None:
         """Route events whose *key* attribute equals *value* to this saga too."""
-        self._run("associate_with").associations.add((key, association_value(value)))
+        run = self._run("associate_with")
+        run.associations.add((association_key(key), association_value(value)))
 
     def dissociate_from(self, key: str, value: str | int | uuid.UUID) -> None:
         """Stop routing events with this *key* and *value* to this saga."""
-        self._run("dissociate_from").associations.discard((key, association_value(value)))
+        run = self._run("dissociate_from")
+        run.associations.discard((association_key(key), association_value(value)))
 
     def schedule(self, when: datetime | timedelta | float, message: object) -> str:
         """Deliver *message* to its @on_deadline method at *when*; return the deadline's id.

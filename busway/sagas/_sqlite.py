@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, final
 
 from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table, stored_position
-from ..errors import SagaConcurrencyError, StoreClosedError
+from .._time import aware
+from ..errors import SagaConcurrencyError, SagaRecordError, StoreClosedError
 from ._store import Deadline, SagaRecord, StoredMessage, Write
 
 __all__ = ["SQLiteSagaStore"]
@@ -31,8 +32,71 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _moment(micros: int) -> datetime:
-    return _EPOCH + micros * _MICROSECOND
+@final
+class _Rows:
+    """Reads one saga's stored rows back, and names the first value that cannot be right.
+
+    The store writes each column with one type; a value of another type (text for a
+    version, a blob, JSON of another shape) was put there by something else, and is
+    reported as :class:`SagaRecordError` instead of turning into a wrong saga.
+    """
+
+    __slots__ = ("location", "saga_id", "table")
+
+    def __init__(self, saga_id: object, location: str, table: str) -> None:
+        self.saga_id = saga_id
+        self.location = location
+        self.table = table
+
+    def damaged(self, field: str, problem: str) -> SagaRecordError:
+        return SagaRecordError(self.saga_id, self.location, f"{self.table}{field}", problem)
+
+    def text(self, value: object, field: str) -> str:
+        if not isinstance(value, str):
+            raise self.damaged(field, f"is {value!r}, not text")
+        return value
+
+    def integer(self, value: object, field: str, *, least: int | None = None) -> int:
+        if type(value) is not int or (least is not None and value < least):
+            at_least = "" if least is None else f" of at least {least}"
+            raise self.damaged(field, f"is {value!r}, not an integer{at_least}")
+        return value
+
+    def flag(self, value: object, field: str) -> bool:
+        if value not in (0, 1) or type(value) is not int:
+            raise self.damaged(field, f"is {value!r}, not 0 or 1")
+        return bool(value)
+
+    def moment(self, value: object, field: str) -> datetime:
+        micros = self.integer(value, field)
+        try:
+            return _EPOCH + micros * _MICROSECOND
+        except OverflowError:
+            raise self.damaged(field, f"is {micros}, which is no time busway wrote") from None
+
+    def outbox(self, value: object) -> tuple[StoredMessage, ...]:
+        field = ".outbox"
+        try:
+            entries = json.loads(self.text(value, field))
+        except ValueError as exc:
+            raise self.damaged(field, f"is not JSON ({exc})") from exc
+        if not isinstance(entries, list):
+            raise self.damaged(field, f"is {type(entries).__name__} JSON, not a list")
+        messages = []
+        for n, entry in enumerate(entries):
+            at = f"{field}[{n}]"
+            if not isinstance(entry, list) or len(entry) != 4:
+                raise self.damaged(at, f"is {entry!r}, not [id, type, schema version, data]")
+            message_id, type_name, version, data = entry
+            messages.append(
+                StoredMessage(
+                    self.text(message_id, f"{at} id"),
+                    self.text(type_name, f"{at} type"),
+                    self.integer(version, f"{at} schema version"),
+                    self.text(data, f"{at} data"),
+                )
+            )
+        return tuple(messages)
 
 
 def _layout(t: str) -> Layout:
@@ -107,8 +171,8 @@ class SQLiteSagaStore(SQLiteStore):
         super().__init__(Database(path, _layout(table), timeout=timeout, synchronous=synchronous))
         t = self.table
         self._sql_saga = (
-            f"SELECT saga_id, saga_type, version, schema_version, state, outbox, ended "
-            f"FROM {t} WHERE saga_id = ?"
+            f"SELECT saga_id, saga_type, version, schema_version, state, outbox, pending, "
+            f"ended FROM {t} WHERE saga_id = ?"
         )
         self._sql_version = f"SELECT version FROM {t} WHERE saga_id = ?"
         self._sql_upsert = (
@@ -124,7 +188,7 @@ class SQLiteSagaStore(SQLiteStore):
         )
         self._sql_associations = f"SELECT key, value FROM {t}_associations WHERE saga_id = ?"
         self._sql_deadlines = (
-            f"SELECT due, deadline_id, type, schema_version, data FROM {t}_deadlines "
+            f"SELECT seq, due, deadline_id, type, schema_version, data FROM {t}_deadlines "
             "WHERE saga_id = ? ORDER BY seq"
         )
         self._sql_due = (
@@ -138,41 +202,73 @@ class SQLiteSagaStore(SQLiteStore):
         row = self._conn.execute(self._sql_saga, (saga_id,)).fetchone()
         if row is None:
             return None
-        saga_id, saga_type, version, schema_version, state, outbox, ended = row
+        stored_id, saga_type, version, schema_version, state, outbox, pending, ended = row
+        t = self.table
+        rows = _Rows(stored_id, self._db.location, t)
         associations = frozenset(
-            (k, v) for k, v in self._conn.execute(self._sql_associations, (saga_id,))
+            (rows.text(k, "_associations.key"), rows.text(v, "_associations.value"))
+            for k, v in self._conn.execute(self._sql_associations, (saga_id,))
         )
-        deadlines = tuple(
-            Deadline(_moment(due), StoredMessage(i, tp, sv, data))
-            for due, i, tp, sv, data in self._conn.execute(self._sql_deadlines, (saga_id,))
-        )
-        return SagaRecord(
-            saga_id=saga_id,
-            saga_type=saga_type,
-            version=version,
-            schema_version=schema_version,
-            state=state,
+        deadlines = []
+        for seq, due, i, tp, sv, data in self._conn.execute(self._sql_deadlines, (saga_id,)):
+            rows.integer(seq, "_deadlines.seq")
+            message = StoredMessage(
+                rows.text(i, "_deadlines.deadline_id"),
+                rows.text(tp, "_deadlines.type"),
+                rows.integer(sv, "_deadlines.schema_version"),
+                rows.text(data, "_deadlines.data"),
+            )
+            deadlines.append(Deadline(rows.moment(due, "_deadlines.due"), message))
+        record = SagaRecord(
+            saga_id=rows.text(stored_id, ".saga_id"),
+            saga_type=rows.text(saga_type, ".saga_type"),
+            version=rows.integer(version, ".version", least=1),
+            schema_version=rows.integer(schema_version, ".schema_version"),
+            state=rows.text(state, ".state"),
             associations=associations,
-            deadlines=deadlines,
-            outbox=tuple(StoredMessage(*m) for m in json.loads(outbox)),
-            ended=bool(ended),
+            deadlines=tuple(deadlines),
+            outbox=rows.outbox(outbox),
+            ended=rows.flag(ended, ".ended"),
         )
+        if rows.flag(pending, ".pending") is not bool(record.outbox):
+            raise rows.damaged(
+                ".pending", f"is {pending}, but the outbox holds {len(record.outbox)} commands"
+            )
+        if record.ended and (record.associations or record.deadlines):
+            raise rows.damaged(".ended", "is 1, but the saga still has associations or deadlines")
+        return record
 
-    def _records(self, sql: str, params: Sequence[Any]) -> list[SagaRecord]:
+    def _records(self, sql: str, params: Sequence[Any], index: str) -> list[SagaRecord]:
+        """Return the sagas whose ids *sql* selects from the *index* table, in its order."""
         with self._lock:
             self._check_open()
             # One read transaction, so that the records agree with the ids found.
             self._conn.execute("BEGIN")
             try:
-                ids = [row[0] for row in self._conn.execute(sql, params).fetchall()]
-                found = [self._record(i) for i in ids]
+                found = []
+                for saga_id, *_ in self._conn.execute(sql, params).fetchall():
+                    record = self._record(saga_id)
+                    if record is None:
+                        raise _Rows(saga_id, self._db.location, self.table).damaged(
+                            f"{index}.saga_id",
+                            f"points to no row of {self.table} (the saga's own row is gone)",
+                        )
+                    found.append(record)
             finally:
                 self._conn.execute("COMMIT")
-        return [r for r in found if r is not None]
+        return found
 
     def find(self, saga_type: str, key: str, value: str) -> list[SagaRecord]:
         """Return the live sagas of *saga_type* associated with ``(key, value)``, by id."""
-        return self._records(self._sql_find, (saga_type, key, value))
+        records = self._records(self._sql_find, (saga_type, key, value), "_associations")
+        for record in records:
+            if record.saga_type != saga_type:
+                raise _Rows(record.saga_id, self._db.location, self.table).damaged(
+                    "_associations.saga_type",
+                    f"is {saga_type!r} in the row for ({key!r}, {value!r}), but the saga is a "
+                    f"{record.saga_type!r}",
+                )
+        return records
 
     def load(self, saga_id: str) -> SagaRecord | None:
         """Return the saga stored under *saga_id*, or None."""
@@ -186,11 +282,13 @@ class SQLiteSagaStore(SQLiteStore):
 
     def pending(self) -> list[SagaRecord]:
         """Return every saga with commands in its outbox."""
-        return self._records(f"SELECT saga_id FROM {self.table} WHERE pending ORDER BY saga_id", ())
+        return self._records(
+            f"SELECT saga_id FROM {self.table} WHERE pending ORDER BY saga_id", (), ""
+        )
 
     def due(self, now: datetime) -> list[SagaRecord]:
         """Return every saga with a deadline due at or before *now*, earliest deadline first."""
-        return self._records(self._sql_due, (_micros(now),))
+        return self._records(self._sql_due, (_micros(aware(now, "now")),), "_deadlines")
 
     def checkpoint(self, name: str) -> int:
         """Return the position last committed under *name*; 0 if none was."""

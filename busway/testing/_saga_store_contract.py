@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from busway.errors import SagaConcurrencyError, StoreClosedError
+from busway.errors import InvalidArgumentError, SagaConcurrencyError, StoreClosedError
 from busway.sagas import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
 __all__ = ["SagaStoreContract"]
@@ -133,6 +133,11 @@ class SagaStoreContract:
         assert [] == store.due(T0)
         assert ["s-2"] == [r.saga_id for r in store.due(soon.due)]
         assert ["s-2", "s-1"] == [r.saga_id for r in store.due(T0 + timedelta(minutes=30))]
+
+    def test_due_refuses_a_naive_time(self, store: SagaStore) -> None:
+        """A time without a zone cannot be compared with due times: InvalidArgumentError."""
+        with pytest.raises(InvalidArgumentError, match="aware datetime"):
+            store.due(datetime(2024, 5, 1, 12, 0))
 
     def test_checkpoints_are_kept_per_name(self, store: SagaStore) -> None:
         """A checkpoint is 0 until committed, then the last position committed."""

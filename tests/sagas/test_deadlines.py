@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import pytest
 
-from busway import CommandBus
+from busway import CommandBus, RegistrationError
 from busway.clock import Clock, FakeClock, SystemClock
 from busway.errors import InvalidArgumentError, SagaError, StoreClosedError
 from busway.sagas import InMemorySagaStore, Saga, SagaManager, SagaStore, on_deadline, starts
@@ -215,7 +215,13 @@ def test_scheduling_needs_a_deadline_method(store: SagaStore, clock: FakeClock) 
 
 @pytest.mark.parametrize(
     ("when", "match"),
-    [(datetime(2000, 1, 1), "an aware datetime"), ("soon", "a timedelta or a number")],
+    [
+        (datetime(2000, 1, 1), "an aware datetime"),
+        ("soon", "a timedelta or a finite number"),
+        (float("nan"), "a timedelta or a finite number"),
+        (float("inf"), "a timedelta or a finite number"),
+        (timedelta.max, "before year 10000"),
+    ],
 )
 def test_schedule_checks_when(store: SagaStore, clock: FakeClock, when: object, match: str) -> None:
     """A naive datetime or a non-duration is refused."""
@@ -248,6 +254,35 @@ def test_the_fake_clock() -> None:
     with pytest.raises(InvalidArgumentError, match="aware datetime"):
         FakeClock(datetime(2000, 1, 1))
     assert isinstance(clock, Clock)
+
+
+@pytest.mark.parametrize("by", [float("nan"), float("inf"), 1e300, timedelta.max, "1", True])
+def test_the_fake_clock_refuses_moves_it_cannot_make(by: object) -> None:
+    """advance() names a step that is no duration or leaves the calendar; the clock stays."""
+    clock = FakeClock()
+    with pytest.raises(InvalidArgumentError) as info:
+        clock.advance(by)  # type: ignore[arg-type]
+    assert "by" == info.value.argument
+    assert datetime(2000, 1, 1, tzinfo=UTC) == clock.now()
+
+
+def test_cancel_deadline_takes_an_id_or_a_class(store: SagaStore, clock: FakeClock) -> None:
+    """Anything else given to cancel_deadline() is refused instead of cancelling nothing."""
+
+    @attrs.define
+    class Careless(Saga):
+        @starts(Plan, key="key")
+        def plan(self, plan: Plan) -> None:
+            self.schedule(10, Tick(0))
+            self.cancel_deadline(0)  # type: ignore[arg-type]
+
+        @on_deadline(Tick)
+        def ticked(self, tick: Tick) -> None: ...
+
+    manager = SagaManager(Careless, store=store, commands=CommandBus(), clock=clock)
+    with pytest.raises(InvalidArgumentError, match=r"the id schedule\(\) returned"):
+        manager.handle(Plan("a", ()))
+    assert [] == manager.find(Careless, "key", "a")
 
 
 def test_the_system_clock() -> None:
@@ -306,5 +341,8 @@ def test_background_runner_logs_by_default(
     assert [Record("a", 0)] == recorded
     runner._report(ZeroDivisionError("x"))
     assert "saga runner: x" in caplog.text
-    with pytest.raises(InvalidArgumentError, match="interval"):
-        manager.background(interval=0)
+    for interval in (0, float("nan"), float("inf"), 10**400, True):
+        with pytest.raises(InvalidArgumentError, match="interval"):
+            manager.background(interval=interval)
+    with pytest.raises(RegistrationError, match="on_error"):
+        manager.background(on_error="log")  # type: ignore[arg-type]

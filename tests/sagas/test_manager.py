@@ -12,12 +12,13 @@ import pytest
 from busway import CommandBus, EventBus, HandlerNotFoundError, RegistrationError
 from busway.clock import FakeClock
 from busway.errors import (
+    InvalidArgumentError,
     SagaConcurrencyError,
     SagaError,
     SerializationError,
     UnknownEventTypeError,
 )
-from busway.eventstore import EventTypes
+from busway.eventstore import EventTypes, InMemoryEventStore
 from busway.sagas import (
     Deadline,
     InMemorySagaStore,
@@ -276,10 +277,53 @@ def test_association_values_are_compared_as_text(store: SagaStore) -> None:
     manager = SagaManager(Counter, store=store, commands=CommandBus())
     manager.handle(Numbered(7))
     assert [1] == [c.hits for c in manager.find(Counter, "number", "7")]
-    with pytest.raises(SagaError, match="must be a str, an int or a UUID"):
+    with pytest.raises(SagaError, match=r"Numbered.number is 1.5, of type float") as info:
         manager.handle(Numbered(1.5))
+    assert isinstance(info.value.__cause__, InvalidArgumentError)
     with pytest.raises(SagaError, match="needs a value"):
         manager.handle(Numbered(None))
+    with pytest.raises(InvalidArgumentError, match="a str, an int or a UUID"):
+        manager.find(Counter, "number", 1.5)
+    with pytest.raises(InvalidArgumentError, match="key must be a non-empty str"):
+        manager.find(Counter, "", "7")
+
+
+@pytest.mark.parametrize(("key", "value"), [("order_id", 1.5), ("order_id", None), (7, "x")])
+def test_associate_with_refuses_bad_arguments(store: SagaStore, key: Any, value: Any) -> None:
+    """associate_with() takes a non-empty str key and a str, int or UUID value."""
+
+    @attrs.define
+    class Sloppy(Saga):
+        @starts(OrderPlaced, key="order_id")
+        def placed(self, event: OrderPlaced) -> None:
+            self.associate_with(key, value)
+
+    manager = SagaManager(Sloppy, store=store, commands=CommandBus())
+    with pytest.raises(InvalidArgumentError):
+        manager.handle(OrderPlaced("o-1"))
+    assert [] == manager.find(Sloppy, "order_id", "o-1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [({"clock": "now"}, r"clock=\.\.\.\) takes a clock"), ({"types": {}}, "EventTypes")],
+)
+def test_the_manager_refuses_a_clock_or_types_of_the_wrong_kind(
+    store: SagaStore, kwargs: dict[str, Any], says: str
+) -> None:
+    """A clock without now() or types that are no EventTypes are refused when built."""
+    with pytest.raises(RegistrationError, match=says):
+        SagaManager(Booking, store=store, commands=CommandBus(), **kwargs)
+
+
+def test_catch_up_refuses_what_is_no_event_store(manager: SagaManager) -> None:
+    """catch_up() takes an EventStore and a subscription name, and says so."""
+    with pytest.raises(RegistrationError, match="catches up with an EventStore"):
+        manager.catch_up([])  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="catches up with an EventStore"):
+        manager.background(events="events.db")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="subscription"):
+        manager.catch_up(InMemoryEventStore(types=EventTypes()), subscription="")
 
 
 def test_an_optional_key_that_is_none_routes_nowhere(manager: SagaManager) -> None:
