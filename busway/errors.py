@@ -193,6 +193,13 @@ class ConcurrencyError(EventStoreError):
         super().__init__(self._explain(stream_id, expected, actual))
 
     def _explain(self, stream_id: str, expected: object, actual: int) -> str:
+        if expected == 0 and type(expected) is int and actual > 0:
+            # A retry of a create cannot succeed: the stream will always be there.
+            return (
+                f"stream {stream_id!r} already exists (at version {actual}), but the append "
+                "expected no stream (NO_STREAM); nothing was written. The id is taken: "
+                "create under another id, or load the stream and append after it"
+            )
         return (
             f"stream {stream_id!r} is at version {actual}, but the append expected {expected}; "
             "nothing was written. Reload the stream and retry (the retry middleware "

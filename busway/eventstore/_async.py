@@ -147,7 +147,11 @@ class _AsyncStore:
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
-        await self._run(lambda store: None)  # open now, so a bad database fails here
+        try:
+            await self._run(lambda store: None)  # open now, so a bad database fails here
+        except BaseException:
+            await self.aclose()  # or its worker thread would outlive the failed open
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -354,6 +354,7 @@ class EventStoreContract:
         with pytest.raises(ConcurrencyError) as info:
             store.append("s-1", [Note("b")], expected_version=NO_STREAM)
         assert (0, 1) == (info.value.expected, info.value.actual)
+        assert "already exists" in str(info.value)  # the id is taken: no retry can help
         assert 1 == store.stream_version("s-1")
 
     def test_stream_exists(self, store: EventStore) -> None:

@@ -126,6 +126,30 @@ def test_a_bad_file_fails_on_entry(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_failed_entry_leaves_no_worker_thread(tmp_path: Path) -> None:
+    """``async with`` on a bad file closes the store, so its worker thread ends at once."""
+    path = tmp_path / "e.db"
+    path.write_text("not a database " * 50)
+
+    def workers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("busway-eventstore")]
+
+    before = set(workers())
+    store = AsyncSQLiteEventStore(path, types=types())  # kept, so no collection ends it
+
+    async def main() -> None:
+        with pytest.raises(StoreFormatError):
+            async with store:
+                pass  # pragma: no cover - entry fails
+
+    asyncio.run(main())
+    for thread in set(workers()) - before:
+        thread.join(timeout=2)
+    assert [] == [t for t in workers() if t not in before and t.is_alive()]
+    with pytest.raises(StoreClosedError):
+        asyncio.run(store.stream_version("order-1"))
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "adapter"])
 def test_closed_async_store(tmp_path: Path, kind: str) -> None:
     """After aclose, a threaded async store refuses calls; closing again is harmless."""
