@@ -29,7 +29,7 @@ from cattrs.cols import (
     list_structure_factory,
     mapping_structure_factory,
 )
-from cattrs.gen import make_hetero_tuple_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_hetero_tuple_structure_fn
 from cattrs.preconf.json import make_converter
 
 __all__ = ["StoredValueError", "make_default_converter"]
@@ -321,7 +321,20 @@ def _object_hook(tp: Any, converter: cattrs.Converter) -> Hook:
 
 
 def _record_hook(tp: Any, converter: cattrs.Converter) -> Hook:
-    return _checked(_OBJECT, tp, converter.gen_structure_attrs_fromdict(tp))
+    # Stored data is almost always sound: build the class straight away, and only when that
+    # fails, structure again collecting every problem with the path of its field.
+    fast = make_dict_structure_fn(tp, converter, _cattrs_detailed_validation=False)
+    detailed = make_dict_structure_fn(tp, converter, _cattrs_detailed_validation=True)
+
+    def structure(value: Any, cl: Any) -> Any:
+        if value.__class__ is not dict:
+            raise StoredValueError.wrong_type(value, tp, _OBJECT)
+        try:
+            return fast(value, cl)
+        except Exception:
+            return detailed(value, cl)
+
+    return structure
 
 
 # -- unions --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ detect idempotent retries and decode stored rows in exactly the same way.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -18,8 +18,9 @@ from ..errors import (
     InvalidArgumentError,
     SerializationError,
 )
+from . import _json
 from ._ids import new_ids
-from ._serialization import EventTypes, dumps, parse_json
+from ._serialization import EventTypes, dumps
 from ._types import ANY, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
 
 Row: TypeAlias = tuple[int, str, int, bytes, str, int, str, str, str]
@@ -127,9 +128,12 @@ def prepare(
     """Check an append's arguments and encode its events, before any lock is taken."""
     stream = check_stream_id(stream_id)
     expected = check_expected(expected_version)
-    if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
+    if events.__class__ is list or events.__class__ is tuple:  # the usual case, checked first
+        items = events
+    elif isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
         raise InvalidArgumentError("events", events, "a list of events or NewEvents")
-    items = events if isinstance(events, list | tuple) else list(events)
+    else:
+        items = list(events)
     base: dict[str, Any] = {}
     ctx = context.current()
     if ctx is not None:
@@ -213,37 +217,72 @@ def _in_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def decode(types: EventTypes, row: Row) -> RecordedEvent:
-    """Return the RecordedEvent of a stored *row*, or raise SerializationError."""
-    position, stream_id, version, event_id, type_name, schema_version, data, metadata, at = row
+def decode(types: EventTypes, rows: Iterable[Row]) -> list[RecordedEvent]:
+    """Return the RecordedEvents of stored *rows*, or raise SerializationError.
+
+    One loop for a page of rows: the events of one append share their recording time, which
+    is parsed once for all of them.
+    """
+    decoded: list[RecordedEvent] = []
+    add = decoded.append
+    decode_event = types.decode
+    parse = _json.parse
+    times: dict[object, datetime] = {}
+    for position, stream_id, version, event_id, type_name, schema_version, data, meta, at in rows:
+        try:
+            metadata = {} if meta == "{}" else parse(meta)
+            if metadata.__class__ is not dict:
+                raise TypeError("the metadata is not a JSON object")
+            if (
+                stream_id.__class__ is not str
+                or version.__class__ is not int
+                or type_name.__class__ is not str
+                or schema_version.__class__ is not int
+            ):
+                raise TypeError("the stream id, version, type name or schema version is damaged")
+            if event_id.__class__ is not bytes or len(event_id) != 16:
+                raise TypeError("the event id is not 16 bytes")
+            recorded_at = times.get(at)
+            if recorded_at is None:
+                recorded_at = datetime.fromisoformat(at)
+                if recorded_at.tzinfo is not UTC:
+                    recorded_at = _in_utc(recorded_at)
+                times[at] = recorded_at
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SerializationError(
+                f"the event at position {position} ({type_name}) cannot be decoded: its stored "
+                f"record is corrupt ({exc}); restore it from a backup",
+                type_name=type_name if isinstance(type_name, str) else None,
+                position=position,
+            ) from exc
+        event = decode_event(type_name, schema_version, data, position=position)
+        add(
+            RecordedEvent(
+                stream_id, version, position, event_id, type_name, event, metadata, recorded_at
+            )
+        )
+    return decoded
+
+
+def wanted(rows: Sequence[Row], names: frozenset[str] | None, count: int | None) -> Sequence[Row]:
+    """Return the rows of a page that ``read_all`` yields: of *names* only, *count* at most."""
+    if names is not None:
+        rows = [row for row in rows if row[4] in names]
+    return rows if count is None else rows[:count]
+
+
+def decode_page(types: EventTypes, rows: Sequence[Row]) -> Iterable[RecordedEvent]:
+    """Return the events of a page of rows that ``read_all`` yields.
+
+    A damaged row fails the page; then the events before it come first, one at a time, and
+    then its error, as if the page had been decoded event by event.
+    """
     try:
-        meta = {} if metadata == "{}" else parse_json(metadata)
-        if not isinstance(meta, dict):
-            raise TypeError("the metadata is not a JSON object")
-        if type(schema_version) is not int or not isinstance(type_name, str):
-            raise TypeError("the type name or schema version has the wrong type")
-        if type(stream_id) is not str or type(version) is not int:
-            raise TypeError("the stream id or version has the wrong type")
-        if type(event_id) is not bytes:
-            raise TypeError("the event id is not 16 bytes")
-        eid = uuid.UUID(bytes=event_id)
-        recorded_at = datetime.fromisoformat(at)
-        if recorded_at.tzinfo is not UTC:
-            recorded_at = _in_utc(recorded_at)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise SerializationError(
-            f"the event at position {position} ({type_name}) cannot be decoded: its stored "
-            f"record is corrupt ({exc}); restore it from a backup",
-            type_name=type_name if isinstance(type_name, str) else None,
-            position=position,
-        ) from exc
-    return RecordedEvent(
-        stream_id=stream_id,
-        version=version,
-        position=position,
-        event_id=eid,
-        type=type_name,
-        event=types.decode(type_name, schema_version, data, position=position),
-        metadata=meta,
-        recorded_at=recorded_at,
-    )
+        return decode(types, rows)
+    except SerializationError:
+        return _up_to_the_damage(types, rows)
+
+
+def _up_to_the_damage(types: EventTypes, rows: Sequence[Row]) -> Iterator[RecordedEvent]:
+    for row in rows:
+        yield from decode(types, (row,))

@@ -16,11 +16,13 @@ from ._core import (
     check_types,
     concurrency_error,
     decode,
+    decode_page,
     matches,
     now,
     prepare,
     resolve_existing,
     type_names,
+    wanted,
 )
 from ._serialization import EventTypes
 from ._types import ANY, ExpectedVersion, RecordedEvent
@@ -109,7 +111,7 @@ class InMemoryEventStore(Closeable):
             else:
                 first = 0 if start is None else start - 1
                 selected = rows[first:] if count is None else rows[first : first + count]
-        return [decode(self.types, row) for row in selected]
+        return decode(self.types, selected)
 
     def read_all(
         self,
@@ -135,13 +137,10 @@ class InMemoryEventStore(Closeable):
             if not page:
                 return
             position = page[-1][0] + 1
-            for row in page:
-                if names is None or row[4] in names:
-                    yield decode(self.types, row)
-                    if count is not None:
-                        count -= 1
-                        if count == 0:
-                            return
+            rows = wanted(page, names, count)
+            if count is not None:
+                count -= len(rows)
+            yield from decode_page(self.types, rows)
 
     def stream_version(self, stream_id: str) -> int:
         """Return the version of a stream's last event; 0 if it has none."""

@@ -6,8 +6,6 @@ a module or looks up an attribute named by stored data, and nothing is ever pick
 
 from __future__ import annotations
 
-import json
-import json.encoder
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, final, runtime_checkable
@@ -17,6 +15,7 @@ import cattrs
 from cattrs.v import format_exception
 
 from ..errors import RegistrationError, SerializationError, UnknownEventTypeError
+from . import _json
 from ._converter import StoredValueError, make_default_converter
 
 __all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster", "make_default_converter"]
@@ -232,11 +231,9 @@ class EventTypes:
                 type_name=reg.name,
             ) from exc
         try:
-            text = _compact_json(data)
-        except (TypeError, ValueError, RecursionError):
-            text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)  # raises
-        if not text.isascii():
-            text = dumps(data, what=f"{reg.name} payload", type_name=reg.name)
+            text = _json.encode(data)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise _not_json(data, exc, f"{reg.name} payload", reg.name) from exc
         return reg.name, reg.version, text
 
     def decode(self, name: str, version: int, payload: str, *, position: int) -> object:
@@ -245,12 +242,12 @@ class EventTypes:
         if reg is None:
             raise UnknownEventTypeError(name, self._by_name, position=position)
         try:
-            data = parse_json(payload)
+            data = _json.parse(payload)
         except RecursionError as exc:
             raise _corrupt(name, position, "its payload is nested too deeply to parse") from exc
         except (ValueError, TypeError) as exc:
             raise _corrupt(name, position, f"its payload is not JSON ({exc})") from exc
-        if not isinstance(data, dict):
+        if data.__class__ is not dict:
             raise _corrupt(name, position, "its payload is not a JSON object")
         if version != reg.version:
             data = self._upcast(reg, version, data, position)
@@ -344,83 +341,29 @@ def _corrupt(name: str, position: int, problem: str) -> SerializationError:
     )
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-
-
-def _make_compact_json() -> Callable[[object], str]:
-    """Return a function encoding like ``_ENCODER.encode``, built once.
-
-    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs as much as
-    encoding a small event; appends encode every event, so keep one. Without the C
-    accelerator (not CPython) the plain encoder serves. There is no check for circular
-    references: payloads come from a converter, which makes trees.
-    """
-    make: Callable[..., Callable[[object, int], Iterable[str]]] | None = getattr(
-        json.encoder, "c_make_encoder", None
-    )
-    if make is None:  # pragma: no cover - CPython always has the accelerator
-        return _ENCODER.encode
-    chunks = make(
-        None,  # markers: no circular-reference check
-        _ENCODER.default,
-        json.encoder.encode_basestring,
-        None,  # indent
-        ":",
-        ",",
-        False,  # sort_keys
-        False,  # skipkeys
-        False,  # allow_nan
-    )
-
-    def encode(data: object) -> str:
-        return "".join(chunks(data, 0))
-
-    return encode
-
-
-_compact_json = _make_compact_json()
-_scan_json: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009 - not in the type stubs
-
-
-def parse_json(text: str) -> Any:
-    """Parse stored JSON like :func:`json.loads`, with less overhead per call.
-
-    Reads decode every event, and stored text is compact JSON: one scan, then a check that
-    nothing follows. Anything else (whitespace, trailing data, no JSON) goes to ``json.loads``,
-    which parses it or raises ``ValueError`` as usual.
-    """
-    try:
-        value, end = _scan_json(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
 def dumps(data: object, *, what: str, type_name: str | None = None) -> str:
     """Return *data* as compact JSON, or raise SerializationError naming the bad field."""
     try:
-        text = _ENCODER.encode(data)
+        return _json.encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
-        try:
-            field = None if isinstance(exc, RecursionError) else _find_bad_field(data, "", set())
-        except RecursionError:
-            field = None
-        where = f" at field {field!r}" if field else ""
-        raise SerializationError(
-            f"{what} is not JSON-compatible{where}: {_problem(exc)}; use types the serializer "
-            "turns into JSON (str, int, float, bool, None, lists, dicts with str keys), "
-            "nested as a tree",
-            type_name=type_name,
-            field=field,
-        ) from exc
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            # Lone surrogates cannot be stored as UTF-8 text; JSON escapes keep them exact.
-            text = _ASCII_ENCODER.encode(data)
-    return text
+        raise _not_json(data, exc, what, type_name) from exc
+
+
+def _not_json(
+    data: object, exc: BaseException, what: str, type_name: str | None
+) -> SerializationError:
+    try:
+        field = _find_bad_field(data, "", set())
+    except RecursionError:
+        field = None
+    where = f" at field {field!r}" if field else ""
+    return SerializationError(
+        f"{what} is not JSON-compatible{where}: {_problem(exc)}; use types the serializer "
+        "turns into JSON (str, int, float, bool, None, lists, dicts with str keys), "
+        "nested as a tree",
+        type_name=type_name,
+        field=field,
+    )
 
 
 _JSON_SCALARS = (str, int, float, bool, type(None))

@@ -28,6 +28,8 @@ from busway.eventstore import (
 from ..strategies import json_values_except
 from .events import Colour, Label, OrderCancelled, OrderPlaced, Point
 
+pytestmark = pytest.mark.usefixtures("codec")
+
 T = TypeVar("T")
 
 

@@ -20,9 +20,12 @@ import pytest
 from hypothesis import given
 
 from busway.eventstore import (
+    NO_STREAM,
     SCHEMA_VERSION,
+    DuplicateEventError,
     EventTypes,
     InvalidArgumentError,
+    NewEvent,
     RecordedEvent,
     SerializationError,
     SQLiteEventStore,
@@ -191,6 +194,40 @@ def test_an_existing_database_gains_a_store(path: Path) -> None:
     assert [] == _query(path, "SELECT * FROM users")
 
 
+def test_batches_of_any_size_keep_their_order(tmp_path: Path) -> None:
+    """A batch larger than one SQL statement may carry is stored whole, in order."""
+    connection = sqlite3.connect(tmp_path / "events.db")
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 24)  # three rows a statement
+    try:
+        with SQLiteEventStore(connection, types=types()) as store:
+            batch = [OrderCancelled(f"o-{n}") for n in range(11)]
+            assert 11 == store.append("s", batch, expected_version=NO_STREAM)
+            assert 12 == store.append("s", [OrderCancelled("last")])
+            stored = store.read_stream("s")
+            assert [*batch, OrderCancelled("last")] == [r.event for r in stored]
+            assert list(range(1, 13)) == [r.version for r in stored]
+            assert list(range(1, 13)) == [r.position for r in stored]
+            again = [NewEvent(e) for e in batch]
+            store.append("t", again)
+            with pytest.raises(DuplicateEventError):
+                store.append("u", [NewEvent(OrderCancelled("x")), *again[5:]])
+            assert 0 == store.stream_version("u")
+    finally:
+        connection.close()
+
+
+def test_events_before_a_damaged_row_are_read(store: SQLiteEventStore, path: Path) -> None:
+    """read_all yields the events before a damaged row, then names the row that is damaged."""
+    store.append("o-1", [OrderCancelled(f"o-{n}") for n in range(5)])
+    _query(path, "UPDATE events SET data = '{not json' WHERE position = 3")
+    reading = store.read_all()
+    assert [1, 2] == [next(reading).position, next(reading).position]
+    with pytest.raises(SerializationError) as info:
+        next(reading)
+    assert 3 == info.value.position
+
+
+@pytest.mark.usefixtures("codec")
 def test_corrupt_row_names_its_position(store: SQLiteEventStore, path: Path) -> None:
     """A row whose payload is damaged fails to read with an error naming its position."""
     store.append("o-1", [OrderCancelled("o-1"), OrderCancelled("o-1")])
@@ -223,6 +260,7 @@ def test_corrupt_row_names_its_position(store: SQLiteEventStore, path: Path) -> 
         ("metadata", '{"m": ' + "[" * 100_000 + "]" * 100_000 + "}"),
     ],
 )
+@pytest.mark.usefixtures("codec")
 def test_corrupt_columns(store: SQLiteEventStore, path: Path, column: str, value: object) -> None:
     """Any damaged column of a row is reported as a SerializationError with the position."""
     store.append("o-1", [OrderPlaced("o-1", Decimal("1.5"))])
@@ -436,6 +474,7 @@ def _outcome(read: Callable[[], Iterable[RecordedEvent]]) -> list[RecordedEvent]
         return error
 
 
+@pytest.mark.usefixtures("codec")
 @given(
     events=st.lists(_ledgers, min_size=1, max_size=4),
     metadata=st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3)),
