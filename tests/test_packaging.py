@@ -85,11 +85,13 @@ def metadata(wheel: Path) -> Message:
 
 
 def test_the_wheel_needs_only_attrs_cattrs_and_typing_extensions(wheel: Path) -> None:
-    """The runtime dependencies are three; test, dev and bench tools are extras."""
+    """The runtime dependencies are three; msgspec and the test, dev and bench tools are extras."""
     requires = metadata(wheel).get_all("Requires-Dist") or []
     runtime = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
     assert ["attrs", "cattrs", "typing-extensions"] == runtime
-    assert ["bench", "dev", "test"] == sorted(metadata(wheel).get_all("Provides-Extra") or [])
+    assert ["bench", "dev", "fast", "test"] == sorted(
+        metadata(wheel).get_all("Provides-Extra") or []
+    )
 
 
 def test_the_wheel_links_to_the_repository(wheel: Path) -> None:
