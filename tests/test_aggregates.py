@@ -47,8 +47,8 @@ from busway.eventstore import (
     InMemoryEventStore,
     RecordedEvent,
     SQLiteEventStore,
+    make_default_converter,
 )
-from busway.eventstore._serialization import make_default_converter
 from busway.middleware import retry
 from tests.bank import (
     TYPES,

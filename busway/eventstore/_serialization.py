@@ -18,7 +18,7 @@ from ..errors import RegistrationError, SerializationError, UnknownEventTypeErro
 from . import _json
 from ._converter import StoredValueError, make_default_converter
 
-__all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster", "make_default_converter"]
+__all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster"]
 
 T = TypeVar("T")
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
