@@ -17,6 +17,10 @@
     │   │                                    or it cannot do what was asked
     │   └── ProjectionTimeoutError (TimeoutError)
     │                                        wait_for() gave up before the position was reached
+    ├── SubscriptionError                    a subscription cannot go on as asked
+    │   ├── CheckpointMovedError             another worker moved the checkpoint first
+    │   └── LeaseLostError                   another worker took the lease over; this one
+    │                                        may not write any more
     └── EventStoreError                      anything the event store refuses
         ├── ConcurrencyError                 the stream is not at the expected version
         │   └── AggregateExistsError         a new aggregate's id is taken
@@ -61,6 +65,7 @@ __all__ = [
     "AggregateNotFoundError",
     "ApplierNotFoundError",
     "BuswayError",
+    "CheckpointMovedError",
     "ConcurrencyError",
     "DispatchTimeoutError",
     "DuplicateEventError",
@@ -68,6 +73,7 @@ __all__ = [
     "EventStoreError",
     "HandlerNotFoundError",
     "InvalidArgumentError",
+    "LeaseLostError",
     "ProjectionError",
     "ProjectionTimeoutError",
     "RegistrationError",
@@ -80,6 +86,7 @@ __all__ = [
     "StoreFormatError",
     "StoreLockedError",
     "StoreUnavailableError",
+    "SubscriptionError",
     "UnknownEventTypeError",
     "ValidationError",
 ]
@@ -435,6 +442,49 @@ class ProjectionTimeoutError(ProjectionError, TimeoutError):
             f"did not reach position {wanted} within {seconds:g}s (it is at {reached}); "
             "make sure its runner is running (runner.start()) or wait longer",
             position=reached,
+        )
+
+
+# -- subscriptions --------------------------------------------------------------------------
+
+
+class SubscriptionError(BuswayError):
+    """A subscription (a projection, a saga manager following the store) cannot go on."""
+
+
+class CheckpointMovedError(SubscriptionError):
+    """A checkpoint was not where the writer expected it: another worker moved it first.
+
+    Nothing of the write was kept. Runners read the checkpoint again and go on from there.
+    """
+
+    def __init__(self, name: str, expected: int, actual: int) -> None:
+        self.name = name
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"checkpoint {name!r} is at position {actual}, not {expected} as the write "
+            "expected: another worker moved it; nothing was written. Read the checkpoint "
+            "again and go on from there"
+        )
+
+
+class LeaseLostError(SubscriptionError):
+    """A worker wrote with a lease that another worker has since taken over; nothing was kept.
+
+    ``token`` is the fencing token the write carried, ``current`` the later one the store
+    holds for ``name``. The worker must stop: the other one runs the subscription now.
+    """
+
+    def __init__(self, name: str, token: int, current: int) -> None:
+        self.name = name
+        self.token = token
+        self.current = current
+        super().__init__(
+            f"subscription {name!r} was taken over by another worker (its lease's fencing "
+            f"token is {current}; this worker's is {token}), so this worker may not write to "
+            "it any more and nothing was written. It stands by; if it should hold the "
+            "subscription, renew its lease more often than the lease time (lease=)"
         )
 
 
