@@ -16,6 +16,7 @@ if _typing.TYPE_CHECKING:
     from ._diff import Like, ScenarioError
     from ._eventstore_async import AsyncEventStoreContract
     from ._eventstore_contract import EventStoreContract
+    from ._lease_contract import LeaseStoreContract
     from ._machine import AggregateMachine
     from ._recording import BusRecorder, Recorder
     from ._saga_store_contract import SagaStoreContract
@@ -30,6 +31,7 @@ __all__ = [
     "CheckpointStoreContract",
     "CommandScenario",
     "EventStoreContract",
+    "LeaseStoreContract",
     "Like",
     "Recorder",
     "SagaScenario",
@@ -49,6 +51,7 @@ _LAZY = {
     "CheckpointStoreContract": "._checkpoint_contract",
     "CommandScenario": "._scenarios",
     "EventStoreContract": "._eventstore_contract",
+    "LeaseStoreContract": "._lease_contract",
     "Like": "._diff",
     "Recorder": "._recording",
     "SagaScenario": "._scenarios",
