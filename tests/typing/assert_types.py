@@ -27,6 +27,7 @@ from busway import (
 from busway.aggregates import Aggregate, AsyncRepository, Repository, when
 from busway.eventstore import AsyncEventStore, EventStore
 from busway.sagas import AsyncSagaManager, InMemorySagaStore, Saga, SagaManager, starts
+from busway.subscriptions import InMemoryLeaseStore, Lease, LeaseStore, SQLiteLeaseStore
 from busway.testing import AggregateScenario, CommandScenario, SagaScenario
 from busway.testing.strategies import event_streams, histories, messages
 
@@ -178,6 +179,19 @@ def saga_checks() -> None:
 async def async_saga_checks() -> None:
     manager = AsyncSagaManager(Tracker, store=InMemorySagaStore(), commands=AsyncCommandBus())
     assert_type(await manager.find(Tracker, "order_id", "o-1"), list[Tracker])
+
+
+def lease_checks(store: LeaseStore) -> None:
+    lease = store.acquire("orders", "w-1", ttl=5.0)
+    assert_type(lease, Lease | None)
+    assert_type(InMemoryLeaseStore().acquire("orders", "w-1", ttl=5), Lease | None)
+    assert_type(SQLiteLeaseStore(":memory:").acquire("orders", "w-1", ttl=5), Lease | None)
+    if lease is not None:
+        assert_type(store.renew(lease, ttl=5), Lease | None)
+        assert_type(store.release(lease), bool)
+        assert_type(lease.token, int)
+    assert_type(store.holder("orders"), Lease | None)
+    assert_type(store.leases("orders#"), list[Lease])
 
 
 def scenario_checks(store: EventStore) -> None:
