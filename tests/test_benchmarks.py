@@ -12,7 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
-SUITES = ("dispatch", "publish", "middleware", "async", "types", "memory", "eventstore")
+SUITES = (
+    "dispatch",
+    "publish",
+    "middleware",
+    "async",
+    "types",
+    "memory",
+    "eventstore",
+    "subscriptions",
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +57,8 @@ def test_quick_run_prints_tables(smoke: tuple[subprocess.CompletedProcess[str], 
     assert len(SUITES) == out.count("ratio = ")
     assert re.search(r"^case +median +unit +ratio$", out, re.MULTILINE)
     assert re.search(r"^busway CommandBus\.execute +[\d.,]+ +ns/op", out, re.MULTILINE)
+    assert re.search(r"^busway ProjectionRunner +[\d.,]+ +events/s", out, re.MULTILINE)
+    assert re.search(r"^append\(\) returned to handled, p99 +[\d.,]+ +ms", out, re.MULTILINE)
 
 
 def test_quick_run_saves_json(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:
