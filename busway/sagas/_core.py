@@ -47,6 +47,7 @@ from ..errors import (
     UnknownEventTypeError,
 )
 from ..eventstore import EventTypes, RecordedEvent
+from ..subscriptions import Advance
 from ._saga import Route, Run, Saga, SagaSpec, association_key, association_value
 from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
@@ -88,7 +89,7 @@ class Load:
 @attrs.frozen
 class Commit:
     writes: tuple[Write, ...]
-    checkpoint: tuple[str, int] | None = None
+    checkpoint: Advance | None = None
 
     def perform(self, store: SagaStore) -> None:
         store.commit(self.writes, checkpoint=self.checkpoint)
@@ -433,11 +434,11 @@ class Core:
 
     # -- flows ---------------------------------------------------------------------------
 
-    def handle(self, event: object, checkpoint: tuple[str, int] | None = None) -> Flow[bool]:
+    def handle(self, event: object, checkpoint: Advance | None = None) -> Flow[bool]:
         """Run every saga method *event* routes to, store the results, then send commands.
 
-        Return whether anything was committed (nothing is, for an event no saga takes,
-        unless a *checkpoint* must be stored with it).
+        Return whether anything was committed: nothing is for an event no saga takes, not
+        even the *checkpoint* move, which the caller then stores later.
         """
         writes: list[Write] = []
         for attempt in range(1, ATTEMPTS + 1):
@@ -637,8 +638,11 @@ class Core:
         """Handle the events of *events* stored after checkpoint *name*; return how many.
 
         Each event's saga changes are committed with the checkpoint at its position, so
-        after a crash no event is handled twice or skipped. Pages are read until one comes
-        back empty, so events stored meanwhile (by the commands sent) are handled too.
+        after a crash no event is handled twice or skipped. Each move says where the
+        checkpoint was, so if another worker moved it meanwhile, nothing of that event is
+        kept and :class:`~busway.errors.CheckpointMovedError` ends the catch-up. Pages are
+        read until one comes back empty, so events stored meanwhile (by the commands sent)
+        are handled too.
         """
         start: int = yield Checkpoint(name)
         committed = last = start
@@ -648,12 +652,13 @@ class Core:
             if not page:
                 break
             for recorded in page:
-                if (yield from self.handle(recorded.event, (name, recorded.position))):
+                advance = Advance(name, expected=committed, position=recorded.position)
+                if (yield from self.handle(recorded.event, advance)):
                     committed = recorded.position
                 last = recorded.position
                 count += 1
         if last != committed:
-            yield Commit((), (name, last))
+            yield Commit((), Advance(name, expected=committed, position=last))
         return count
 
     def find(self, saga_class: type[S], key: str, value: object) -> Flow[list[S]]:
