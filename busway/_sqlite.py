@@ -7,7 +7,7 @@ table of the store's name that is not the store's, is refused and left as it was
 
 The event and saga stores register their main table in ``busway_schema`` (table name,
 component, layout version), so that a table of another component or of a later layout is
-refused; the snapshot and checkpoint stores are known by their table's columns alone.
+refused; the snapshot and checkpoint stores are known by their tables' columns alone.
 
 Whatever SQLite refuses leaves as a busway error naming the file, with SQLite's error as its
 cause. Opening waits for other connections up to the store's timeout, also where SQLite
@@ -98,6 +98,8 @@ class Layout:
     """The statements that make them, run in one transaction."""
     columns: tuple[str, ...] | None = None
     """The main table's columns, checked when it is opened; None: not checked."""
+    beside: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The columns of other tables of the store, as ``(table, columns)``, checked likewise."""
     component: str | None = None
     """Its name in ``busway_schema``; None: the main table is not registered there."""
     version: int = 1
@@ -258,11 +260,13 @@ class Database:
                     f"it is registered as {layout.kind} but table {missing[0]!r} is gone; "
                     "restore it from a backup, or pass another table= name"
                 )
-        elif main not in tables:
-            return False
-        if layout.columns is not None:
-            self._check_columns(main, layout.columns)
-        return True
+        checked = ((main, layout.columns),) if layout.columns is not None else ()
+        for table, columns in (*checked, *layout.beside):
+            if table in tables:
+                self._check_columns(table, columns)
+        # An unregistered store makes what is missing (its statements say IF NOT EXISTS),
+        # also a table beside the main one that a later layout added.
+        return all(t in tables for t in layout.tables)
 
     def _check_registration(self, component: object, version: object) -> None:
         layout = self.layout

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from .errors import InvalidArgumentError
 
-__all__ = ["aware", "duration", "later"]
+__all__ = ["aware", "duration", "from_micros", "later", "micros"]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def aware(value: object, argument: str) -> datetime:
@@ -15,7 +19,12 @@ def aware(value: object, argument: str) -> datetime:
         raise InvalidArgumentError(
             argument, value, "an aware datetime (give it a tzinfo, e.g. datetime.UTC)"
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # its zone's offset takes it out of the calendar, in UTC
+        raise InvalidArgumentError(
+            argument, value, "a moment from year 1 to 9999 in UTC too"
+        ) from None
 
 
 def duration(value: object, argument: str) -> timedelta:
@@ -40,3 +49,16 @@ def later(moment: datetime, delta: timedelta, argument: str, value: object) -> d
         raise InvalidArgumentError(
             argument, value, f"a time that lands before year 10000 from {moment.isoformat()}"
         ) from None
+
+
+def micros(moment: datetime) -> int:
+    """Return aware *moment* as whole microseconds since 1970 UTC: how SQLite stores it."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """Return the moment, in UTC, *value* microseconds after 1970 UTC.
+
+    Raise OverflowError if that is before year 1 or after year 9999: no moment busway wrote.
+    """
+    return _EPOCH + value * _MICROSECOND

@@ -524,16 +524,36 @@ class SagaRecordError(SagaError, SerializationError):
 
 
 class SagaConcurrencyError(ConcurrencyError):
-    """A saga instance changed since it was loaded; nothing was written.
+    """A saga instance changed since it was loaded, or another started first; nothing was written.
 
     Saga managers reload and retry by themselves a few times before letting it through.
+    ``started`` is the ``(key, value)`` a new saga was to start on, when a live saga of
+    its type (``holder``) already held it: another worker handled the same starting event.
     """
 
-    def __init__(self, saga_id: str, expected: int, actual: int) -> None:
+    def __init__(
+        self,
+        saga_id: str,
+        expected: int,
+        actual: int,
+        *,
+        started: tuple[str, str] | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.started = started
+        self.holder = holder
         super().__init__(saga_id, expected, actual)
         self.saga_id = saga_id
 
     def _explain(self, stream_id: str, expected: object, actual: int) -> str:
+        if self.started is not None:
+            key, value = self.started
+            return (
+                f"saga {stream_id!r} cannot start on {key}={value!r}: saga {self.holder!r} of "
+                "the same type already holds it, started by another worker from the same "
+                "event; nothing was written. Find the saga by that association and go on with "
+                "it (saga managers do so by themselves)"
+            )
         return (
             f"saga {stream_id!r} is at version {actual}, but the write expected version "
             f"{expected}; nothing was written. Several workers keep changing the same saga: "

@@ -23,6 +23,7 @@ from busway.aggregates import Snapshot, SQLiteSnapshotStore
 from busway.eventstore import EventTypes, SQLiteEventStore
 from busway.projections import SQLiteCheckpointStore
 from busway.sagas import SQLiteSagaStore
+from busway.subscriptions import Advance
 
 
 @attrs.frozen
@@ -53,7 +54,9 @@ OPEN: dict[str, Callable[..., Any]] = {
 
 WRITE: dict[str, Callable[[Any, str], object]] = {
     "events": lambda store, text: store.append("s-1", [Tick(text, 1)]),
-    "sagas": lambda store, text: store.commit([], checkpoint=(text, 1)),
+    "sagas": lambda store, text: store.commit(
+        [], checkpoint=Advance(text, store.checkpoint(text), 1)
+    ),
     "snapshots": lambda store, text: store.save(
         Snapshot("s-1", 1, uuid.uuid4(), 1, json.dumps({"text": text}))
     ),

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -27,6 +27,7 @@ from busway.projections import (
     SQLiteProjection,
     when,
 )
+from busway.subscriptions import ParkedEvent
 from busway.testing import CheckpointStoreContract
 
 
@@ -312,6 +313,15 @@ class CrashingCheckpoints:
     def save(self, name: str, position: int) -> None:
         self.store.save(name, position)
 
+    def parked(self, name: str) -> list[ParkedEvent]:
+        return self.store.parked(name)
+
+    def names(self) -> list[str]:
+        return self.store.names()
+
+    def token(self, name: str) -> int:
+        return self.store.token(name)
+
     @contextlib.contextmanager
     def transaction(self, name: str) -> Iterator[CheckpointTransaction]:
         with self.store.transaction(name) as checkpoint:
@@ -337,6 +347,15 @@ class CrashingTransaction:
             self.store.armed = False
             raise Crash
         self.checkpoint.save(position)
+
+    def fence(self, token: int) -> None:
+        self.checkpoint.fence(token)
+
+    def park(self, parked: ParkedEvent) -> None:
+        self.checkpoint.park(parked)
+
+    def unpark(self, position: int) -> bool:
+        return self.checkpoint.unpark(position)
 
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         return self.checkpoint.savepoint()
@@ -665,6 +684,69 @@ def test_sqlite_checkpoints_refuse_a_foreign_table(path: Path) -> None:
         SQLiteCheckpointStore(path)
 
 
+def test_sqlite_checkpoints_refuse_a_table_of_the_earlier_layout(path: Path) -> None:
+    """A checkpoint table without fencing tokens is refused, and left as it was."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE projection_checkpoints (name TEXT PRIMARY KEY, position INT)")
+    with pytest.raises(StoreFormatError, match="has columns name, position where busway expects"):
+        SQLiteCheckpointStore(path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert [("projection_checkpoints",)] == tables
+
+
+def test_sqlite_checkpoints_make_the_parked_table_where_it_is_missing(path: Path) -> None:
+    """A checkpoint table of this layout whose parked table is gone gets a new, empty one."""
+    with SQLiteCheckpointStore(path) as checkpoints:
+        checkpoints.save("p", 3)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TABLE projection_checkpoints_parked")
+    with SQLiteCheckpointStore(path) as checkpoints:
+        assert (3, []) == (checkpoints.load("p"), checkpoints.parked("p"))
+
+
+def test_sqlite_checkpoint_table_names_leave_room_for_the_parked_table(path: Path) -> None:
+    """A table name takes at most 56 characters, so that the parked table's takes 63."""
+    with SQLiteCheckpointStore(path, table="x" * 56) as checkpoints:
+        assert [] == checkpoints.names()
+    with pytest.raises(InvalidArgumentError, match="at most 56"):
+        SQLiteCheckpointStore(path, table="x" * 57)
+
+
+_READS: dict[str, Callable[[SQLiteCheckpointStore], object]] = {
+    "token": lambda checkpoints: checkpoints.token("p"),
+    "names": lambda checkpoints: checkpoints.names(),
+    "parked": lambda checkpoints: checkpoints.parked("p"),
+}
+
+
+@pytest.mark.parametrize(
+    ("statement", "read", "said"),
+    [
+        ("UPDATE projection_checkpoints SET token = -1", "token", "-1 (int) as the fencing token"),
+        (
+            "UPDATE projection_checkpoints SET name = x'05'",
+            "names",
+            "(bytes) as a checkpoint's name",
+        ),
+        ("UPDATE projection_checkpoints_parked SET attempts = 'x'", "parked", "'x' (str) as the"),
+    ],
+)
+def test_sqlite_checkpoints_refuse_damaged_rows(
+    path: Path, statement: str, read: str, said: str
+) -> None:
+    """A token, name or parked event no busway store writes is a StoreFormatError naming it."""
+    with SQLiteCheckpointStore(path) as checkpoints, checkpoints.transaction("p") as checkpoint:
+        checkpoint.fence(2)
+        checkpoint.park(CheckpointStoreContract.parked_event("p"))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(statement)
+        conn.commit()
+    with SQLiteCheckpointStore(path) as checkpoints, pytest.raises(StoreFormatError) as info:
+        _READS[read](checkpoints)
+    assert said in str(info.value)
+
+
 def test_sqlite_checkpoints_refuse_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     """A file that is not SQLite raises StoreFormatError and is not changed."""
     bogus = tmp_path / "notes.txt"
@@ -725,8 +807,8 @@ def test_sqlite_checkpoints_join_a_transaction_of_a_given_connection(path: Path)
 def test_a_damaged_checkpoint_is_refused_by_name(path: Path, value: object) -> None:
     """A position no busway store writes is a StoreFormatError naming table, name and value."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("CREATE TABLE projection_checkpoints (name TEXT PRIMARY KEY, position)")
-        conn.execute("INSERT INTO projection_checkpoints VALUES ('totals_table', ?)", (value,))
+        conn.execute("CREATE TABLE projection_checkpoints (name TEXT PRIMARY KEY, position, token)")
+        conn.execute("INSERT INTO projection_checkpoints VALUES ('totals_table', ?, 0)", (value,))
         conn.commit()
     with SQLiteCheckpointStore(path) as checkpoints, SQLiteEventStore(path, types=TYPES) as s:
         with pytest.raises(StoreFormatError) as info:

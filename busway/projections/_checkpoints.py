@@ -5,6 +5,10 @@ projection goes on at ``p + 1``. A runner works in a store's transactions
 (:meth:`CheckpointStore.transaction`): it reads the checkpoint, hands the read model the
 transaction's connection, and saves the new position, all committed together. The SQLite
 store keeps its table in the read model's database, so that the transaction holds both.
+
+Beside its position, a checkpoint keeps the highest fencing token of the leases that wrote
+it, so that a worker whose lease was taken over cannot write any more, and the events its
+subscription parked after their handlers kept failing.
 """
 
 from __future__ import annotations
@@ -15,11 +19,20 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from typing import Final, Protocol, final, runtime_checkable
+from typing import Protocol, final, runtime_checkable
 
 from .._closeable import Closeable
-from .._sqlite import Database, Layout, SQLiteStore, check_table, stored_position
-from ..errors import InvalidArgumentError, ProjectionError
+from .._sqlite import Database, Layout, SQLiteStore, check_table
+from ..errors import ProjectionError
+from ..subscriptions import ParkedEvent
+from ..subscriptions._tables import (
+    CHECKPOINT_COLUMNS,
+    PARKED_COLUMNS,
+    MemoryCheckpoints,
+    SQLiteCheckpoints,
+    check_name,
+    checkpoint_tables,
+)
 
 __all__ = [
     "CheckpointStore",
@@ -27,14 +40,6 @@ __all__ = [
     "InMemoryCheckpointStore",
     "SQLiteCheckpointStore",
 ]
-
-_COLUMNS: Final = ("name", "position")
-
-
-def _check_position(position: object) -> int:
-    if type(position) is not int or position < 0:
-        raise InvalidArgumentError("position", position, "an int of 0 or more")
-    return position
 
 
 @runtime_checkable
@@ -63,6 +68,28 @@ class CheckpointTransaction(Protocol):
         """Record that every event up to *position* has been handled, when this commits."""
         ...
 
+    def fence(self, token: int) -> None:
+        """Refuse to go on if a worker with a later lease wrote here; else keep *token*.
+
+        Raise :class:`~busway.errors.LeaseLostError` if the stored fencing token is higher
+        than *token* (an int of 0 or more; 0: no lease); otherwise store the higher of the
+        two, so that from this commit on, writers with an earlier token are refused. Call
+        it before the handlers run.
+        """
+        ...
+
+    def park(self, parked: ParkedEvent) -> None:
+        """Set *parked* aside on this checkpoint, when this commits.
+
+        Parked events are keyed by position: parking one again replaces it. Its
+        ``subscription`` must be this checkpoint's name.
+        """
+        ...
+
+    def unpark(self, position: int) -> bool:
+        """Remove the event parked at *position*, when this commits; return whether one was."""
+        ...
+
     def savepoint(self) -> AbstractContextManager[None]:
         """Run the block in a nested transaction: if it raises, only its writes are undone.
 
@@ -89,6 +116,18 @@ class CheckpointStore(Protocol):
         """Record that *name* has handled every event up to *position*."""
         ...
 
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """Return the events parked on *name*, by position."""
+        ...
+
+    def names(self) -> list[str]:
+        """Return the name of every checkpoint stored, sorted."""
+        ...
+
+    def token(self, name: str) -> int:
+        """Return the highest fencing token that wrote to *name*; 0 if none did."""
+        ...
+
     def transaction(self, name: str) -> AbstractContextManager[CheckpointTransaction]:
         """Open a transaction on *name*'s checkpoint, holding off every other until it ends.
 
@@ -111,36 +150,53 @@ class InMemoryCheckpointStore(Closeable):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # a transaction's holder may load and save too
-        self._positions: dict[str, int] = {}
+        self._rows = MemoryCheckpoints()
 
     def __repr__(self) -> str:
-        return f"<InMemoryCheckpointStore {self._positions!r}>"
+        return f"<InMemoryCheckpointStore {self._rows.positions()!r}>"
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[MemoryCheckpoints]:
+        with self._lock:
+            self._check_open()
+            yield self._rows
 
     def load(self, name: str) -> int:
         """Return the position *name* has handled every event up to; 0 if none."""
-        with self._lock:
-            self._check_open()
-            return self._positions.get(name, 0)
+        with self._open() as rows:
+            return rows.position(name)
 
     def save(self, name: str, position: int) -> None:
         """Record that *name* has handled every event up to *position*."""
-        _check_position(position)
-        with self._lock:
-            self._check_open()
-            self._positions[name] = position
+        with self._open() as rows:
+            rows.save(name, position)
+
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """Return the events parked on *name*, by position."""
+        with self._open() as rows:
+            return rows.parked(name)
+
+    def names(self) -> list[str]:
+        """Return the name of every checkpoint stored, sorted."""
+        with self._open() as rows:
+            return rows.names()
+
+    def token(self, name: str) -> int:
+        """Return the highest fencing token that wrote to *name*; 0 if none did."""
+        with self._open() as rows:
+            return rows.token(name)
 
     @contextlib.contextmanager
     def transaction(self, name: str) -> Iterator[CheckpointTransaction]:
         """Hold off every other transaction and save until the block ends.
 
-        Each save is kept at once: nothing in memory can be undone.
+        Each save, fence and parking is kept at once: nothing in memory can be undone.
         """
-        with self._lock:
-            self._check_open()
-            yield _InMemoryTransaction(self, name)
+        with self._open():
+            yield _InMemoryTransaction(self, check_name(name))
 
     def _release(self) -> None:
-        self._positions = {}  # nothing can read them any more
+        self._rows = MemoryCheckpoints()  # nothing can read them any more
 
 
 @final
@@ -159,6 +215,18 @@ class _InMemoryTransaction:
     def save(self, position: int) -> None:
         self._store.save(self._name, position)
 
+    def fence(self, token: int) -> None:
+        with self._store._open() as rows:
+            rows.fence(self._name, token)
+
+    def park(self, parked: ParkedEvent) -> None:
+        with self._store._open() as rows:
+            rows.park(self._name, parked)
+
+    def unpark(self, position: int) -> bool:
+        with self._store._open() as rows:
+            return rows.unpark(self._name, position)
+
     def savepoint(self) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
 
@@ -173,7 +241,8 @@ class SQLiteCheckpointStore(SQLiteStore):
     even across crashes. Given a path it opens (and on :meth:`close` closes) its own
     connection; given a connection, it uses it and leaves it open. While a batch's handlers
     run, it sets an SQLite authorizer on the connection (replacing any set before, and
-    removed after), so that no handler can commit or roll back the batch.
+    removed after), so that no handler can commit or roll back the batch. Parked events
+    are kept in a table beside, named after *table* with ``_parked`` added.
     """
 
     _holds = "checkpoints"
@@ -186,33 +255,51 @@ class SQLiteCheckpointStore(SQLiteStore):
         table: str = "projection_checkpoints",
         timeout: float = 10.0,
     ) -> None:
-        self.table = t = check_table(table)
+        # At most 56: the parked table beside takes its name and a suffix.
+        self.table = t = check_table(table, longest=56)
+        parked = f"{t}_parked"
         layout = Layout(
             kind="a checkpoint store",
-            tables=(t,),
-            create=(
-                f"CREATE TABLE IF NOT EXISTS {t} "
-                "(name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
-            ),
-            columns=_COLUMNS,
+            tables=(t, parked),
+            create=checkpoint_tables(t, parked),
+            columns=CHECKPOINT_COLUMNS,
+            beside=((parked, PARKED_COLUMNS),),
         )
         super().__init__(Database(path_or_connection, layout, timeout=timeout))
-        self._sql_load = f"SELECT position FROM {t} WHERE name = ?"
-        self._sql_save = (
-            f"INSERT INTO {t} (name, position) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+        self._rows = SQLiteCheckpoints(
+            self._db, t, parked, advice="delete the row and rebuild the projection"
         )
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[SQLiteCheckpoints]:
+        with self._lock:
+            self._check_open()
+            yield self._rows
 
     def load(self, name: str) -> int:
         """Return the position *name* has handled every event up to; 0 if none."""
-        with self._lock:
-            self._check_open()
-            return self._transaction(name).load()
+        with self._open() as rows:
+            return rows.position(name)
 
     def save(self, name: str, position: int) -> None:
         """Record that *name* has handled every event up to *position*."""
         with self.transaction(name) as checkpoint:
             checkpoint.save(position)
+
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """Return the events parked on *name*, by position."""
+        with self._open() as rows:
+            return rows.parked(name)
+
+    def names(self) -> list[str]:
+        """Return the name of every checkpoint stored, sorted."""
+        with self._open() as rows:
+            return rows.names()
+
+    def token(self, name: str) -> int:
+        """Return the highest fencing token that wrote to *name*; 0 if none did."""
+        with self._open() as rows:
+            return rows.token(name)
 
     @contextlib.contextmanager
     def transaction(self, name: str) -> Iterator[CheckpointTransaction]:
@@ -224,9 +311,8 @@ class SQLiteCheckpointStore(SQLiteStore):
         the first savepoint on, SQLite refuses what would end the transaction early (see
         :meth:`CheckpointTransaction.savepoint`).
         """
-        with self._lock:
-            self._check_open()
-            transaction = self._transaction(name)
+        with self._open() as rows:
+            transaction = _SQLiteTransaction(self._db, rows, check_name(name))
             try:
                 with self._db.transaction():
                     try:
@@ -236,9 +322,6 @@ class SQLiteCheckpointStore(SQLiteStore):
             finally:
                 if transaction.closed:  # by a handler: nothing can use this store any more
                     self.close()
-
-    def _transaction(self, name: str) -> _SQLiteTransaction:
-        return _SQLiteTransaction(self, name)
 
 
 @final
@@ -256,32 +339,30 @@ class _SQLiteTransaction:
     closed = False
     """Whether a handler closed the connection."""
 
-    def __init__(self, store: SQLiteCheckpointStore, name: str) -> None:
-        self._db = store._db
-        self._table = store.table
+    def __init__(self, db: Database, rows: SQLiteCheckpoints, name: str) -> None:
+        self._db = db
+        self._rows = rows
         self._name = name
-        self._sql_load = store._sql_load
-        self._sql_save = store._sql_save
-        self.connection: sqlite3.Connection = store._db.conn
+        self.connection: sqlite3.Connection = db.conn
         self._guarded = False
         self._handling = False
         self._opened: set[str] = set()  # savepoints the handlers opened, which they may end
         self._refused: str | None = None
 
     def load(self) -> int:
-        row = self.connection.execute(self._sql_load, (self._name,)).fetchone()
-        if row is None:
-            return 0
-        return stored_position(
-            self._db,
-            row[0],
-            table=self._table,
-            name=self._name,
-            advice="delete the row and rebuild the projection",
-        )
+        return self._rows.position(self._name)
 
     def save(self, position: int) -> None:
-        self.connection.execute(self._sql_save, (self._name, _check_position(position)))
+        self._rows.save(self._name, position)
+
+    def fence(self, token: int) -> None:
+        self._rows.fence(self._name, token)
+
+    def park(self, parked: ParkedEvent) -> None:
+        self._rows.park(self._name, parked)
+
+    def unpark(self, position: int) -> bool:
+        return self._rows.unpark(self._name, position)
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

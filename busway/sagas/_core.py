@@ -11,7 +11,9 @@ The delivery guarantee comes from the order of effects. A saga's new state, and 
 commands it issued, are committed together (the commands wait in the saga's outbox); only
 then is each command sent, and once it is settled (sent, or failed and compensated) it
 leaves the outbox in a second commit. A crash between the two leaves it there, and
-:meth:`Core.recover` sends it again: commands are issued at least once.
+:meth:`Core.recover` sends it again: commands are issued at least once. After a step, a
+worker sends only the commands that step issued: older ones in the outbox are on their way
+from the worker whose step issued them (or were left by a crash, for ``recover``).
 
 A manager runs one operation at a time (:meth:`Core.exclusive`). An event that arrives
 while it works — published, say, by the handler of a command the manager is sending —
@@ -47,6 +49,7 @@ from ..errors import (
     UnknownEventTypeError,
 )
 from ..eventstore import EventTypes, RecordedEvent
+from ..subscriptions import Advance
 from ._saga import Route, Run, Saga, SagaSpec, association_key, association_value
 from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
@@ -88,7 +91,7 @@ class Load:
 @attrs.frozen
 class Commit:
     writes: tuple[Write, ...]
-    checkpoint: tuple[str, int] | None = None
+    checkpoint: Advance | None = None
 
     def perform(self, store: SagaStore) -> None:
         store.commit(self.writes, checkpoint=self.checkpoint)
@@ -208,9 +211,18 @@ class _Inbox:
 
 
 @attrs.frozen
+class _Step:
+    """What one call of a saga method produced: the write, and the commands it issued."""
+
+    write: Write
+    issued: frozenset[str]
+
+
+@attrs.frozen
 class _Settled:
     record: SagaRecord | None
     errors: tuple[Exception, ...] = ()
+    issued: frozenset[str] = frozenset()  # by the compensation that settled it
 
 
 # -- the core --------------------------------------------------------------------------------
@@ -334,9 +346,10 @@ class Core:
         associate: tuple[str, str] | None = None,
         settle: str | None = None,
         fire: str | None = None,
-    ) -> Write:
+    ) -> _Step:
         """Call *method* on the saga of *record* (a new one if None); return its new record.
 
+        *associate* is the association a new saga starts on, which its write claims.
         *settle* names an outbox entry and *fire* a deadline that this call consumes, so
         that their removal is stored with the state the method produced.
         """
@@ -370,7 +383,7 @@ class Core:
         )
         run.call(saga, method, args)
         name, schema_version, state = self.types.encode(saga)
-        return Write(
+        write = Write(
             SagaRecord(
                 saga_id=saga_id,
                 saga_type=name,
@@ -383,7 +396,10 @@ class Core:
                 ended=run.ended,
             ),
             version,
+            starts=associate,
         )
+        issued = frozenset(m.id for m in run.outbox) - {m.id for m in outbox}
+        return _Step(write, issued)
 
     # -- one operation at a time ---------------------------------------------------------
 
@@ -433,40 +449,41 @@ class Core:
 
     # -- flows ---------------------------------------------------------------------------
 
-    def handle(self, event: object, checkpoint: tuple[str, int] | None = None) -> Flow[bool]:
+    def handle(self, event: object, checkpoint: Advance | None = None) -> Flow[bool]:
         """Run every saga method *event* routes to, store the results, then send commands.
 
-        Return whether anything was committed (nothing is, for an event no saga takes,
-        unless a *checkpoint* must be stored with it).
+        Return whether anything was committed: nothing is for an event no saga takes, not
+        even the *checkpoint* move, which the caller then stores later.
         """
-        writes: list[Write] = []
+        steps: list[_Step] = []
         for attempt in range(1, ATTEMPTS + 1):
-            writes = []
+            steps = []
             for spec in self.specs:
                 routed = spec.route(type(event))
                 if routed is not None:
-                    writes.extend((yield from self._route(spec, *routed, event)))
-            if not writes:
+                    steps.extend((yield from self._route(spec, *routed, event)))
+            if not steps:
                 logger.debug(
                     "%s matches no live saga and starts none; ignored", type(event).__qualname__
                 )
                 return False
             try:
-                yield Commit(tuple(writes), checkpoint)
+                yield Commit(tuple(step.write for step in steps), checkpoint)
             except SagaConcurrencyError:
+                # Another worker changed a saga, or started one on this event: route again.
                 if attempt == ATTEMPTS:
                     raise
                 continue
             break
         errors: list[Exception] = []
-        for write in writes:
-            errors.extend((yield from self.deliver(write.record)))
+        for step in steps:
+            errors.extend((yield from self.deliver(step.write.record, step.issued)))
         _raise_all(errors, f"sending the commands of sagas for {type(event).__qualname__}")
         return True
 
     def _route(
         self, spec: SagaSpec, route: Route, method: Callable[..., Any], event: object
-    ) -> Flow[list[Write]]:
+    ) -> Flow[list[_Step]]:
         assert route.key is not None
         try:
             raw = getattr(event, route.key)
@@ -505,16 +522,25 @@ class Core:
             return [self.apply(spec, None, method, (event,), associate=(route.key, value))]
         return [self.apply(spec, record, method, (event,)) for record in records]
 
-    def deliver(self, record: SagaRecord) -> Flow[list[Exception]]:
+    def deliver(
+        self, record: SagaRecord, issued: frozenset[str] | None = None
+    ) -> Flow[list[Exception]]:
         """Send the commands in *record*'s outbox in order, settling each; return failures.
 
-        A command that fails goes to the saga's @compensates method for its class, if any,
-        which may issue more commands (sent here too); otherwise its error is returned.
+        Only those whose ids are in *issued*, if given: the commands of the step that
+        stored *record*. The others are being sent by the workers whose steps issued them,
+        and are left to them (or, if one crashed, to :meth:`recover`), so that no two
+        workers send one command. A command that fails goes to the saga's @compensates
+        method for its class, if any, which may issue more commands (sent here too);
+        otherwise its error is returned.
         """
+        mine = None if issued is None else set(issued)
         errors: list[Exception] = []
         current: SagaRecord | None = record
-        while current is not None and current.outbox:
-            pending = current.outbox[0]
+        while current is not None:
+            pending = next((m for m in current.outbox if mine is None or m.id in mine), None)
+            if pending is None:
+                break
             command = self.decode(pending, current.saga_id, "outbox")
             try:
                 yield Send(command)
@@ -522,6 +548,9 @@ class Core:
                 settled = yield from self._settle(current, pending, command, exc)
             else:
                 settled = yield from self._settle(current, pending, command, None)
+            if mine is not None:
+                mine.discard(pending.id)
+                mine |= settled.issued
             current = settled.record
             errors.extend(settled.errors)
         return errors
@@ -540,27 +569,28 @@ class Core:
             spec = self.spec_of(record)
             hook = spec.compensation(type(command)) if spec and failure else None
             errors: tuple[Exception, ...] = () if failure is None or hook else (failure,)
-            write = None
+            step = None
             if hook is not None and spec is not None:
                 try:
-                    write = self.apply(spec, record, hook, (command, failure), settle=pending.id)
+                    step = self.apply(spec, record, hook, (command, failure), settle=pending.id)
                 except Exception as exc:
                     errors = (exc,)
-            if write is None:
+            if step is None:
                 outbox = tuple(m for m in record.outbox if m.id != pending.id)
                 write = Write(
                     attrs.evolve(record, version=record.version + 1, outbox=outbox),
                     record.version,
                 )
+                step = _Step(write, frozenset())
             try:
-                yield Commit((write,))
+                yield Commit((step.write,))
             except SagaConcurrencyError:
                 reloaded: SagaRecord | None = yield Load(record.saga_id)
                 if reloaded is None or attempt == ATTEMPTS:
                     return _Settled(None, errors)
                 record = reloaded
                 continue
-            return _Settled(write.record, errors)
+            return _Settled(step.write.record, errors, step.issued)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def fire_due(self) -> Flow[int]:
@@ -610,14 +640,14 @@ class Core:
                     f"saga {saga_id!r} has a deadline with a {type(message).__qualname__}, but "
                     f"{spec.cls.__qualname__} has no @on_deadline method for it; add one"
                 )
-            write = self.apply(spec, record, method, (message,), fire=deadline_id)
+            step = self.apply(spec, record, method, (message,), fire=deadline_id)
             try:
-                yield Commit((write,))
+                yield Commit((step.write,))
             except SagaConcurrencyError:
                 if attempt == ATTEMPTS:
                     raise
                 continue
-            return 1, (yield from self.deliver(write.record))
+            return 1, (yield from self.deliver(step.write.record, step.issued))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def recover(self) -> Flow[int]:
@@ -637,8 +667,11 @@ class Core:
         """Handle the events of *events* stored after checkpoint *name*; return how many.
 
         Each event's saga changes are committed with the checkpoint at its position, so
-        after a crash no event is handled twice or skipped. Pages are read until one comes
-        back empty, so events stored meanwhile (by the commands sent) are handled too.
+        after a crash no event is handled twice or skipped. Each move says where the
+        checkpoint was, so if another worker moved it meanwhile, nothing of that event is
+        kept and :class:`~busway.errors.CheckpointMovedError` ends the catch-up. Pages are
+        read until one comes back empty, so events stored meanwhile (by the commands sent)
+        are handled too.
         """
         start: int = yield Checkpoint(name)
         committed = last = start
@@ -648,12 +681,13 @@ class Core:
             if not page:
                 break
             for recorded in page:
-                if (yield from self.handle(recorded.event, (name, recorded.position))):
+                advance = Advance(name, expected=committed, position=recorded.position)
+                if (yield from self.handle(recorded.event, advance)):
                     committed = recorded.position
                 last = recorded.position
                 count += 1
         if last != committed:
-            yield Commit((), (name, last))
+            yield Commit((), Advance(name, expected=committed, position=last))
         return count
 
     def find(self, saga_class: type[S], key: str, value: object) -> Flow[list[S]]:

@@ -10,7 +10,9 @@ from typing import final
 from .._closeable import Closeable
 from .._time import aware
 from ..errors import SagaConcurrencyError
-from ._store import SagaRecord, Write
+from ..subscriptions import Advance, ParkedEvent
+from ..subscriptions._tables import MemoryCheckpoints
+from ._store import SagaRecord, Write, refused_start
 
 __all__ = ["InMemorySagaStore"]
 
@@ -28,7 +30,7 @@ class InMemorySagaStore(Closeable):
         self._lock = threading.Lock()
         self._records: dict[str, SagaRecord] = {}
         self._index: dict[tuple[str, str, str], set[str]] = {}
-        self._checkpoints: dict[str, int] = {}
+        self._checkpoints = MemoryCheckpoints()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._records)} sagas"
@@ -47,15 +49,24 @@ class InMemorySagaStore(Closeable):
             self._check_open()
             return self._records.get(saga_id)
 
-    def commit(self, writes: Sequence[Write], *, checkpoint: tuple[str, int] | None = None) -> None:
-        """Apply every write, and set *checkpoint*, atomically; raise if any is stale."""
+    def commit(self, writes: Sequence[Write], *, checkpoint: Advance | None = None) -> None:
+        """Apply every write, and move *checkpoint*, atomically; raise if any is stale."""
         with self._lock:
             self._check_open()
+            advance = None if checkpoint is None else self._checkpoints.check(checkpoint)
+            started: dict[tuple[str, str, str], str] = {}
             for write in writes:
-                current = self._records.get(write.record.saga_id)
+                record = write.record
+                current = self._records.get(record.saga_id)
                 actual = 0 if current is None else current.version
                 if actual != write.expected_version:
-                    raise SagaConcurrencyError(write.record.saga_id, write.expected_version, actual)
+                    raise SagaConcurrencyError(record.saga_id, write.expected_version, actual)
+                if write.starts is not None:
+                    entry = (record.saga_type, *write.starts)
+                    holder = min(self._index.get(entry, ()), default=started.get(entry))
+                    if holder is not None:
+                        raise refused_start(write, holder)
+                    started[entry] = record.saga_id
             for write in writes:
                 record = write.record
                 self._unindex(self._records.pop(record.saga_id, None))
@@ -65,9 +76,8 @@ class InMemorySagaStore(Closeable):
                         self._index.setdefault((record.saga_type, key, value), set()).add(
                             record.saga_id
                         )
-            if checkpoint is not None:
-                name, position = checkpoint
-                self._checkpoints[name] = position
+            if advance is not None:
+                self._checkpoints.advance(advance)
 
     def _unindex(self, record: SagaRecord | None) -> None:
         if record is None:
@@ -101,4 +111,22 @@ class InMemorySagaStore(Closeable):
         """Return the position last committed under *name*; 0 if none was."""
         with self._lock:
             self._check_open()
-            return self._checkpoints.get(name, 0)
+            return self._checkpoints.position(name)
+
+    def checkpoints(self) -> dict[str, int]:
+        """Return the position of every checkpoint committed, by name (sorted)."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.positions()
+
+    def token(self, name: str) -> int:
+        """Return the highest fencing token that moved checkpoint *name*; 0 if none did."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.token(name)
+
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """Return the events parked on checkpoint *name*, by position."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.parked(name)

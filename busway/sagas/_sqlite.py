@@ -1,11 +1,11 @@
 """A saga store in an SQLite database, with the standard library's sqlite3.
 
-Four tables share the name given: the sagas themselves (state and outbox), their
-associations (the index that routes events), their deadlines (indexed by due time) and the
-checkpoints of event-store subscriptions. A commit runs in ``BEGIN IMMEDIATE``, which takes
-the write lock before any version is read, so the version check and the write are one step
-for every thread and process; a checkpoint is written in the same transaction as the sagas
-its event changed.
+Five tables share the name given: the sagas themselves (state and outbox), their
+associations (the index that routes events), their deadlines (indexed by due time), the
+checkpoints of event-store subscriptions (position and fencing token) and the events those
+parked. A commit runs in ``BEGIN IMMEDIATE``, which takes the write lock before any version
+or checkpoint is read, so the checks and the writes are one step for every thread and
+process; a checkpoint moves in the same transaction as the sagas its event changed.
 """
 
 from __future__ import annotations
@@ -13,23 +13,24 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Final, final
 
-from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table, stored_position
-from .._time import aware
+from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
+from .._time import aware, from_micros, micros
 from ..errors import SagaConcurrencyError, SagaRecordError, StoreClosedError
-from ._store import Deadline, SagaRecord, StoredMessage, Write
+from ..subscriptions import Advance, ParkedEvent
+from ..subscriptions._tables import (
+    CHECKPOINT_COLUMNS,
+    PARKED_COLUMNS,
+    SQLiteCheckpoints,
+    checkpoint_tables,
+)
+from ._store import Deadline, SagaRecord, StoredMessage, Write, refused_start
 
 __all__ = ["SQLiteSagaStore"]
 
 SCHEMA_VERSION: Final = 1
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
 
 
 @final
@@ -68,11 +69,11 @@ class _Rows:
         return bool(value)
 
     def moment(self, value: object, field: str) -> datetime:
-        micros = self.integer(value, field)
+        stored = self.integer(value, field)
         try:
-            return _EPOCH + micros * _MICROSECOND
+            return from_micros(stored)
         except OverflowError:
-            raise self.damaged(field, f"is {micros}, which is no time busway wrote") from None
+            raise self.damaged(field, f"is {stored}, which is no time busway wrote") from None
 
     def outbox(self, value: object) -> tuple[StoredMessage, ...]:
         field = ".outbox"
@@ -100,9 +101,10 @@ class _Rows:
 
 
 def _layout(t: str) -> Layout:
+    checkpoints, parked = f"{t}_checkpoints", f"{t}_parked"
     return Layout(
         kind="a saga store",
-        tables=(t, f"{t}_associations", f"{t}_deadlines", f"{t}_checkpoints"),
+        tables=(t, f"{t}_associations", f"{t}_deadlines", checkpoints, parked),
         create=(
             f"""CREATE TABLE {t} (
                 saga_id TEXT PRIMARY KEY,
@@ -134,11 +136,9 @@ def _layout(t: str) -> Layout:
                 PRIMARY KEY (saga_id, seq)
             )""",
             f"CREATE INDEX {t}_deadlines_due_ix ON {t}_deadlines (due)",
-            f"""CREATE TABLE {t}_checkpoints (
-                name TEXT PRIMARY KEY,
-                position INTEGER NOT NULL
-            )""",
+            *checkpoint_tables(checkpoints, parked),
         ),
+        beside=((checkpoints, CHECKPOINT_COLUMNS), (parked, PARKED_COLUMNS)),
         component="sagastore",
         version=SCHEMA_VERSION,
     )
@@ -170,6 +170,13 @@ class SQLiteSagaStore(SQLiteStore):
         self.table = check_table(table, longest=40)
         super().__init__(Database(path, _layout(table), timeout=timeout, synchronous=synchronous))
         t = self.table
+        self._checkpoints = SQLiteCheckpoints(
+            self._db, f"{t}_checkpoints", f"{t}_parked", advice="restore the table from a backup"
+        )
+        self._sql_holder = (
+            f"SELECT min(saga_id) FROM {t}_associations WHERE saga_type = ? AND key = ? "
+            "AND value = ?"
+        )
         self._sql_saga = (
             f"SELECT saga_id, saga_type, version, schema_version, state, outbox, pending, "
             f"ended FROM {t} WHERE saga_id = ?"
@@ -288,47 +295,66 @@ class SQLiteSagaStore(SQLiteStore):
 
     def due(self, now: datetime) -> list[SagaRecord]:
         """Return every saga with a deadline due at or before *now*, earliest deadline first."""
-        return self._records(self._sql_due, (_micros(aware(now, "now")),), "_deadlines")
+        return self._records(self._sql_due, (micros(aware(now, "now")),), "_deadlines")
 
     def checkpoint(self, name: str) -> int:
         """Return the position last committed under *name*; 0 if none was."""
-        table = f"{self.table}_checkpoints"
         with self._lock:
             self._check_open()
-            row = self._conn.execute(
-                f"SELECT position FROM {table} WHERE name = ?", (name,)
-            ).fetchone()
-        if row is None:
-            return 0
-        return stored_position(
-            self._db,
-            row[0],
-            table=table,
-            name=name,
-            advice="restore the table from a backup",
-        )
+            return self._checkpoints.position(name)
+
+    def checkpoints(self) -> dict[str, int]:
+        """Return the position of every checkpoint committed, by name (sorted)."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.positions()
+
+    def token(self, name: str) -> int:
+        """Return the highest fencing token that moved checkpoint *name*; 0 if none did."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.token(name)
+
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """Return the events parked on checkpoint *name*, by position."""
+        with self._lock:
+            self._check_open()
+            return self._checkpoints.parked(name)
 
     # -- writing -------------------------------------------------------------------------
 
-    def commit(self, writes: Sequence[Write], *, checkpoint: tuple[str, int] | None = None) -> None:
-        """Apply every write, and set *checkpoint*, in one transaction; raise if any is stale."""
-        t = self.table
+    def commit(self, writes: Sequence[Write], *, checkpoint: Advance | None = None) -> None:
+        """Apply every write, and move *checkpoint*, in one transaction; raise if any is stale.
+
+        Every check reads the database as it was before the commit, as the store in memory
+        does: a commit's writes do not see each other.
+        """
         with self._lock:
             self._check_open()
             with self._db.transaction():
+                advance = None if checkpoint is None else self._checkpoints.check(checkpoint)
+                started: dict[tuple[str, str, str], str] = {}
                 for write in writes:
-                    record = write.record
-                    row = self._conn.execute(self._sql_version, (record.saga_id,)).fetchone()
-                    actual = 0 if row is None else row[0]
-                    if actual != write.expected_version:
-                        raise SagaConcurrencyError(record.saga_id, write.expected_version, actual)
-                    self._write(record)
-                if checkpoint is not None:
-                    self._conn.execute(
-                        f"INSERT INTO {t}_checkpoints (name, position) VALUES (?, ?) "
-                        "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                        checkpoint,
-                    )
+                    self._check(write, started)
+                for write in writes:
+                    self._write(write.record)
+                if advance is not None:
+                    self._checkpoints.advance(advance)
+
+    def _check(self, write: Write, started: dict[tuple[str, str, str], str]) -> None:
+        """Raise if *write* is stale, or starts on an association a saga holds already."""
+        record = write.record
+        row = self._conn.execute(self._sql_version, (record.saga_id,)).fetchone()
+        actual = 0 if row is None else row[0]
+        if actual != write.expected_version:
+            raise SagaConcurrencyError(record.saga_id, write.expected_version, actual)
+        if write.starts is not None:
+            entry = (record.saga_type, *write.starts)
+            (holder,) = self._conn.execute(self._sql_holder, entry).fetchone()
+            holder = holder or started.get(entry)
+            if holder is not None:
+                raise refused_start(write, holder)
+            started[entry] = record.saga_id
 
     def _write(self, record: SagaRecord) -> None:
         t, saga_id = self.table, record.saga_id
@@ -367,7 +393,7 @@ class SQLiteSagaStore(SQLiteStore):
                     d.id,
                     saga_id,
                     seq,
-                    _micros(d.due),
+                    micros(d.due),
                     d.message.type,
                     d.message.schema_version,
                     d.message.data,

@@ -13,6 +13,9 @@ from typing import Protocol, Self, final, runtime_checkable
 
 import attrs
 
+from ..errors import InvalidArgumentError, SagaConcurrencyError
+from ..subscriptions import Advance, ParkedEvent
+
 __all__ = ["Deadline", "SagaRecord", "SagaStore", "StoredMessage", "Write"]
 
 
@@ -71,10 +74,37 @@ class SagaRecord:
 @final
 @attrs.frozen
 class Write:
-    """Store *record* if its saga is still at *expected_version* (0: it does not exist yet)."""
+    """Store *record* if its saga is still at *expected_version* (0: it does not exist yet).
+
+    *starts* is the ``(key, value)`` association a new saga starts on: the store refuses
+    the write if a live saga of the same type holds it already, so that two workers given
+    the same starting event cannot start two sagas for it.
+    """
 
     record: SagaRecord
     expected_version: int
+    starts: tuple[str, str] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        starts = self.starts
+        if starts is None:
+            return
+        if (
+            self.expected_version != 0
+            or not isinstance(starts, tuple)
+            or len(starts) != 2
+            or not all(isinstance(part, str) for part in starts)
+        ):
+            raise InvalidArgumentError(
+                "Write.starts",
+                starts,
+                "None, or a (key, value) pair of str for a new saga (expected_version 0)",
+            )
+
+
+def refused_start(write: Write, holder: str) -> SagaConcurrencyError:
+    """Return the error for *write*, which starts on an association saga *holder* holds."""
+    return SagaConcurrencyError(write.record.saga_id, 0, 0, started=write.starts, holder=holder)
 
 
 @runtime_checkable
@@ -93,11 +123,17 @@ class SagaStore(Protocol):
         """Return the saga stored under *saga_id*, or None."""
         ...
 
-    def commit(self, writes: Sequence[Write], *, checkpoint: tuple[str, int] | None = None) -> None:
-        """Apply every write, and set the named *checkpoint*, atomically.
+    def commit(self, writes: Sequence[Write], *, checkpoint: Advance | None = None) -> None:
+        """Apply every write, and move the *checkpoint*, atomically.
 
-        If any saga is not at its write's expected version, raise SagaConcurrencyError and
-        write nothing. A record that is :attr:`~SagaRecord.finished` is deleted.
+        Write nothing and raise :class:`~busway.errors.LeaseLostError` if a writer with a
+        later fencing token than the checkpoint's moved it, or
+        :class:`~busway.errors.CheckpointMovedError` if it is not at ``checkpoint.expected``;
+        raise SagaConcurrencyError if any saga is not at its write's expected version, or
+        a live saga of its type holds the association a write :attr:`~Write.starts` on.
+        Otherwise the checkpoint moves to its position with its token, and its event to
+        park and to unpark are parked and unparked. A record that is
+        :attr:`~SagaRecord.finished` is deleted.
         """
         ...
 
@@ -111,6 +147,18 @@ class SagaStore(Protocol):
 
     def checkpoint(self, name: str) -> int:
         """Return the position last committed under *name*; 0 if none was."""
+        ...
+
+    def checkpoints(self) -> dict[str, int]:
+        """Return the position of every checkpoint committed, by name (sorted)."""
+        ...
+
+    def token(self, name: str) -> int:
+        """Return the highest fencing token that moved checkpoint *name*; 0 if none did."""
+        ...
+
+    def parked(self, name: str) -> list[ParkedEvent]:
+        """Return the events parked on checkpoint *name*, by position."""
         ...
 
     def close(self) -> None:

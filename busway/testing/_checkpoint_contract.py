@@ -4,21 +4,27 @@ Subclass :class:`CheckpointStoreContract` as ``Test<YourStore>`` and give it a `
 fixture that yields an empty store. A store that cannot undo a transaction (one in memory)
 sets ``transactions_undo = False``; a store that many workers open over the same
 checkpoints overrides :meth:`CheckpointStoreContract.open_another`, so that the tests of
-exclusion run across two of them.
+exclusion, fencing and parking run across two of them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import ClassVar
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
 
+import attrs
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from busway.errors import InvalidArgumentError, StoreClosedError
+from busway.errors import InvalidArgumentError, LeaseLostError, StoreClosedError
 from busway.projections import CheckpointStore, CheckpointTransaction
+from busway.subscriptions import ParkedEvent
+
+from ._parked import parked_event, parked_events
 
 __all__ = ["CheckpointStoreContract"]
 
@@ -27,11 +33,16 @@ class _Undo(Exception):
     """Raised in a block to see what leaving it by an exception undoes."""
 
 
-def _save_in_transaction(
-    store: CheckpointStore, name: str, position: object, *, then: type[Exception] | None = None
+def _in_transaction(
+    store: CheckpointStore,
+    name: str,
+    step: Callable[[CheckpointTransaction], object],
+    *,
+    then: type[Exception] | None = None,
 ) -> None:
+    """Run *step* in a transaction on *name*, and raise *then* in it, if given, after *step*."""
     with store.transaction(name) as checkpoint:
-        checkpoint.save(position)  # type: ignore[arg-type]  # the tests give wrong ones too
+        step(checkpoint)
         if then is not None:
             raise then
 
@@ -46,6 +57,24 @@ def _save_in_savepoint(
 
 _names = st.sampled_from(["a", "b", "orders", "ñame with spaces"])
 _positions = st.integers(0, 2**62)
+_few = st.integers(1, 5)  # positions of parked events, a few so that some repeat
+
+
+# What no store can keep: each refused with InvalidArgumentError, naming the field.
+_UNPARKABLE = {
+    "another subscription": {"subscription": "q"},
+    "position 0": {"position": 0},
+    "a position beyond SQLite": {"position": 2**63},
+    "a bool version": {"version": True},
+    "no attempts": {"attempts": 0},
+    "an empty stream id": {"stream_id": ""},
+    "a lone surrogate": {"type": "Order\ud800"},
+    "an event id as text": {"event_id": str(uuid.UUID(int=1))},
+    "a naive time": {"parked_at": datetime(2024, 5, 1, 12, 0)},
+    "a time before year 1 in UTC": {
+        "parked_at": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    },
+}
 
 
 class CheckpointStoreContract:
@@ -53,6 +82,8 @@ class CheckpointStoreContract:
 
     Provide a ``store`` fixture yielding an empty store.
     """
+
+    parked_event = staticmethod(parked_event)
 
     transactions_undo: ClassVar[bool] = True
     """Whether a transaction left by an exception undoes its saves; False in memory."""
@@ -118,7 +149,7 @@ class CheckpointStoreContract:
         with pytest.raises(InvalidArgumentError, match="position"):
             store.save("p", position)  # type: ignore[arg-type]
         with pytest.raises(InvalidArgumentError, match="position"):
-            _save_in_transaction(store, "p", position)
+            _in_transaction(store, "p", lambda c: c.save(position))  # type: ignore[arg-type]
         assert 2 == store.load("p")
 
     # -- transactions ------------------------------------------------------------------------
@@ -137,7 +168,7 @@ class CheckpointStoreContract:
         """The exception passes through; the saves are undone unless the store cannot undo."""
         store.save("p", 3)
         with pytest.raises(_Undo):
-            _save_in_transaction(store, "p", 4, then=_Undo)
+            _in_transaction(store, "p", lambda c: c.save(4), then=_Undo)
         assert (3 if self.transactions_undo else 4) == store.load("p")
 
     def test_a_failed_savepoint_undoes_only_its_own_saves(self, store: CheckpointStore) -> None:
@@ -187,6 +218,164 @@ class CheckpointStoreContract:
             if other is not store:
                 other.close()
 
+    def test_names_lists_every_checkpoint_stored(self, store: CheckpointStore) -> None:
+        """names() is every name saved under, sorted; a name only read or opened is not."""
+        assert [] == store.names()
+        for name in ("b", "ñ", "Z", "a b", "a"):
+            store.save(name, 1)
+        store.load("c")
+        with store.transaction("d"):
+            pass
+        assert ["Z", "a", "a b", "b", "ñ"] == store.names()
+
+    @pytest.mark.parametrize("name", ["", 3, None])
+    def test_a_name_that_is_not_text_is_refused(self, store: CheckpointStore, name: object) -> None:
+        """A checkpoint is named by a non-empty str; anything else raises InvalidArgumentError."""
+        with pytest.raises(InvalidArgumentError, match="name"):
+            store.token(name)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="name"):
+            store.parked(name)  # type: ignore[arg-type]
+        with pytest.raises(InvalidArgumentError, match="name"), store.transaction(name):  # type: ignore[arg-type]
+            pass  # pragma: no cover - never entered
+
+    # -- fencing -----------------------------------------------------------------------------
+
+    def test_a_fence_keeps_the_highest_token(self, store: CheckpointStore) -> None:
+        """A token is 0 until fenced; a fence as high as the stored token or higher stores it."""
+        assert 0 == store.token("p")
+        for token in (0, 3, 3, 7):
+            with store.transaction("p") as checkpoint:
+                checkpoint.fence(token)
+                checkpoint.save(token)
+            assert (token, token) == (store.token("p"), store.load("p"))
+        assert 0 == store.token("q")
+
+    def test_a_fence_refuses_a_lower_token(self, store: CheckpointStore) -> None:
+        """A worker whose lease was taken over gets LeaseLostError, here and in another store."""
+        other = self.open_another(store)
+        try:
+            with store.transaction("p") as checkpoint:
+                checkpoint.fence(5)
+                checkpoint.save(4)
+            for on in (store, other):
+                with pytest.raises(LeaseLostError) as info:
+                    _in_transaction(on, "p", lambda c: c.fence(4))
+                assert ("p", 4, 5) == (info.value.name, info.value.token, info.value.current)
+            assert (5, 4) == (other.token("p"), other.load("p"))
+        finally:
+            if other is not store:
+                other.close()
+
+    def test_a_fence_commits_with_its_transaction(self, store: CheckpointStore) -> None:
+        """A fence in a transaction left by an exception is undone, unless the store cannot undo."""
+        with store.transaction("p") as checkpoint:
+            checkpoint.fence(2)
+        with pytest.raises(_Undo):
+            _in_transaction(store, "p", lambda c: c.fence(6), then=_Undo)
+        assert (2 if self.transactions_undo else 6) == store.token("p")
+
+    @pytest.mark.parametrize("token", [-1, True, 1.0, "3", None, 2**63])
+    def test_a_token_that_is_not_a_count_is_refused(
+        self, store: CheckpointStore, token: object
+    ) -> None:
+        """Tokens are ints from 0 to 2**63 - 1; anything else raises and stores nothing."""
+        with pytest.raises(InvalidArgumentError, match="token"):
+            _in_transaction(store, "p", lambda c: c.fence(token))  # type: ignore[arg-type]
+        assert 0 == store.token("p")
+
+    # -- parking -----------------------------------------------------------------------------
+
+    def test_parked_events_come_back_whole_by_position(self, store: CheckpointStore) -> None:
+        """Every field of every event parked in one transaction comes back equal, by position."""
+        counter = iter(range(10**9))
+
+        @settings(deadline=None)
+        @given(st.lists(parked_events("p"), max_size=6))
+        def check(events: list[ParkedEvent]) -> None:
+            name = f"{next(counter)}-p"  # the store is shared by every example
+            model = {}
+            with store.transaction(name) as checkpoint:
+                for drawn in events:
+                    event = attrs.evolve(drawn, subscription=name)
+                    checkpoint.park(event)
+                    model[event.position] = event
+            assert [model[p] for p in sorted(model)] == store.parked(name)
+
+        check()
+        assert [] == store.parked("other")
+
+    def test_parking_and_unparking_keep_one_event_per_position(
+        self, store: CheckpointStore
+    ) -> None:
+        """Parking again replaces; unpark removes and says whether an event was there."""
+        counter = iter(range(10**9))
+
+        @settings(deadline=None)
+        @given(st.lists(st.one_of(parked_events("p", _few), _few), max_size=12))
+        def check(steps: list[ParkedEvent | int]) -> None:
+            name = f"{next(counter)}-p"
+            model: dict[int, ParkedEvent] = {}
+            for step in steps:
+                with store.transaction(name) as checkpoint:
+                    if isinstance(step, int):
+                        assert (step in model) == checkpoint.unpark(step)
+                        model.pop(step, None)
+                    else:
+                        event = attrs.evolve(step, subscription=name)
+                        checkpoint.park(event)
+                        model[event.position] = event
+            assert [model[p] for p in sorted(model)] == store.parked(name)
+
+        check()
+
+    def test_parked_events_are_seen_by_another_store(self, store: CheckpointStore) -> None:
+        """Another store on the same checkpoints (another worker, or a restart) sees them."""
+        with store.transaction("p") as checkpoint:
+            checkpoint.park(parked_event(position=9))
+            checkpoint.park(parked_event(position=2))
+        other = self.open_another(store)
+        try:
+            assert [parked_event(position=2), parked_event(position=9)] == other.parked("p")
+            with other.transaction("p") as checkpoint:
+                assert checkpoint.unpark(9)
+            assert [parked_event(position=2)] == store.parked("p")
+        finally:
+            if other is not store:
+                other.close()
+
+    def test_parking_commits_with_its_transaction(self, store: CheckpointStore) -> None:
+        """Parking and unparking in a transaction left by an exception are undone with it."""
+        with store.transaction("p") as checkpoint:
+            checkpoint.park(parked_event(position=1))
+
+        def replace(checkpoint: CheckpointTransaction) -> None:
+            checkpoint.unpark(1)
+            checkpoint.park(parked_event(position=2))
+
+        with pytest.raises(_Undo):
+            _in_transaction(store, "p", replace, then=_Undo)
+        positions = [1] if self.transactions_undo else [2]
+        assert positions == [event.position for event in store.parked("p")]
+
+    @pytest.mark.parametrize("changes", list(_UNPARKABLE.values()), ids=list(_UNPARKABLE))
+    def test_an_event_no_store_can_keep_is_refused(
+        self, store: CheckpointStore, changes: dict[str, Any]
+    ) -> None:
+        """Each field of a parked event is checked first: InvalidArgumentError, nothing parked."""
+        field = next(iter(changes))
+        unparkable = attrs.evolve(parked_event(), **changes)
+        with pytest.raises(InvalidArgumentError, match=f"parked.{field}"):
+            _in_transaction(store, "p", lambda c: c.park(unparkable))
+        with pytest.raises(InvalidArgumentError, match="parked"):
+            _in_transaction(store, "p", lambda c: c.park(("p", 7)))  # type: ignore[arg-type]
+        assert [] == store.parked("p")
+
+    @pytest.mark.parametrize("position", [0, -1, True, "1", None])
+    def test_unparking_checks_the_position(self, store: CheckpointStore, position: object) -> None:
+        """Parked events are at positions of 1 or more; anything else: InvalidArgumentError."""
+        with pytest.raises(InvalidArgumentError, match="position"):
+            _in_transaction(store, "p", lambda c: c.unpark(position))  # type: ignore[arg-type]
+
     # -- closing -----------------------------------------------------------------------------
 
     def test_a_closed_store_refuses_work(self, store: CheckpointStore) -> None:
@@ -197,5 +386,11 @@ class CheckpointStoreContract:
             store.load("p")
         with pytest.raises(StoreClosedError):
             store.save("p", 1)
+        with pytest.raises(StoreClosedError):
+            store.parked("p")
+        with pytest.raises(StoreClosedError):
+            store.names()
+        with pytest.raises(StoreClosedError):
+            store.token("p")
         with pytest.raises(StoreClosedError), store.transaction("p"):
             pass  # pragma: no cover - never entered

@@ -11,7 +11,7 @@ from busway.errors import SagaConcurrencyError
 from busway.eventstore import EventTypes
 from busway.sagas._core import Commit, Core, Find, Load, Send
 
-from .model import Booking, ChargePayment, OrderPlaced, ReserveStock
+from .model import Booking, ChargePayment, OrderPlaced, ReserveStock, StockReserved
 
 
 def core() -> Core:
@@ -30,8 +30,9 @@ def test_handling_yields_find_commit_then_send() -> None:
     commit = flow.send([])
     assert isinstance(commit, Commit)
     [write] = commit.writes
-    assert (0, 1, ["ReserveStock"]) == (
+    assert (0, ("order_id", "o-1"), 1, ["ReserveStock"]) == (
         write.expected_version,
+        write.starts,
         write.record.version,
         [m.type for m in write.record.outbox],
     )
@@ -86,3 +87,25 @@ def test_a_failed_command_is_compensated_in_the_settling_commit() -> None:
     assert isinstance(settle, Commit)
     new = settle.writes[0].record
     assert (True, ["ReleaseStock", "RejectOrder"]) == (new.ended, [m.type for m in new.outbox])
+
+
+def test_a_step_sends_only_the_commands_it_issued() -> None:
+    """A command already in the outbox is left to the worker sending it, or to recover()."""
+    c = core()
+    placing = c.handle(OrderPlaced("o-1"))
+    next(placing)
+    placed = placing.send([]).writes[0].record  # type: ignore[union-attr]
+    flow = c.handle(StockReserved("o-1"))
+    assert Find("Booking", "order_id", "o-1") == next(flow)
+    commit = flow.send([placed])
+    assert isinstance(commit, Commit)
+    assert (None, ["ReserveStock", "ChargePayment"]) == (
+        commit.writes[0].starts,
+        [m.type for m in commit.writes[0].record.outbox],
+    )
+    assert Send(ChargePayment("pay-o-1", 10)) == flow.send(None)
+    settle = flow.send(None)
+    assert isinstance(settle, Commit)
+    assert ["ReserveStock"] == [m.type for m in settle.writes[0].record.outbox]
+    with pytest.raises(StopIteration):
+        flow.send(None)

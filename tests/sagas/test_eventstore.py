@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from busway.clock import FakeClock
+from busway.errors import CheckpointMovedError
 from busway.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
 from busway.sagas import InMemorySagaStore, SagaManager, SQLiteSagaStore
 
 from .model import (
     Booking,
+    ChargePayment,
     OrderCancelled,
     OrderPlaced,
     PaymentCharged,
@@ -79,6 +81,40 @@ def test_events_stored_by_the_sagas_commands_are_caught_up_at_once() -> None:
     events.append("o-1", [OrderPlaced("o-1")])
     assert 2 == manager.catch_up(events)
     assert ["charging"] == [b.step for b in manager.find(Booking, "order_id", "o-1")]
+
+
+def test_a_worker_overtaken_on_its_subscription_keeps_nothing_twice(tmp_path: Path) -> None:
+    """A catch-up whose checkpoint another worker moved stops; each event and command once."""
+    events = InMemoryEventStore(types=EventTypes(*TYPES))
+    for stream, event in history()[:4]:
+        events.append(stream, [event])
+    services = Services()
+    overtaken: list[int] = []
+    with (
+        SQLiteSagaStore(tmp_path / "sagas.db") as one,
+        SQLiteSagaStore(tmp_path / "sagas.db") as two,
+    ):
+        first = SagaManager(Booking, store=one, commands=services.commands)
+        second = SagaManager(Booking, store=two, commands=services.commands)
+
+        def overtake(command: object) -> None:
+            # While the first worker sends the command of the first event, the second
+            # catches up with the rest, and sends only the commands its own steps issued.
+            if not overtaken:
+                overtaken.append(0)
+                overtaken.append(second.catch_up(events))
+
+        services.before = overtake
+        with pytest.raises(CheckpointMovedError) as info:
+            first.catch_up(events)
+        assert ("sagas", 1, 4) == (info.value.name, info.value.expected, info.value.actual)
+        assert (0, 3, 4) == (first.catch_up(events), overtaken[1], one.checkpoint("sagas"))
+    assert [
+        ReserveStock("o-2"),
+        ChargePayment("pay-o-1", 10),
+        ReserveStock("o-3"),
+        ReserveStock("o-1"),
+    ] == services.executed
 
 
 def reference_run() -> tuple[list[object], dict[str, list[str]]]:

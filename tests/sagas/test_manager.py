@@ -31,6 +31,7 @@ from busway.sagas import (
     handles,
     starts,
 )
+from busway.subscriptions import Advance
 
 from .model import (
     Booking,
@@ -409,7 +410,7 @@ class _Flaky:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    def commit(self, writes: Sequence[Write], *, checkpoint: tuple[str, int] | None = None) -> None:
+    def commit(self, writes: Sequence[Write], *, checkpoint: Advance | None = None) -> None:
         if self.conflicts and self.conflicts.pop(0):
             raise SagaConcurrencyError(writes[0].record.saga_id, 1, 2)
         self.store.commit(writes, checkpoint=checkpoint)
