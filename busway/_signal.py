@@ -65,15 +65,13 @@ class Signal:
 
         Return True if it moved on (or a notification came), False on the timeout.
         """
-        if self._count != seen:
-            return True
         woken = threading.Event()
         wake = woken.set
         with self._lock:
             self._waiters.add(wake)
         try:
-            # Looked at again now that a notification would reach us: one that came between
-            # the first look and here moved the count, and must not be slept through.
+            # Looked at only now that a notification would reach us: one that came before
+            # moved the count, and one that comes after sets the event.
             if self._count != seen:
                 return True
             return woken.wait(max(0.0, timeout)) or self._count != seen
@@ -83,8 +81,6 @@ class Signal:
 
     async def wait_async(self, seen: int, timeout: float) -> bool:
         """Wait as :meth:`wait` does, without blocking the event loop or holding a thread."""
-        if self._count != seen:
-            return True
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[bool] = loop.create_future()
 

@@ -234,12 +234,12 @@ class AsyncEventStoreContract(EventStoreContract):
             writer = asyncio.create_task(write())
             async with events.subscribe(types=[Note], poll_interval=poll) as live:
                 assert live.__aiter__() is live
-                async for recorded in live:
+                for _ in range(4):
+                    recorded = await anext(live)
                     assert isinstance(recorded.event, Note)
                     got.append((recorded.event.text, time.monotonic()))
-                    if len(got) == 4:
-                        break
                 assert await events.head_position() == live.position
+            assert [] == [recorded async for recorded in live]  # closed: it ends
             await writer
             for (_, came), at in zip(got[2:], sent, strict=True):
                 assert came - at < self.wake_up_within

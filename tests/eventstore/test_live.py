@@ -32,6 +32,7 @@ from busway.eventstore import (
     RecordedEvent,
     SQLiteEventStore,
 )
+from busway.testing import EventStoreContract
 
 from .events import OrderCancelled, Tick, types
 
@@ -378,3 +379,14 @@ def test_types_not_in_the_registry() -> None:
     store.append("o-1", [OrderCancelled("o-1")])
     with store.subscribe(types=["OrderCancelled", "Gone"]) as live:
         assert OrderCancelled("o-1") == next(live).event
+
+
+class TestAStoreWithoutASignal(EventStoreContract):
+    """A third-party store that tells nobody keeps the contract too: its streams poll."""
+
+    state_machine_examples = 5
+
+    @pytest.fixture
+    def store(self) -> Iterator[EventStore]:
+        with Plain(InMemoryEventStore(types=self.event_types())) as store:
+            yield store
