@@ -3,6 +3,7 @@
 An :class:`EventStore` appends events to streams (one per aggregate, say) under optimistic
 concurrency, and reads them back by stream or in one global order. ``InMemoryEventStore``
 serves tests, ``SQLiteEventStore`` keeps data across restarts, and both have async twins.
+``subscribe()`` follows a store live: its history, then each new event as it commits.
 Events become JSON through :class:`EventTypes`, which maps stable names to classes.
 """
 
@@ -20,6 +21,7 @@ from ..errors import (
 )
 from ._async import AsyncEventStoreAdapter, AsyncInMemoryEventStore, AsyncSQLiteEventStore
 from ._converter import make_default_converter
+from ._live import AsyncLiveEvents, LiveEvents
 from ._memory import InMemoryEventStore
 from ._protocol import AsyncEventStore, EventStore
 from ._serialization import CattrsSerializer, EventTypes, Serializer, Upcaster
@@ -34,6 +36,7 @@ __all__ = [
     "AsyncEventStore",
     "AsyncEventStoreAdapter",
     "AsyncInMemoryEventStore",
+    "AsyncLiveEvents",
     "AsyncSQLiteEventStore",
     "CattrsSerializer",
     "ConcurrencyError",
@@ -44,6 +47,7 @@ __all__ = [
     "ExpectedVersion",
     "InMemoryEventStore",
     "InvalidArgumentError",
+    "LiveEvents",
     "NewEvent",
     "RecordedEvent",
     "SQLiteEventStore",

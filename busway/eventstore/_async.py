@@ -3,6 +3,11 @@
 A store that does I/O runs every call on its own worker thread, in the caller's context
 (so correlation ids reach the metadata), one call at a time; the event loop never waits on
 SQLite. The in-memory store has nothing to wait for and runs inline.
+
+Each store's :attr:`appended` signal is its sync store's (the same file's, for SQLite), so
+live streams of sync and async stores wake one another; where the sync store cannot tell
+(a third-party store, or SQLite in memory or on a given connection), the async store
+notifies a signal of its own after each of its appends that stored events.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ import contextvars
 import functools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sized
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self, TypeVar, final
 
+from .._signal import Notifying, Signal, signal_for
 from ..errors import StoreClosedError
 from ._core import check_count, check_limit, check_position, check_stream_id, wanted_types
+from ._live import AsyncLiveEvents
 from ._memory import InMemoryEventStore
 from ._protocol import EventStore
 from ._serialization import EventTypes
@@ -36,6 +43,10 @@ def _read_all_page(
     return list(store.read_all(from_position=position, limit=limit, types=types))
 
 
+def _not_empty(batch: Iterable[object]) -> bool:
+    return len(batch) > 0 if isinstance(batch, Sized) else True
+
+
 def _streams_page(store: EventStore, *, after: str | None, limit: int) -> list[tuple[str, int]]:
     return list(store.streams(after=after, limit=limit))
 
@@ -43,10 +54,17 @@ def _streams_page(store: EventStore, *, after: str | None, limit: int) -> list[t
 class _AsyncStore:
     """Everything an async store does, given a way to run a call on the sync store."""
 
+    types: EventTypes
     _page_size: int = 1000
+    _appended: Signal
 
     async def _run(self, call: Callable[[EventStore], T]) -> T:
         raise NotImplementedError
+
+    @property
+    def appended(self) -> Signal:
+        """The signal notified after each commit of new events (its sync store's, if it has one)."""
+        return self._appended
 
     async def append(
         self,
@@ -64,10 +82,18 @@ class _AsyncStore:
         # A generator is drained here, not on the worker thread, where it would run late.
         batch = list(events) if isinstance(events, Iterator) else events
         return await self._run(
-            lambda store: store.append(
-                stream_id, batch, expected_version=expected_version, metadata=metadata
-            )
+            lambda store: self._append(store, stream_id, batch, expected_version, metadata)
         )
+
+    def _append(
+        self,
+        store: EventStore,
+        stream_id: str,
+        batch: Iterable[object],
+        expected_version: ExpectedVersion,
+        metadata: Mapping[str, Any] | None,
+    ) -> int:
+        return store.append(stream_id, batch, expected_version=expected_version, metadata=metadata)
 
     async def read_stream(
         self,
@@ -142,6 +168,22 @@ class _AsyncStore:
             if count is not None:
                 count -= len(page)
 
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> AsyncLiveEvents:
+        """Follow the store: every event from *from_position* on, then each new one as it commits.
+
+        Appends in this process wake the stream at once, without a thread per stream; other
+        processes' appends are found within *poll_interval* seconds.
+        """
+        return AsyncLiveEvents(
+            self, from_position=from_position, types=types, poll_interval=poll_interval
+        )
+
     async def aclose(self) -> None:
         """Close the store; closing twice is harmless."""
         raise NotImplementedError
@@ -161,18 +203,44 @@ class _AsyncStore:
 class _Threaded(_AsyncStore):
     """Runs each call of a sync store on one worker thread of its own, in order."""
 
-    def __init__(self, opener: Callable[[], EventStore], page_size: int) -> None:
+    def __init__(self, opener: Callable[[], EventStore], page_size: int, appended: Signal) -> None:
         self._opener = opener
         self._store: EventStore | None = None
         self._page_size = check_count("page_size", page_size, 1)
+        self._appended = appended
+        self._told: Signal | None = None  # the sync store's signal, if it has one
+        self._forward = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="busway-eventstore")
         self._closed = False
 
     def _opened(self) -> EventStore:
         # Only ever called on the worker thread, so there is no race to open twice.
         if self._store is None:
-            self._store = self._opener()
+            store = self._opener()
+            told = store.appended if isinstance(store, Notifying) else None
+            self._forward = told is not self._appended
+            self._told = told
+            self._store = store
         return self._store
+
+    def _append(
+        self,
+        store: EventStore,
+        stream_id: str,
+        batch: Iterable[object],
+        expected_version: ExpectedVersion,
+        metadata: Mapping[str, Any] | None,
+    ) -> int:
+        if not self._forward:  # the store notifies our signal itself
+            return super()._append(store, stream_id, batch, expected_version, metadata)
+        # Only this worker appends to the store, so its count moves for our appends alone;
+        # a store without a signal is taken to have stored any batch that is not empty.
+        told = self._told
+        seen = 0 if told is None else told.count
+        version = super()._append(store, stream_id, batch, expected_version, metadata)
+        if told.count != seen if told is not None else _not_empty(batch):
+            self._appended.notify()
+        return version
 
     async def _run(self, call: Callable[[EventStore], T]) -> T:
         if self._closed:
@@ -192,6 +260,7 @@ class _Threaded(_AsyncStore):
                 await loop.run_in_executor(self._worker, self._store.close)
         finally:
             self._worker.shutdown(wait=False)
+            self._appended.notify()  # live streams waiting on the store wake, to find it closed
 
 
 @final
@@ -205,7 +274,9 @@ class AsyncEventStoreAdapter(_Threaded):
     """The wrapped store's types."""
 
     def __init__(self, store: EventStore, *, page_size: int = 1000) -> None:
-        super().__init__(lambda: store, page_size)
+        super().__init__(
+            lambda: store, page_size, store.appended if isinstance(store, Notifying) else Signal()
+        )
         self.types = store.types
         self._wrapped = store
 
@@ -249,7 +320,7 @@ class AsyncSQLiteEventStore(_Threaded):
                 page_size=page_size,
             )
 
-        super().__init__(open_store, page_size)
+        super().__init__(open_store, page_size, signal_for(self.path))
 
     def __repr__(self) -> str:
         return f"<AsyncSQLiteEventStore {self._where!r}{' closed' if self._closed else ''}>"
@@ -263,6 +334,7 @@ class AsyncInMemoryEventStore(_AsyncStore):
         self.types = types
         self._page_size = check_count("page_size", page_size, 1)
         self._store = InMemoryEventStore(types=types, page_size=page_size)
+        self._appended = self._store.appended
 
     def __repr__(self) -> str:
         return f"<AsyncInMemoryEventStore of {self._store!r}>"

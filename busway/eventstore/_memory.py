@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, final
 
 from .._closeable import Closeable
+from .._signal import Signal
 from ._core import (
     Row,
     check_count,
@@ -24,6 +25,7 @@ from ._core import (
     type_names,
     wanted,
 )
+from ._live import LiveEvents
 from ._serialization import EventTypes
 from ._types import ANY, ExpectedVersion, RecordedEvent
 
@@ -48,6 +50,7 @@ class InMemoryEventStore(Closeable):
         self._rows: list[Row] = []  # position order; position p is at index p - 1
         self._streams: dict[str, list[Row]] = {}
         self._ids: dict[bytes, tuple[str, int]] = {}
+        self._appended = Signal()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._rows)} events"
@@ -87,7 +90,28 @@ class InMemoryEventStore(Closeable):
             self._streams.setdefault(stream, []).extend(rows)
             for eid, row in zip(ids, rows, strict=True):
                 self._ids[eid] = (stream, row[2])
-            return current + len(rows)
+        self._appended.notify()  # out of the lock, where readers can see the events
+        return current + len(rows)
+
+    @property
+    def appended(self) -> Signal:
+        """The signal notified after each append that stored events."""
+        return self._appended
+
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> LiveEvents:
+        """Follow the store: every event from *from_position* on, then each new one as it comes.
+
+        Appends wake the stream at once; *poll_interval* only bounds each wait.
+        """
+        return LiveEvents(
+            self, from_position=from_position, types=types, poll_interval=poll_interval
+        )
 
     def read_stream(
         self,
@@ -171,3 +195,4 @@ class InMemoryEventStore(Closeable):
 
     def _release(self) -> None:
         self._rows, self._streams, self._ids = [], {}, {}  # nothing can read them any more
+        self._appended.notify()  # live streams waiting on the store wake, to find it closed

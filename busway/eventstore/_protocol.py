@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, Protocol, Self, runtime_checkable
 
+from ._live import AsyncLiveEvents, LiveEvents
 from ._serialization import EventTypes
 from ._types import ANY, ExpectedVersion, RecordedEvent
 
@@ -83,6 +84,21 @@ class EventStore(Protocol):
         """Iterate over ``(stream_id, version)`` of every stream, ordered by id, after *after*."""
         ...
 
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> LiveEvents:
+        """Follow the store: every event from *from_position* on, then each new one.
+
+        The stream yields events in position order, each once, waiting while there is
+        nothing new: woken at once if the store has an ``appended`` signal, else reading
+        again every *poll_interval* seconds. A backend returns ``LiveEvents(self, ...)``.
+        """
+        ...
+
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless."""
         ...
@@ -145,6 +161,16 @@ class AsyncEventStore(Protocol):
         self, *, after: str | None = None, limit: int | None = None
     ) -> AsyncIterator[tuple[str, int]]:
         """Iterate asynchronously over ``(stream_id, version)`` of every stream, by id."""
+        ...
+
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> AsyncLiveEvents:
+        """Follow the store asynchronously; a backend returns ``AsyncLiveEvents(self, ...)``."""
         ...
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, final
 
+from .._signal import Signal, signal_for
 from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
 from ._core import (
     ROW_COLUMNS,
@@ -34,6 +35,7 @@ from ._core import (
     type_names,
     wanted,
 )
+from ._live import LiveEvents
 from ._serialization import EventTypes
 from ._types import ANY, ExpectedVersion, RecordedEvent
 
@@ -90,7 +92,9 @@ class SQLiteEventStore(SQLiteStore):
     transaction joins it (as a savepoint) and lasts only if the transaction commits.
 
     The store is safe to share between threads (they take turns on its connection) and the
-    same file may be written by many processes at once.
+    same file may be written by many processes at once. Every store on one file in a
+    process shares one :attr:`appended` signal, so its live streams wake at once for appends
+    through any of them; appends from other processes are found by polling.
     """
 
     types: EventTypes
@@ -112,6 +116,10 @@ class SQLiteEventStore(SQLiteStore):
         super().__init__(
             Database(path_or_connection, _layout(table), timeout=timeout, synchronous=synchronous)
         )
+        self._appended = signal_for(self.path)
+        # On a connection it is given, an append may join the caller's transaction, which
+        # commits later or never: then nobody is told, and live streams find it by polling.
+        self._notify = self._appended.notify if self._db.owned else self._notify_if_committed
         t = self.table
         self._sql_version = (
             f"SELECT version FROM {t} WHERE stream_id = ? ORDER BY version DESC LIMIT 1"
@@ -174,13 +182,27 @@ class SQLiteEventStore(SQLiteStore):
                         if "event_id" not in str(exc):
                             raise
                         raise _IdTaken from exc
-                    return current + len(pending)
         except _IdTaken:
             # The partial batch is rolled back; stored ids are never removed, so they are there.
             with self._lock:
                 self._check_open()
                 found = self._find(ids)
             return resolve_existing(stream, expected, ids, found)
+        self._notify()  # committed: readers may now see the events
+        return current + len(pending)
+
+    def _notify_if_committed(self) -> None:
+        if not self._conn.in_transaction:
+            self._appended.notify()
+
+    @property
+    def appended(self) -> Signal:
+        """The signal notified after each commit of new events (shared by the file's stores)."""
+        return self._appended
+
+    def _release(self) -> None:
+        super()._release()
+        self._appended.notify()  # live streams waiting on the store wake, to find it closed
 
     def _insert(self, stream: str, current: int, pending: Sequence[Pending]) -> None:
         at = now()
@@ -278,6 +300,22 @@ class SQLiteEventStore(SQLiteStore):
             if count is not None:
                 count -= len(kept)
             yield from decode_page(self.types, kept)
+
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> LiveEvents:
+        """Follow the store: every event from *from_position* on, then each new one as it commits.
+
+        Appends in this process wake the stream at once; other processes' appends are found
+        within *poll_interval* seconds.
+        """
+        return LiveEvents(
+            self, from_position=from_position, types=types, poll_interval=poll_interval
+        )
 
     def _fetch(self, sql: str, params: Sequence[object]) -> list[Any]:
         with self._lock:

@@ -4,7 +4,8 @@ Subclass :class:`EventStoreContract` as ``Test<YourStore>``, give it a ``store``
 that yields an empty store built with ``types=self.event_types()``, and, if your store keeps
 data across restarts, override :meth:`EventStoreContract.reopen`. pytest then runs every
 test below against your backend, including a hypothesis state machine that compares it with
-a plain model through random appends, retries, reads and reopenings.
+a plain model through random appends, retries, reads and reopenings, and live streams
+followed from other threads.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import attrs
@@ -29,6 +33,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from busway._signal import Notifying
 from busway.eventstore import (
     ANY,
     NO_STREAM,
@@ -39,11 +44,15 @@ from busway.eventstore import (
     EventTypes,
     ExpectedVersion,
     InvalidArgumentError,
+    LiveEvents,
     NewEvent,
     RecordedEvent,
     SerializationError,
+    StoreClosedError,
     UnknownEventTypeError,
 )
+
+from .strategies import event_streams, messages
 
 __all__ = ["EventStoreContract"]
 
@@ -138,27 +147,44 @@ _fixed_offsets = st.integers(-1439, 1439).map(lambda m: dt.timezone(dt.timedelta
 
 
 def _payloads() -> st.SearchStrategy[Everything]:
-    points = st.builds(Point, st.integers(), st.integers())
-    labels = st.builds(Label, st.integers(), st.integers())
-    return st.builds(
-        Everything,
-        text=st.text(),
-        number=st.integers(),
-        ratio=st.floats(allow_nan=False, allow_infinity=False),
-        amount=st.decimals(allow_nan=False, allow_infinity=False),
-        # JSON keeps a datetime's UTC offset, not its zone (docs/eventstore.md says so).
-        when=st.datetimes(timezones=st.just(dt.UTC) | _fixed_offsets),
-        day=st.dates(),
-        uid=st.uuids(),
-        colour=st.sampled_from(Colour),
-        tags=st.lists(st.text(max_size=5), max_size=4).map(tuple),
-        flags=st.frozensets(st.integers(), max_size=4),
-        maybe=st.none() | st.integers(),
-        point=points,
-        either=st.none() | points | labels,
-        points=st.lists(points, max_size=3),
-        lookup=st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
-    )
+    # JSON keeps a datetime's UTC offset, not its zone (docs/eventstore.md says so).
+    return messages(Everything, when=st.datetimes(timezones=st.just(dt.UTC) | _fixed_offsets))
+
+
+def _wait_for_the_signal(store: EventStore) -> float:
+    """Return a poll interval for a test: long for a store that notifies, else short."""
+    return 30.0 if isinstance(store, Notifying) else 0.05
+
+
+class _Follower:
+    """Takes *count* events from a live stream on a thread of its own, noting when each came."""
+
+    def __init__(self, live: LiveEvents, count: int) -> None:
+        self.live = live
+        self.count = count
+        self.received: list[RecordedEvent] = []
+        self.times: list[float] = []
+        self.error: BaseException | None = None
+        self.ended = 0.0
+        self._thread = threading.Thread(target=self._follow, name="live-follower", daemon=True)
+        self._thread.start()
+
+    def _follow(self) -> None:
+        try:
+            for recorded in self.live:
+                self.received.append(recorded)
+                self.times.append(time.monotonic())
+                if len(self.received) == self.count:
+                    break
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            self.error = exc
+        finally:
+            self.ended = time.monotonic()
+            self.live.close()
+
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the live stream got {len(self.received)} events"
 
 
 def _expected_versions(current: int) -> st.SearchStrategy[ExpectedVersion]:
@@ -179,6 +205,9 @@ class EventStoreContract:
 
     state_machine_steps: ClassVar[int] = 30
     """How many steps each history has at most."""
+
+    wake_up_within: ClassVar[float] = 1.0
+    """Seconds within which an append, or closing, must reach a waiting live stream."""
 
     @pytest.fixture
     def store(self) -> Iterator[EventStore]:
@@ -693,6 +722,188 @@ class EventStoreContract:
                 store.append("s-1", [NewEvent(Note("a"), metadata=metadata)])
         assert 0 == store.head_position()
 
+    # -- live streams ------------------------------------------------------------------------
+
+    def test_subscribe_yields_history_then_live(self, store: EventStore) -> None:
+        """subscribe() yields the stored events, then each one appended later, in order."""
+        store.append("a", [Note("1"), Note("2")])
+        store.append("b", [Note("3")])
+        with store.subscribe(poll_interval=0.01) as live:
+            assert iter(live) is live
+            got = [next(live) for _ in range(3)]
+            store.append("a", [Note("4")])
+            store.append("b", [Note("5"), Note("6")])
+            got += [next(live) for _ in range(3)]
+            assert store.head_position() == live.position
+        assert ["1", "2", "3", "4", "5", "6"] == [_text(r) for r in got]
+        assert list(store.read_all()) == got
+
+    def test_subscribe_from_position(self, store: EventStore) -> None:
+        """from_position is inclusive, 0 is the start, and position is the last one yielded."""
+        store.append("a", [Note(str(i)) for i in range(4)])
+        positions = [r.position for r in store.read_all()]
+        with store.subscribe(from_position=positions[2]) as live:
+            assert positions[2] - 1 == live.position
+            assert "2" == _text(next(live))
+            assert positions[2] == live.position
+        with store.subscribe(from_position=0) as live:
+            assert 0 == live.position
+            assert "0" == _text(next(live))
+        with store.subscribe(from_position=positions[-1] + 1, poll_interval=0.01) as live:
+            store.append("b", [Note("later")])
+            assert "later" == _text(next(live))
+
+    def test_subscribe_by_type(self, store: EventStore) -> None:
+        """types= keeps events of the given classes or stored names, stored and new alike."""
+        store.append("a", [Note("1"), Opened("x"), Note("2")])
+        with store.subscribe(types=[Note], poll_interval=0.01) as live:
+            assert ["1", "2"] == [_text(next(live)) for _ in range(2)]
+            store.append("a", [Opened("y"), Deposited(decimal.Decimal(1))])
+            store.append("b", [Note("3")])
+            assert "3" == _text(next(live))
+            assert store.head_position() == live.position
+        with store.subscribe(types=["Opened", Deposited], poll_interval=0.01) as live:
+            assert ["Opened", "Opened", "Deposited"] == [next(live).type for _ in range(3)]
+
+    def test_subscribe_agrees_with_read_all(self, store: EventStore) -> None:
+        """However appends and reads interleave, a live stream yields what read_all reads."""
+
+        @settings(deadline=None, max_examples=min(20, settings().max_examples))
+        @given(
+            batches=st.lists(event_streams(Note, Opened, Deposited, max_size=4), max_size=5),
+            stored=st.integers(0, 5),
+            types=st.sampled_from([None, (Note,), ("Opened", Deposited)]),
+        )
+        def follow(
+            batches: list[list[object]], stored: int, types: Sequence[type | str] | None
+        ) -> None:
+            start = store.head_position() + 1
+            stream = f"l-{uuid.uuid4()}"
+            for batch in batches[:stored]:
+                store.append(stream, batch)
+            got: list[RecordedEvent] = []
+            with store.subscribe(from_position=start, types=types, poll_interval=0.01) as live:
+                for batch in [[], *batches[stored:]]:
+                    store.append(stream, batch)
+                    expected = list(store.read_all(from_position=start, types=types))
+                    got += [next(live) for _ in range(len(expected) - len(got))]
+                    assert expected == got
+
+        follow()
+
+    def test_subscribe_pages_through_a_long_history(self, store: EventStore) -> None:
+        """A history longer than any page comes whole, each event once, then new events."""
+        for i in range(3):
+            store.append(f"s-{i}", [Note(str(n)) for n in range(400)])
+        with store.subscribe(poll_interval=0.01) as live:
+            history = [next(live) for _ in range(1200)]
+            store.append("s-0", [Note("new")])
+            assert "new" == _text(next(live))
+        assert [r.event_id for r in store.read_all()][:1200] == [r.event_id for r in history]
+
+    def test_subscribe_wakes_for_an_append_in_another_thread(self, store: EventStore) -> None:
+        """A caught-up stream gets an append from another thread at once, not at its next poll."""
+        if not isinstance(store, Notifying):
+            pytest.skip("the store has no `appended` signal: its live streams poll")
+        store.append("a", [Note("old")])
+        follower = _Follower(store.subscribe(poll_interval=30), count=3)
+        time.sleep(0.2)  # time to catch up and wait
+        appended = []
+        for text in ("new-1", "new-2"):
+            store.append("a", [Note(text)])
+            appended.append(time.monotonic())
+            time.sleep(0.05)
+        follower.join()
+        assert follower.error is None
+        assert ["old", "new-1", "new-2"] == [_text(r) for r in follower.received]
+        for came, sent in zip(follower.times[1:], appended, strict=True):
+            assert came - sent < self.wake_up_within
+
+    def test_subscribe_follows_many_writers_in_order(self, store: EventStore) -> None:
+        """Events appended by several threads at once all arrive, each once, in position order."""
+        follower = _Follower(store.subscribe(poll_interval=_wait_for_the_signal(store)), count=60)
+
+        def write(writer: int) -> None:
+            for n in range(20):
+                store.append(f"w-{writer}", [Note(f"{writer}-{n}")])
+
+        with ThreadPoolExecutor(3) as pool:
+            for done in [pool.submit(write, writer) for writer in range(3)]:
+                done.result()
+        follower.join()
+        assert follower.error is None
+        assert [r.event_id for r in store.read_all()] == [r.event_id for r in follower.received]
+
+    def test_closing_a_live_stream_ends_it(self, store: EventStore) -> None:
+        """close() ends iteration at once, leaves no thread behind, and may be called twice."""
+        store.append("a", [Note("1"), Note("2")])
+        threads = set(threading.enumerate())
+        live = store.subscribe()
+        assert "1" == _text(next(live))
+        live.close()
+        live.close()
+        with pytest.raises(StopIteration):
+            next(live)
+        with store.subscribe() as live:
+            assert "1" == _text(next(live))
+        with pytest.raises(StopIteration):
+            next(live)
+        assert set(threading.enumerate()) <= threads
+
+    def test_closing_a_waiting_live_stream_ends_it(self, store: EventStore) -> None:
+        """A live stream closed while another thread waits on it ends there, promptly."""
+        follower = _Follower(store.subscribe(poll_interval=_wait_for_the_signal(store)), count=1)
+        time.sleep(0.2)  # time to find nothing and wait
+        closed = time.monotonic()
+        follower.live.close()
+        follower.join()
+        assert (None, []) == (follower.error, follower.received)
+        assert follower.ended - closed < self.wake_up_within
+
+    def test_closing_the_store_ends_its_live_streams(self, store: EventStore) -> None:
+        """A live stream waiting on a store that closes ends with StoreClosedError, promptly."""
+        follower = _Follower(store.subscribe(poll_interval=_wait_for_the_signal(store)), count=1)
+        time.sleep(0.2)
+        closed = time.monotonic()
+        store.close()
+        follower.join()
+        assert isinstance(follower.error, StoreClosedError)
+        assert follower.ended - closed < self.wake_up_within
+        with pytest.raises(StoreClosedError):
+            next(store.subscribe())
+
+    @pytest.mark.parametrize(
+        ("options", "argument"),
+        [
+            ({"from_position": -1}, "from_position"),
+            ({"from_position": False}, "from_position"),
+            ({"from_position": 1.5}, "from_position"),
+            ({"poll_interval": 0}, "poll_interval"),
+            ({"poll_interval": -1.0}, "poll_interval"),
+            ({"poll_interval": True}, "poll_interval"),
+            ({"poll_interval": "1"}, "poll_interval"),
+            ({"poll_interval": float("nan")}, "poll_interval"),
+            ({"poll_interval": float("inf")}, "poll_interval"),
+        ],
+    )
+    def test_bad_subscribe_arguments(
+        self, store: EventStore, options: dict[str, Any], argument: str
+    ) -> None:
+        """subscribe() checks its arguments when it is called, not when it is iterated."""
+        with pytest.raises(InvalidArgumentError) as info:
+            store.subscribe(**options)
+        assert argument == info.value.argument
+
+    def test_subscribe_to_an_unregistered_type(self, store: EventStore) -> None:
+        """A class the store's types do not register is refused by subscribe() itself."""
+
+        @attrs.frozen
+        class Stranger:
+            pass
+
+        with pytest.raises(UnknownEventTypeError):
+            store.subscribe(types=[Stranger])
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def test_close_twice(self, store: EventStore) -> None:
@@ -855,12 +1066,12 @@ class _ModelMachine(RuleBasedStateMachine):
 
     @rule(
         name=st.sampled_from("abc"),
-        texts=st.lists(st.text(max_size=3), max_size=3),
+        notes=event_streams(Note, max_size=3, text=st.text(max_size=3)),
         data=st.data(),
     )
-    def append(self, name: str, texts: list[str], data: st.DataObject) -> None:
+    def append(self, name: str, notes: list[Note], data: st.DataObject) -> None:
         """Append new events, expecting the right version or a wrong one."""
-        batch = _Batch(self.prefix + name, [NewEvent(Note(t)) for t in texts])
+        batch = _Batch(self.prefix + name, [NewEvent(note) for note in notes])
         expected = data.draw(_expected_versions(self._version(batch.stream)))
         self.batches.append(batch)
         self._append(batch, expected)

@@ -5,12 +5,15 @@ python _worker.py append DB NAME COUNT   appends COUNT events to its own stream 
                                          each stored event as a JSON line
 python _worker.py bulk DB SIZE           appends batches of SIZE events forever, printing
                                          "ready" first, until it is killed
+python _worker.py ticks DB COUNT PAUSE   appends COUNT events one at a time, PAUSE seconds
+                                         apart, each with the wall-clock time it was sent
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 
 import attrs
 
@@ -47,9 +50,18 @@ def bulk(path: str, size: int) -> None:
             version = store.append("bulk", batch, expected_version=version)
 
 
+def ticks(path: str, count: int, pause: float) -> None:
+    with SQLiteEventStore(path, types=EventTypes(Tick), synchronous="normal") as store:
+        for n in range(count):
+            time.sleep(pause)
+            store.append("ticks", [NewEvent(Tick("ticks", n), metadata={"sent": time.time()})])
+
+
 if __name__ == "__main__":
     command, db, *args = sys.argv[1:]
     if command == "append":
         append(db, args[0], int(args[1]))
+    elif command == "ticks":
+        ticks(db, int(args[0]), float(args[1]))
     else:
         bulk(db, int(args[0]))

@@ -67,7 +67,8 @@ class TestSQLiteEventStoreOnAConnection(EventStoreContract):
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[EventStore]:
-        connection = sqlite3.connect(tmp_path / "app.db")
+        # Shared with other threads, as the live stream tests do.
+        connection = sqlite3.connect(tmp_path / "app.db", check_same_thread=False)
         try:
             with SQLiteEventStore(connection, types=self.event_types()) as store:
                 yield store

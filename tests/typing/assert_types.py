@@ -25,7 +25,15 @@ from busway import (
     middleware,
 )
 from busway.aggregates import Aggregate, AsyncRepository, Repository, when
-from busway.eventstore import AsyncEventStore, EventStore
+from busway.eventstore import (
+    AsyncEventStore,
+    AsyncLiveEvents,
+    AsyncSQLiteEventStore,
+    EventStore,
+    LiveEvents,
+    RecordedEvent,
+    SQLiteEventStore,
+)
 from busway.sagas import AsyncSagaManager, InMemorySagaStore, Saga, SagaManager, starts
 from busway.subscriptions import InMemoryLeaseStore, Lease, LeaseStore, SQLiteLeaseStore
 from busway.testing import AggregateScenario, CommandScenario, SagaScenario
@@ -169,6 +177,26 @@ async def async_repository_checks(store: AsyncEventStore) -> None:
     repository = AsyncRepository(store, Counter)
     assert_type(await repository.get("c-1"), Counter)
     assert_type(await repository.save(Counter("c-1")), int)
+
+
+def live_checks(store: EventStore, sqlite: SQLiteEventStore) -> None:
+    assert_type(store.subscribe(types=[OrderPlaced], poll_interval=1), LiveEvents)
+    with sqlite.subscribe(from_position=3) as live:
+        assert_type(live, LiveEvents)
+        assert_type(next(live), RecordedEvent)
+        assert_type(live.position, int)
+        for recorded in live:
+            assert_type(recorded, RecordedEvent)
+
+
+async def async_live_checks(store: AsyncEventStore, sqlite: AsyncSQLiteEventStore) -> None:
+    assert_type(store.subscribe(types=["OrderPlaced"]), AsyncLiveEvents)
+    async with sqlite.subscribe() as live:
+        assert_type(live, AsyncLiveEvents)
+        assert_type(await anext(live), RecordedEvent)
+        assert_type(live.position, int)
+        async for recorded in live:
+            assert_type(recorded, RecordedEvent)
 
 
 def saga_checks() -> None:
