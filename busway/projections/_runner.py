@@ -1,35 +1,44 @@
-"""The projection runner: feeds a projection the global order, after its checkpoint.
+"""Projection runners: a projection fed by the subscription engine, sync and async.
 
 A runner reads events after the projection's checkpoint in batches, hands each to the
 projection's ``@when`` handlers and moves the checkpoint past them, each batch in one
 transaction of the checkpoint store. With an :class:`SQLiteProjection` and an
 :class:`SQLiteCheckpointStore` in the read model's database, that transaction holds a
 batch's writes and its checkpoint: a crash loses both or neither, so no event is applied
-twice or skipped.
+twice or skipped. The checkpoint moves by compare-and-set and carries the worker's lease
+token, so any number of workers may run one projection: what a worker that lost the race
+or its lease did is not kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import final
 
+from ..clock import Clock
 from ..errors import (
-    InvalidArgumentError,
+    CheckpointMovedError,
     ProjectionError,
     ProjectionTimeoutError,
     RegistrationError,
 )
-from ..eventstore import EventStore, RecordedEvent
+from ..eventstore import AsyncEventStore, EventStore, RecordedEvent
+from ..subscriptions._drive import AsyncDriver, Stopped, SyncDriver
+from ..subscriptions._engine import Applied, Call, Flow, Follower, Head, PartitionStatus
+from ..subscriptions._leases import LeaseStore
+from ..subscriptions._policy import OnError
+from ..subscriptions._records import ParkedEvent
 from ._checkpoints import CheckpointStore, CheckpointTransaction, InMemoryCheckpointStore
 from ._projection import Progress, Projection, ProjectionBase, SQLiteProjection, handle
 
-__all__ = ["ProjectionRunner"]
+__all__ = ["AsyncProjectionRunner", "ProjectionRunner"]
 
 _log = logging.getLogger("busway.projections")
 
@@ -41,8 +50,8 @@ def _handling(recorded: RecordedEvent) -> str:
     )
 
 
-def _failed(name: str, recorded: RecordedEvent, exc: BaseException) -> ProjectionError:
-    return ProjectionError(
+def _failed(name: str, recorded: RecordedEvent, exc: Exception) -> ProjectionError:
+    error = ProjectionError(
         name,
         f"{_handling(recorded)} raised {type(exc).__name__}: {exc}. Nothing of this event was "
         "kept and the checkpoint is before it; fix the cause and run the projection again to "
@@ -50,6 +59,8 @@ def _failed(name: str, recorded: RecordedEvent, exc: BaseException) -> Projectio
         position=recorded.position,
         recorded=recorded,
     )
+    error.__cause__ = exc
+    return error
 
 
 def _broken(name: str, recorded: RecordedEvent, stored: int, exc: Exception) -> ProjectionError:
@@ -82,136 +93,82 @@ def _connection(
 
 
 @final
-class ProjectionRunner:
-    """Feeds a projection the events after its checkpoint, a batch at a time.
+class _Feed:
+    """A projection and its checkpoint store, as the engine's consumer.
 
-    Run it once (:meth:`run_once`), until it is caught up (:meth:`run_until_caught_up`), or
-    until stopped, on a thread (:meth:`start`, :meth:`stop`, :meth:`running`) or as an
-    asyncio task (:meth:`run_async`). :meth:`wait_for` waits until a position is in the read
-    model. A handler that raises stops the projection before that event, with a
-    :class:`~busway.errors.ProjectionError`; the next run starts with that event again.
-
-    Checkpoints default to memory. An :class:`SQLiteProjection` needs an
-    :class:`SQLiteCheckpointStore` in its database (or any checkpoint store whose
-    transactions give an :class:`sqlite3.Connection`), whose connection its handlers get.
+    Every method is a flow of one blocking call on the checkpoint store.
     """
 
-    poll_interval: float
-
-    def __init__(
-        self,
-        store: EventStore,
-        projection: Projection | SQLiteProjection,
-        *,
-        checkpoints: CheckpointStore | None = None,
-        batch_size: int = 100,
-        poll_interval: float = 0.1,
-    ) -> None:
-        name = getattr(projection, "name", None)
-        if not isinstance(projection, ProjectionBase):
-            raise RegistrationError(
-                f"a runner runs a Projection or SQLiteProjection, not {projection!r}"
-            )
-        if not isinstance(name, str) or not name:
-            raise RegistrationError(
-                f"{type(projection).__qualname__} needs a name to key its checkpoint: set "
-                "name = '...' in its class body"
-            )
-        if type(batch_size) is not int or batch_size < 1:
-            raise InvalidArgumentError("batch_size", batch_size, "an int of 1 or more")
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float):
-            raise InvalidArgumentError("poll_interval", poll_interval, "a number of seconds")
-        if poll_interval <= 0:
-            raise InvalidArgumentError("poll_interval", poll_interval, "more than 0 seconds")
-        if checkpoints is None:
-            checkpoints = InMemoryCheckpointStore()
-        self.store = store
+    def __init__(self, name: str, projection: ProjectionBase, checkpoints: CheckpointStore) -> None:
+        self.name = name
         self.projection = projection
         self.checkpoints = checkpoints
-        self.name = name
-        self.batch_size = batch_size
-        self.poll_interval = float(poll_interval)
-        self._work = threading.RLock()  # one batch at a time, whoever runs it
-        self._changed = threading.Condition()
-        self._state = threading.Lock()
-        self._active = False
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        if isinstance(projection, SQLiteProjection):
-            with checkpoints.transaction(name) as checkpoint:
-                projection.setup(_connection(projection, checkpoint))
-        self._position = checkpoints.load(name)
 
-    def __repr__(self) -> str:
-        return f"<ProjectionRunner {self.name!r} at position {self._position}>"
+    def load(self, key: str) -> Flow[int]:
+        position: int = yield Call(functools.partial(self.checkpoints.load, key))
+        return position
 
-    @property
-    def position(self) -> int:
-        """The checkpoint: every event up to this position is in the read model."""
-        return self._position
+    def fence(self, key: str, token: int) -> Flow[None]:
+        yield Call(functools.partial(self._fence, key, token))
 
-    @property
-    def error(self) -> BaseException | None:
-        """Why the background run stopped, if it failed; cleared when a run starts."""
-        return self._error
+    def _fence(self, key: str, token: int) -> None:
+        with self.checkpoints.transaction(key) as checkpoint:
+            checkpoint.fence(token)
 
-    @property
-    def is_running(self) -> bool:
-        """Whether a thread or an asyncio task is following the store."""
-        return self._active
+    def taken(self, key: str) -> Flow[None]:
+        yield from ()
 
-    def lag(self) -> int:
-        """Return how many positions the read model is behind the store's head (0: caught up).
+    def apply(
+        self, key: str, events: Sequence[RecordedEvent], *, through: int, expected: int, token: int
+    ) -> Flow[Applied]:
+        applied: Applied = yield Call(
+            functools.partial(self._apply, key, events, through, expected, token)
+        )
+        return applied
 
-        Positions are not always consecutive, so this is an upper bound on events to go.
-        """
-        return max(0, self.store.head_position() - self._position)
+    def _open(self, checkpoint: CheckpointTransaction, key: str, expected: int, token: int) -> None:
+        checkpoint.fence(token)
+        stored = checkpoint.load()
+        if stored != expected:
+            raise CheckpointMovedError(key, expected, stored)
 
-    # -- running -------------------------------------------------------------------------
-
-    def run_once(self) -> int:
-        """Handle the next batch of events, if any; return how many were read."""
-        with self._work:
-            batch = list(
-                self.store.read_all(from_position=self._position + 1, limit=self.batch_size)
-            )
-            if not batch:
-                return 0
-            self._apply(batch)
-            return len(batch)
-
-    def _apply(self, batch: list[RecordedEvent]) -> None:
+    def _apply(
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        token: int,
+    ) -> Applied:
         failure: ProjectionError | None = None
-        with self.checkpoints.transaction(self.name) as checkpoint:
-            last = stored = checkpoint.load()
-            # If another runner (perhaps in another process) moved the checkpoint, follow
-            # it, and read again from there rather than apply what it has applied.
-            if stored == self._position:
-                kept = True
-                try:
-                    for recorded in batch:
-                        try:
-                            error = self._handle(checkpoint, recorded)
-                        except Exception as exc:
-                            # The store's own error: its transaction can no longer be trusted
-                            # (a handler ended it, say), so nothing is saved, and leaving the
-                            # block with the error has the store undo what is left of it.
-                            kept = False
-                            raise _broken(self.name, recorded, stored, exc) from exc
-                        if error is not None:
-                            failure = _failed(self.name, recorded, error)
-                            failure.__cause__ = error
-                            break
-                        last = recorded.position
-                finally:
-                    # Also when the process is told to stop: a store that cannot undo the
-                    # read model's changes must not apply them again.
-                    if kept and last != stored:
-                        checkpoint.save(last)
-        self._advance(last)
-        if failure is not None:
-            raise failure
+        failed: RecordedEvent | None = None
+        with self.checkpoints.transaction(key) as checkpoint:
+            self._open(checkpoint, key, expected, token)
+            last = expected
+            kept = True
+            try:
+                for recorded in events:
+                    try:
+                        error = self._handle(checkpoint, recorded)
+                    except Exception as exc:
+                        # The store's own error: its transaction can no longer be trusted
+                        # (a handler ended it, say), so nothing is saved, and leaving the
+                        # block with the error has the store undo what is left of it.
+                        kept = False
+                        raise _broken(self.name, recorded, expected, exc) from exc
+                    if error is not None:
+                        failure, failed = _failed(self.name, recorded, error), recorded
+                        last = recorded.position - 1
+                        break
+                    last = recorded.position
+                else:
+                    last = through
+            finally:
+                # Also when the process is told to stop: a store that cannot undo the
+                # read model's changes must not apply them again.
+                if kept and last != expected:
+                    checkpoint.save(last)
+        return Applied(last, failure, failed)
 
     def _handle(
         self, checkpoint: CheckpointTransaction, recorded: RecordedEvent
@@ -234,10 +191,281 @@ class ProjectionRunner:
             return exc
         return None
 
-    def _advance(self, position: int) -> None:
-        with self._changed:
-            self._position = position
-            self._changed.notify_all()
+    def park(self, key: str, parked: ParkedEvent, *, expected: int, token: int) -> Flow[None]:
+        yield Call(functools.partial(self._park, key, parked, expected, token))
+
+    def _park(self, key: str, parked: ParkedEvent, expected: int, token: int) -> None:
+        with self.checkpoints.transaction(key) as checkpoint:
+            self._open(checkpoint, key, expected, token)
+            checkpoint.park(parked)
+            checkpoint.save(parked.position)
+
+    def parked(self, key: str) -> Flow[list[ParkedEvent]]:
+        found: list[ParkedEvent] = yield Call(functools.partial(self.checkpoints.parked, key))
+        return found
+
+    def replay(self, key: str, recorded: RecordedEvent, *, token: int) -> Flow[Exception | None]:
+        failure: Exception | None = yield Call(
+            functools.partial(self._replay, key, recorded, token)
+        )
+        return failure
+
+    def _replay(self, key: str, recorded: RecordedEvent, token: int) -> Exception | None:
+        with self.checkpoints.transaction(key) as checkpoint:
+            checkpoint.fence(token)
+            error = self._handle(checkpoint, recorded)
+            if error is None:
+                checkpoint.unpark(recorded.position)
+            return error
+
+    def reset(self, keys: Sequence[str], tokens: Sequence[int]) -> None:
+        """Empty the read model and put every checkpoint back to 0, in one transaction."""
+        with contextlib.ExitStack() as stack:
+            for n, (key, token) in enumerate(zip(keys, tokens, strict=True)):
+                checkpoint = stack.enter_context(self.checkpoints.transaction(key))
+                checkpoint.fence(token)
+                if n == 0:
+                    if isinstance(self.projection, SQLiteProjection):
+                        self.projection.reset(_connection(self.projection, checkpoint))
+                    elif isinstance(self.projection, Projection):
+                        self.projection.reset()
+                checkpoint.save(0)
+
+
+class _Runner:
+    """What both runners check, hold and decide without I/O."""
+
+    def __init__(
+        self,
+        projection: Projection | SQLiteProjection,
+        *,
+        checkpoints: CheckpointStore | None,
+        batch_size: int,
+        poll_interval: float,
+        leases: LeaseStore | None,
+        lease: float,
+        partitions: int,
+        owner: str | None,
+        on_error: OnError | None,
+        clock: Clock | None,
+    ) -> None:
+        name = getattr(projection, "name", None)
+        if not isinstance(projection, ProjectionBase):
+            raise RegistrationError(
+                f"a runner runs a Projection or SQLiteProjection, not {projection!r}"
+            )
+        if not isinstance(name, str) or not name:
+            raise RegistrationError(
+                f"{type(projection).__qualname__} needs a name to key its checkpoint: set "
+                "name = '...' in its class body"
+            )
+        if checkpoints is None:
+            checkpoints = InMemoryCheckpointStore()
+        elif not isinstance(checkpoints, CheckpointStore):
+            raise RegistrationError(
+                f"checkpoints= takes a CheckpointStore, such as SQLiteCheckpointStore(path), "
+                f"got {checkpoints!r}"
+            )
+        self.projection = projection
+        self.checkpoints = checkpoints
+        self.name = name
+        self._feed = _Feed(name, projection, checkpoints)
+        self.follower = Follower(
+            self._feed,
+            name=name,
+            partitions=partitions,
+            leases=leases,
+            lease=lease,
+            owner=owner,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            on_error=on_error,
+            clock=clock,
+        )
+        self._active = False
+        self._error: BaseException | None = None
+        if isinstance(projection, SQLiteProjection):
+            with checkpoints.transaction(self.follower.parts[0].key) as checkpoint:
+                projection.setup(_connection(projection, checkpoint))
+        for part in self.follower.parts:
+            part.position = checkpoints.load(part.key)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} at position {self.position}>"
+
+    @property
+    def batch_size(self) -> int:
+        """How many stored events a batch reads at most."""
+        return self.follower.batch_size
+
+    @property
+    def poll_interval(self) -> float:
+        """The longest a caught-up runner sleeps before it looks for other processes' events."""
+        return self.follower.poll_interval
+
+    @property
+    def owner(self) -> str:
+        """The worker id this runner takes leases under."""
+        return self.follower.owner
+
+    @property
+    def position(self) -> int:
+        """The checkpoint: every event up to this position is in the read model."""
+        return self.follower.position
+
+    @property
+    def error(self) -> BaseException | None:
+        """Why the background run stopped, if it failed; cleared when a run starts."""
+        return self._error
+
+    @property
+    def is_running(self) -> bool:
+        """Whether a thread or an asyncio task is following the store."""
+        return self._active
+
+    def _begin(self) -> None:
+        if self._active:
+            raise ProjectionError(self.name, "is already running; stop it first")
+        self._active = True
+        self._error = None
+
+    def _end(self, error: BaseException | None) -> None:
+        if error is not None:
+            self._error = error
+            if isinstance(error, ProjectionError):
+                _log.error("%s", error)
+            else:
+                _log.error("projection %r stopped: %r", self.name, error)
+        self._active = False
+        self.follower.moved.notify()
+
+    # -- flows ---------------------------------------------------------------------------
+
+    def _catch_up(self, progress: Progress | None) -> Flow[int]:
+        head = 0
+        if progress is not None:
+            head = yield Head()
+            progress(self.position, max(head, self.position))
+        total = 0
+        while n := (yield from self.follower.step()):
+            total += n
+            if progress is not None:
+                head = max(head, self.position)
+                progress(self.position, head)
+        return total
+
+    def _rebuild(self, progress: Progress | None) -> Flow[int]:
+        follower = self.follower
+        if follower.leases is not None:
+            yield from follower.claim_all()
+        parts = follower.parts
+        yield Call(
+            functools.partial(self._feed.reset, [p.key for p in parts], [p.token for p in parts])
+        )
+        follower.reset()
+        return (yield from self._catch_up(progress))
+
+    def _check_wait(self, position: int, timeout: float, deadline: float) -> float:
+        if self._error is not None:
+            raise self._error
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProjectionTimeoutError(self.name, position, self.position, timeout)
+        return remaining
+
+
+@final
+class ProjectionRunner(_Runner):
+    """Feeds a projection the events after its checkpoint, a batch at a time.
+
+    Run it once (:meth:`run_once`), until it is caught up (:meth:`run_until_caught_up`), or
+    until stopped, on a thread (:meth:`start`, :meth:`stop`, :meth:`running`) or as an
+    asyncio task (:meth:`run_async`). :meth:`wait_for` waits until a position is in the read
+    model. A handler that raises stops the projection before that event, with a
+    :class:`~busway.errors.ProjectionError` (or, with *on_error*, retries or parks it);
+    the next run starts with that event again.
+
+    Checkpoints default to memory. An :class:`SQLiteProjection` needs an
+    :class:`SQLiteCheckpointStore` in its database (or any checkpoint store whose
+    transactions give an :class:`sqlite3.Connection`), whose connection its handlers get.
+    Several workers may run one projection: give each the same *leases* store, and at most
+    one at a time runs each of its *partitions*; the others stand by and take over within
+    *lease* seconds when it dies. A caught-up runner wakes as soon as an event is appended
+    in this process, and looks every *poll_interval* seconds for those of other processes.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        projection: Projection | SQLiteProjection,
+        *,
+        checkpoints: CheckpointStore | None = None,
+        batch_size: int = 100,
+        poll_interval: float = 0.1,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
+        on_error: OnError | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(store, EventStore):
+            raise RegistrationError(
+                f"ProjectionRunner follows an EventStore, got {store!r}"
+                + (
+                    "; for an AsyncEventStore use AsyncProjectionRunner"
+                    if isinstance(store, AsyncEventStore)
+                    else ""
+                )
+            )
+        super().__init__(
+            projection,
+            checkpoints=checkpoints,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            leases=leases,
+            lease=lease,
+            partitions=partitions,
+            owner=owner,
+            on_error=on_error,
+            clock=clock,
+        )
+        self.store = store
+        self._driver = SyncDriver(store)
+        self._work = threading.RLock()  # one batch at a time, whoever runs it
+        self._state = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def lag(self) -> int:
+        """Return how many positions the read model is behind the store's head (0: caught up).
+
+        Positions are not always consecutive, so this is an upper bound on events to go.
+        """
+        return max(0, self.store.head_position() - self.position)
+
+    def status(self) -> list[PartitionStatus]:
+        """Return each partition's position, lag, lease holder and parked events."""
+        return self._driver.run(self.follower.status())
+
+    def parked(self) -> list[ParkedEvent]:
+        """Return the events the runner set aside (``on_error=Park()``), by position."""
+        return self._driver.run(self.follower.parked())
+
+    def replay_parked(self, position: int | None = None) -> int:
+        """Run the handlers of parked events again (all, or the one at *position*).
+
+        An event whose handlers now pass is unparked, in the same transaction as their
+        writes; one that fails again stays parked. Return how many passed.
+        """
+        with self._work:
+            return SyncDriver(self.store).run(self.follower.replay(position))
+
+    # -- running -------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Handle the next batch of events, if any; return how many were read."""
+        with self._work:
+            return SyncDriver(self.store).run(self.follower.step())
 
     def run_until_caught_up(self, *, progress: Progress | None = None) -> int:
         """Handle batches until none is left; return how many events were read.
@@ -245,48 +473,20 @@ class ProjectionRunner:
         *progress*, if given, is called with ``(position, head)`` before the first batch
         and after each one.
         """
-        head = self.store.head_position() if progress is not None else 0
-        if progress is not None:
-            progress(self._position, max(head, self._position))
-        total = 0
-        while n := self.run_once():
-            total += n
-            if progress is not None:
-                head = max(head, self._position)
-                progress(self._position, head)
-        return total
+        with self._work:
+            return SyncDriver(self.store).run(self._catch_up(progress))
 
     def rebuild(self, *, progress: Progress | None = None) -> int:
         """Reset the read model and the checkpoint, then replay every event into it.
 
         The projection's ``reset`` hook clears the read model; with SQLite, in the same
-        transaction as the checkpoint's return to 0. Return how many events were read.
+        transaction as the checkpoint's return to 0. With leases, the runner takes every
+        partition first (stop the other workers). Return how many events were read.
         """
         with self._work:
-            with self.checkpoints.transaction(self.name) as checkpoint:
-                if isinstance(self.projection, SQLiteProjection):
-                    self.projection.reset(_connection(self.projection, checkpoint))
-                else:
-                    self.projection.reset()
-                checkpoint.save(0)
-            self._advance(0)
-            return self.run_until_caught_up(progress=progress)
+            return SyncDriver(self.store).run(self._rebuild(progress))
 
     # -- on a thread ---------------------------------------------------------------------
-
-    def _begin(self) -> None:
-        with self._state:
-            if self._active:
-                raise ProjectionError(self.name, "is already running; stop it first")
-            self._active = True
-            self._error = None
-
-    def _end(self, error: BaseException | None) -> None:
-        with self._changed:
-            if error is not None:
-                self._error = error
-            self._active = False
-            self._changed.notify_all()
 
     def start(self) -> None:
         """Follow the store on a background thread until :meth:`stop`.
@@ -294,34 +494,36 @@ class ProjectionRunner:
         If a batch fails the thread ends; :attr:`error` says why and :meth:`wait_for`
         raises it. Fix the cause and call :meth:`start` again to resume.
         """
-        self._begin()
-        self._stop = threading.Event()
+        with self._state:
+            self._begin()
+        driver = self._driver = SyncDriver(self.store, lock=self._work)
         self._thread = threading.Thread(
-            target=self._loop,
-            args=(self._stop,),
-            name=f"busway-projection-{self.name}",
-            daemon=True,
+            target=self._loop, args=(driver,), name=f"busway-projection-{self.name}", daemon=True
         )
         self._thread.start()
 
-    def _loop(self, stop: threading.Event) -> None:
+    def _loop(self, driver: SyncDriver) -> None:
         error: BaseException | None = None
         try:
-            while not stop.is_set():
-                if self.run_once() == 0:
-                    stop.wait(self.poll_interval)
+            with self._work:
+                driver.run(self.follower.follow())
+        except Stopped:
+            pass
         except Exception as exc:
-            if isinstance(exc, ProjectionError):
-                _log.error("%s", exc)
-            else:
-                _log.error("projection %r stopped: %r", self.name, exc)
             error = exc
         finally:
+            try:
+                driver.run(self.follower.release())
+            except Exception as exc:  # the run's own error matters more
+                _log.warning("projection %r could not release its leases: %r", self.name, exc)
             self._end(error)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Ask the background thread to stop after its batch, and wait for it to end."""
-        self._stop.set()
+        """Ask the background thread to stop after its batch, and wait for it to end.
+
+        Its leases are given back, so that a standby takes over at once.
+        """
+        self._driver.stop()
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
@@ -350,19 +552,17 @@ class ProjectionRunner:
         """
         self._begin()
         error: BaseException | None = None
+        driver = AsyncDriver(self.store)
         try:
-            while stop is None or not stop.is_set():
-                if await asyncio.to_thread(self.run_once) == 0:
-                    if stop is None:
-                        await asyncio.sleep(self.poll_interval)
-                    else:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), self.poll_interval)
+            await _until(stop, driver.run(self.follower.follow()))
         except Exception as exc:
             error = exc
             raise
         finally:
-            self._end(error)
+            try:
+                await driver.run(self.follower.release())
+            finally:
+                self._end(error)
 
     # -- waiting for one's own writes ----------------------------------------------------
 
@@ -375,29 +575,215 @@ class ProjectionRunner:
         runner's error if it stopped on one.
         """
         deadline = time.monotonic() + timeout
-        while self._position < position:
-            remaining = self._remaining(position, timeout, deadline)
+        follower = self.follower
+        moved = follower.moved
+        while self.position < position:
+            remaining = self._check_wait(position, timeout, deadline)
+            seen = moved.count
             if self._active:
-                with self._changed:
-                    if self._position < position and self._active:
-                        self._changed.wait(remaining)
-            elif self.run_once() == 0:
-                time.sleep(min(self.poll_interval, remaining))
+                if len(follower.held) < len(follower.parts):
+                    self._driver.run(follower.refresh())
+                if self.position < position and self._active:
+                    moved.wait(seen, min(remaining, follower.idle_timeout()))
+                continue
+            signal = self._driver.signal
+            before = 0 if signal is None else signal.count
+            if self.run_once() == 0 and self.position < position:
+                wait = min(follower.idle_timeout(), remaining)
+                if signal is None:
+                    time.sleep(wait)
+                else:
+                    signal.wait(before, wait)
 
     async def wait_for_async(self, position: int, timeout: float = 10.0) -> None:
         """Return once every event up to *position* is in the read model (see wait_for)."""
         deadline = time.monotonic() + timeout
-        while self._position < position:
-            remaining = self._remaining(position, timeout, deadline)
+        while self.position < position:
+            remaining = self._check_wait(position, timeout, deadline)
+            seen = self.follower.moved.count
             if self._active:
-                await asyncio.sleep(min(0.005, remaining))
-            elif await asyncio.to_thread(self.run_once) == 0:
-                await asyncio.sleep(min(self.poll_interval, remaining))
+                await self.follower.moved.wait_async(seen, remaining)
+                continue
+            signal = self._driver.signal
+            before = 0 if signal is None else signal.count
+            if await asyncio.to_thread(self.run_once) == 0 and self.position < position:
+                wait = min(self.follower.idle_timeout(), remaining)
+                if signal is None:
+                    await asyncio.sleep(wait)
+                else:
+                    await signal.wait_async(before, wait)
 
-    def _remaining(self, position: int, timeout: float, deadline: float) -> float:
+
+async def _until(stop: asyncio.Event | None, work: Awaitable[None]) -> None:
+    """Await *work* until it ends or *stop* is set (then cancel it)."""
+    task = asyncio.ensure_future(work)
+    if stop is None:
+        await task
+        return
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.done() and not task.cancelled():
+        task.result()
+
+
+@final
+class AsyncProjectionRunner(_Runner):
+    """The async twin of :class:`ProjectionRunner`, following an ``AsyncEventStore``.
+
+    The same batches, checkpoints, leases, partitions and failure policy, awaited: events
+    are read from the async store, and each batch's transaction runs on a worker thread, so
+    the event loop never waits on the database. :meth:`start` follows the store in a task;
+    ``async with runner.running():`` does so for a block.
+    """
+
+    def __init__(
+        self,
+        store: AsyncEventStore | EventStore,
+        projection: Projection | SQLiteProjection,
+        *,
+        checkpoints: CheckpointStore | None = None,
+        batch_size: int = 100,
+        poll_interval: float = 0.1,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
+        on_error: OnError | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(store, AsyncEventStore | EventStore):
+            raise RegistrationError(
+                f"AsyncProjectionRunner follows an AsyncEventStore (or an EventStore), got "
+                f"{store!r}"
+            )
+        super().__init__(
+            projection,
+            checkpoints=checkpoints,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            leases=leases,
+            lease=lease,
+            partitions=partitions,
+            owner=owner,
+            on_error=on_error,
+            clock=clock,
+        )
+        self.store = store
+        self._work = asyncio.Lock()
+        self._driver = AsyncDriver(
+            store, inline=isinstance(self.checkpoints, InMemoryCheckpointStore), lock=self._work
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def lag(self) -> int:
+        """Return how many positions the read model is behind the store's head (0: caught up)."""
+        head: int = await self._driver.run(_head())
+        return max(0, head - self.position)
+
+    async def status(self) -> list[PartitionStatus]:
+        """Return each partition's position, lag, lease holder and parked events."""
+        return await self._driver.run(self.follower.status())
+
+    async def parked(self) -> list[ParkedEvent]:
+        """Return the events the runner set aside (``on_error=Park()``), by position."""
+        return await self._driver.run(self.follower.parked())
+
+    async def replay_parked(self, position: int | None = None) -> int:
+        """Run the handlers of parked events again; return how many passed (see the sync twin)."""
+        async with self._work:
+            return await self._driver.run(self.follower.replay(position))
+
+    async def run_once(self) -> int:
+        """Handle the next batch of events, if any; return how many were read."""
+        async with self._work:
+            return await self._driver.run(self.follower.step())
+
+    async def run_until_caught_up(self, *, progress: Progress | None = None) -> int:
+        """Handle batches until none is left; return how many events were read."""
+        async with self._work:
+            return await self._driver.run(self._catch_up(progress))
+
+    async def rebuild(self, *, progress: Progress | None = None) -> int:
+        """Reset the read model and the checkpoint, then replay every event into it."""
+        async with self._work:
+            return await self._driver.run(self._rebuild(progress))
+
+    def start(self) -> None:
+        """Follow the store in a task of the running loop until :meth:`stop`."""
+        self._begin()
+        self._task = asyncio.get_running_loop().create_task(
+            self._loop(), name=f"busway-projection-{self.name}"
+        )
+
+    async def _loop(self) -> None:
+        error: BaseException | None = None
+        try:
+            async with self._work:
+                await self._driver.run(self.follower.follow())
+        except Exception as exc:
+            error = exc
+        finally:
+            try:
+                await asyncio.shield(self._driver.run(self.follower.release()))
+            except Exception as exc:
+                _log.warning("projection %r could not release its leases: %r", self.name, exc)
+            finally:
+                self._end(error)
+
+    async def stop(self) -> None:
+        """Stop following the store, give the leases back, and wait for the task to end."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[AsyncProjectionRunner]:
+        """Follow the store in a task for the duration of the block; raise its failure after."""
+        self.start()
+        try:
+            yield self
+        finally:
+            await self.stop()
         if self._error is not None:
             raise self._error
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ProjectionTimeoutError(self.name, position, self._position, timeout)
-        return remaining
+
+    async def wait_for(self, position: int, timeout: float = 10.0) -> None:
+        """Return once every event up to *position* is in the read model.
+
+        If the runner is not running, this call catches up itself. Raise
+        :class:`~busway.errors.ProjectionTimeoutError` after *timeout* seconds, and the
+        runner's error if it stopped on one.
+        """
+        deadline = time.monotonic() + timeout
+        follower = self.follower
+        while self.position < position:
+            remaining = self._check_wait(position, timeout, deadline)
+            seen = follower.moved.count
+            if self._active:
+                if len(follower.held) < len(follower.parts):
+                    await self._driver.run(follower.refresh())
+                if self.position < position and self._active:
+                    await follower.moved.wait_async(seen, min(remaining, follower.idle_timeout()))
+                continue
+            signal = self._driver.signal
+            before = 0 if signal is None else signal.count
+            if await self.run_once() == 0 and self.position < position:
+                wait = min(follower.idle_timeout(), remaining)
+                if signal is None:
+                    await asyncio.sleep(wait)
+                else:
+                    await signal.wait_async(before, wait)
+
+
+def _head() -> Flow[int]:
+    head: int = yield Head()
+    return head

@@ -48,12 +48,12 @@ from ..errors import (
     SerializationError,
     UnknownEventTypeError,
 )
-from ..eventstore import EventTypes, RecordedEvent
+from ..eventstore import EventTypes
 from ..subscriptions import Advance
 from ._saga import Route, Run, Saga, SagaSpec, association_key, association_value
 from ._store import Deadline, SagaRecord, SagaStore, StoredMessage, Write
 
-__all__ = ["Acquire", "Commit", "Core", "Effect", "Find", "Flow", "Load", "ReadPage", "Send"]
+__all__ = ["Acquire", "Commit", "Core", "Effect", "Find", "Flow", "Load", "Send", "group"]
 
 logger = logging.getLogger("busway.sagas")
 
@@ -127,32 +127,26 @@ class Send:
 
 
 @attrs.frozen
-class ReadPage:
-    """Read at most *limit* stored events of *events* from *position* on, as a list."""
-
-    #: The EventStore or AsyncEventStore the manager was given to catch up with; the
-    #: driver that was given it knows which of the two it takes.
-    events: Any
-    position: int
-    limit: int = PAGE
-
-
-@attrs.frozen
 class Acquire:
     """Take the manager's lock; the result is the function that releases it."""
 
 
 StoreEffect: TypeAlias = Find | Load | Commit | Pending | Due | Checkpoint
-Effect: TypeAlias = StoreEffect | Send | ReadPage | Acquire
+Effect: TypeAlias = StoreEffect | Send | Acquire
 Flow: TypeAlias = Generator[Effect, Any, T]
+
+
+def group(errors: Sequence[Exception], what: str) -> Exception:
+    """Return the one error, or an ExceptionGroup of several."""
+    if len(errors) == 1:
+        return errors[0]
+    return ExceptionGroup(f"{len(errors)} failures while {what}", list(errors))
 
 
 def _raise_all(errors: Sequence[Exception], what: str) -> None:
     """Raise the one error, or an ExceptionGroup of several, or nothing."""
-    if len(errors) == 1:
-        raise errors[0]
     if errors:
-        raise ExceptionGroup(f"{len(errors)} failures while {what}", list(errors))
+        raise group(errors, what)
 
 
 _working: ContextVar[tuple[object, ...]] = ContextVar("busway_saga_working", default=())
@@ -453,8 +447,17 @@ class Core:
         """Run every saga method *event* routes to, store the results, then send commands.
 
         Return whether anything was committed: nothing is for an event no saga takes, not
-        even the *checkpoint* move, which the caller then stores later.
+        even the *checkpoint* move, which the caller then stores later. The commands'
+        failures are raised once all are sent.
         """
+        kept, errors = yield from self.step(event, checkpoint)
+        _raise_all(errors, f"sending the commands of sagas for {type(event).__qualname__}")
+        return kept
+
+    def step(
+        self, event: object, checkpoint: Advance | None = None
+    ) -> Flow[tuple[bool, list[Exception]]]:
+        """Do what :meth:`handle` does; return whether it committed, and the send failures."""
         steps: list[_Step] = []
         for attempt in range(1, ATTEMPTS + 1):
             steps = []
@@ -466,7 +469,7 @@ class Core:
                 logger.debug(
                     "%s matches no live saga and starts none; ignored", type(event).__qualname__
                 )
-                return False
+                return False, []
             try:
                 yield Commit(tuple(step.write for step in steps), checkpoint)
             except SagaConcurrencyError:
@@ -478,8 +481,7 @@ class Core:
         errors: list[Exception] = []
         for step in steps:
             errors.extend((yield from self.deliver(step.write.record, step.issued)))
-        _raise_all(errors, f"sending the commands of sagas for {type(event).__qualname__}")
-        return True
+        return True, errors
 
     def _route(
         self, spec: SagaSpec, route: Route, method: Callable[..., Any], event: object
@@ -661,33 +663,6 @@ class Core:
             count += 1
             errors.extend((yield from self.deliver(record)))
         _raise_all(errors, "sending pending saga commands")
-        return count
-
-    def catch_up(self, events: object, name: str) -> Flow[int]:
-        """Handle the events of *events* stored after checkpoint *name*; return how many.
-
-        Each event's saga changes are committed with the checkpoint at its position, so
-        after a crash no event is handled twice or skipped. Each move says where the
-        checkpoint was, so if another worker moved it meanwhile, nothing of that event is
-        kept and :class:`~busway.errors.CheckpointMovedError` ends the catch-up. Pages are
-        read until one comes back empty, so events stored meanwhile (by the commands sent)
-        are handled too.
-        """
-        start: int = yield Checkpoint(name)
-        committed = last = start
-        count = 0
-        while True:
-            page: list[RecordedEvent] = yield ReadPage(events, last + 1)
-            if not page:
-                break
-            for recorded in page:
-                advance = Advance(name, expected=committed, position=recorded.position)
-                if (yield from self.handle(recorded.event, advance)):
-                    committed = recorded.position
-                last = recorded.position
-                count += 1
-        if last != committed:
-            yield Commit((), Advance(name, expected=committed, position=last))
         return count
 
     def find(self, saga_class: type[S], key: str, value: object) -> Flow[list[S]]:

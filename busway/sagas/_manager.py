@@ -22,8 +22,14 @@ from .._dispatch import Subscription
 from .._effects import arun, run
 from ..clock import Clock, SystemClock
 from ..errors import InvalidArgumentError, RegistrationError
-from ..eventstore import AsyncEventStore, EventStore, EventTypes, RecordedEvent
-from ._core import Acquire, Core, Effect, Flow, ReadPage, Send
+from ..eventstore import AsyncEventStore, EventStore, EventTypes
+from ..subscriptions._drive import AsyncDriver, Stopped, SyncDriver
+from ..subscriptions._engine import Follower, PartitionStatus
+from ..subscriptions._leases import LeaseStore
+from ..subscriptions._policy import OnError
+from ..subscriptions._records import ParkedEvent
+from ._core import PAGE, Acquire, Core, Effect, Flow, Send
+from ._feed import SagaFeed
 from ._memory import InMemorySagaStore
 from ._saga import Saga
 from ._store import SagaStore
@@ -41,10 +47,6 @@ logger = logging.getLogger("busway.sagas")
 T = TypeVar("T")
 S = TypeVar("S", bound=Saga)
 M = TypeVar("M", "SagaManager", "AsyncSagaManager")
-
-
-def _read_page(events: EventStore, position: int, limit: int) -> list[RecordedEvent]:
-    return list(events.read_all(from_position=position, limit=limit))
 
 
 def _roots(types: Iterable[type]) -> tuple[type, ...]:
@@ -153,6 +155,30 @@ class _Manager:
                 "subscription", subscription, "a non-empty str naming the checkpoint"
             )
 
+    def _follower(
+        self,
+        subscription: str,
+        *,
+        on_error: OnError | None = None,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
+        poll_interval: float = 0.5,
+    ) -> Follower:
+        return Follower(
+            SagaFeed(self._core),
+            name=subscription,
+            partitions=partitions,
+            leases=leases,
+            lease=lease,
+            owner=owner,
+            batch_size=PAGE,
+            poll_interval=poll_interval,
+            on_error=on_error,
+            clock=self.clock,
+        )
+
     def _attach(self, bus: EventBus | AsyncEventBus, want: type, handler: Any) -> Attachment:
         if not isinstance(bus, want):
             raise RegistrationError(
@@ -191,8 +217,6 @@ class SagaManager(_Manager):
         match effect:
             case Send(command):
                 return self._execute(command)
-            case ReadPage(events, position, limit):
-                return _read_page(events, position, limit)
             case Acquire():
                 self._lock.acquire()
                 return self._lock.release
@@ -228,14 +252,19 @@ class SagaManager(_Manager):
         """
         return self._run(self._core.exclusive(self._core.recover()))
 
-    def catch_up(self, events: EventStore, *, subscription: str = "sagas") -> int:
+    def catch_up(
+        self, events: EventStore, *, subscription: str = "sagas", on_error: OnError | None = None
+    ) -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many.
 
-        Each event's saga changes are committed with the checkpoint at its position, in one
-        transaction, so after a crash no event is handled twice or skipped.
+        Each event's saga changes are committed with the checkpoint's move to its position,
+        in one transaction, and only if no other worker moved it first, so no event is
+        handled twice or skipped, after a crash or beside other workers. *on_error* says
+        what to do when a saga fails on an event (default: stop there and raise).
         """
         self._feed(events, subscription)
-        return self._run(self._core.exclusive(self._core.catch_up(events, subscription)))
+        follower = self._follower(subscription, on_error=on_error)
+        return SyncDriver(events, self._perform).run(follower.catch_up())
 
     def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
         """Return the state of the live *saga_class* sagas associated with ``(key, value)``."""
@@ -247,11 +276,25 @@ class SagaManager(_Manager):
         interval: float = 1.0,
         events: EventStore | None = None,
         subscription: str = "sagas",
-        on_error: Callable[[Exception], object] | None = None,
+        report: Callable[[Exception], object] | None = None,
+        on_error: OnError | None = None,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
     ) -> BackgroundRunner:
         """Return a runner that works the manager on a thread (start it, or use ``with``)."""
         return BackgroundRunner(
-            self, interval=interval, events=events, subscription=subscription, on_error=on_error
+            self,
+            interval=interval,
+            events=events,
+            subscription=subscription,
+            report=report,
+            on_error=on_error,
+            leases=leases,
+            lease=lease,
+            partitions=partitions,
+            owner=owner,
         )
 
 
@@ -283,10 +326,6 @@ class AsyncSagaManager(_Manager):
         match effect:
             case Send(command):
                 return await self._execute(command)
-            case ReadPage(events, position, limit) if isinstance(events, AsyncEventStore):
-                return [r async for r in events.read_all(from_position=position, limit=limit)]
-            case ReadPage(events, position, limit):
-                return await asyncio.to_thread(_read_page, events, position, limit)
             case Acquire():
                 await self._lock.acquire()
                 return self._lock.release
@@ -319,11 +358,16 @@ class AsyncSagaManager(_Manager):
         return await self._run(self._core.exclusive(self._core.recover()))
 
     async def catch_up(
-        self, events: EventStore | AsyncEventStore, *, subscription: str = "sagas"
+        self,
+        events: EventStore | AsyncEventStore,
+        *,
+        subscription: str = "sagas",
+        on_error: OnError | None = None,
     ) -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many."""
         self._feed(events, subscription)
-        return await self._run(self._core.exclusive(self._core.catch_up(events, subscription)))
+        follower = self._follower(subscription, on_error=on_error)
+        return await AsyncDriver(events, self._perform).run(follower.catch_up())
 
     async def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
         """Return the state of the live *saga_class* sagas associated with ``(key, value)``."""
@@ -335,16 +379,30 @@ class AsyncSagaManager(_Manager):
         interval: float = 1.0,
         events: EventStore | AsyncEventStore | None = None,
         subscription: str = "sagas",
-        on_error: Callable[[Exception], object] | None = None,
+        report: Callable[[Exception], object] | None = None,
+        on_error: OnError | None = None,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
     ) -> AsyncBackgroundRunner:
         """Return a runner that works the manager in a task (start it, or ``async with``)."""
         return AsyncBackgroundRunner(
-            self, interval=interval, events=events, subscription=subscription, on_error=on_error
+            self,
+            interval=interval,
+            events=events,
+            subscription=subscription,
+            report=report,
+            on_error=on_error,
+            leases=leases,
+            lease=lease,
+            partitions=partitions,
+            owner=owner,
         )
 
 
 class _Runner(Generic[M]):
-    """Settings and error reporting shared by the thread and the task runner."""
+    """Settings, the pass and error reporting shared by the thread and the task runner."""
 
     _names = itertools.count(1)
     interval: float
@@ -356,7 +414,12 @@ class _Runner(Generic[M]):
         interval: float,
         events: Any,
         subscription: str,
-        on_error: Callable[[Exception], object] | None,
+        report: Callable[[Exception], object] | None,
+        on_error: OnError | None,
+        leases: LeaseStore | None,
+        lease: float,
+        partitions: int,
+        owner: str | None,
     ) -> None:
         if (
             isinstance(interval, bool)
@@ -366,32 +429,56 @@ class _Runner(Generic[M]):
             raise InvalidArgumentError(
                 "interval", interval, "a number of seconds > 0 (and at most threading.TIMEOUT_MAX)"
             )
-        if events is not None:
-            manager._feed(events, subscription)
-        if on_error is not None and not callable(on_error):
+        if report is not None and not callable(report):
             raise RegistrationError(
-                f"background(on_error=...) takes a callable on_error(exception), got {on_error!r}"
+                f"background(report=...) takes a callable report(exception), got {report!r}"
             )
         self.manager: M = manager
         self.interval = float(interval)
         self._events = events
-        self._subscription = subscription
-        self._on_error = on_error
+        self._report_to = report
+        self.follower: Follower | None = None
+        if events is not None:
+            manager._feed(events, subscription)
+            self.follower = manager._follower(
+                subscription,
+                on_error=on_error,
+                leases=leases,
+                lease=lease,
+                partitions=partitions,
+                owner=owner,
+                poll_interval=interval,
+            )
+        elif leases is not None or partitions != 1 or on_error is not None:
+            raise RegistrationError(
+                "background(leases=..., partitions=..., on_error=...) are about following "
+                "the event store: give events= too (to hear of failed passes, use report=)"
+            )
         self._recovered = False
 
     def _pass(self) -> Flow[None]:
-        """One pass: recover once, then catch up with the events, if any, and fire deadlines."""
+        """One pass: send what is left in outboxes, catch up with the events, fire deadlines.
+
+        With leases, what is left is sent by the worker that takes a partition over, when it
+        does; without, once, on the first pass.
+        """
         core = self.manager._core
-        if not self._recovered:
+        follower = self.follower
+        if not self._recovered and (follower is None or follower.leases is None):
             yield from core.exclusive(core.recover())
             self._recovered = True
-        if self._events is not None:
-            yield from core.exclusive(core.catch_up(self._events, self._subscription))
+        if follower is not None:
+            yield from follower.catch_up()
         yield from core.exclusive(core.fire_due())
 
+    def _timeout(self) -> float:
+        if self.follower is None:
+            return self.interval
+        return min(self.interval, self.follower.idle_timeout())
+
     def _report(self, exc: Exception) -> None:
-        if self._on_error is not None:
-            self._on_error(exc)
+        if self._report_to is not None:
+            self._report_to(exc)
         else:
             logger.error("saga runner: %s", exc, exc_info=exc)
 
@@ -400,9 +487,12 @@ class _Runner(Generic[M]):
 class BackgroundRunner(_Runner[SagaManager]):
     """Works a :class:`SagaManager` on a daemon thread until stopped.
 
-    It first sends what earlier runs left in outboxes (:meth:`SagaManager.recover`), then,
-    every *interval* seconds, catches up with *events* (if given) and fires due deadlines.
-    A failure goes to *on_error* (default: logged) and the runner carries on.
+    It first sends what earlier runs left in outboxes (:meth:`SagaManager.recover`), then
+    catches up with *events* (if given) whenever they change and fires due deadlines,
+    every *interval* seconds at least. A failure goes to *report* (default: logged) and the
+    runner carries on; *on_error* says what to do with an event the sagas fail on (default:
+    stop there, and try it again on the next pass). With *leases*, one worker at a time
+    runs each of the subscription's *partitions*; the others stand by.
     """
 
     def __init__(
@@ -412,41 +502,113 @@ class BackgroundRunner(_Runner[SagaManager]):
         interval: float = 1.0,
         events: EventStore | None = None,
         subscription: str = "sagas",
-        on_error: Callable[[Exception], object] | None = None,
+        report: Callable[[Exception], object] | None = None,
+        on_error: OnError | None = None,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
     ) -> None:
         super().__init__(
-            manager, interval=interval, events=events, subscription=subscription, on_error=on_error
+            manager,
+            interval=interval,
+            events=events,
+            subscription=subscription,
+            report=report,
+            on_error=on_error,
+            leases=leases,
+            lease=lease,
+            partitions=partitions,
+            owner=owner,
         )
-        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._running: SyncDriver | None = None  # the thread's
+
+    def _drive(self) -> SyncDriver | None:
+        """Return a driver for a call from outside the thread (None: no events to follow)."""
+        if self._events is None:
+            return None
+        return SyncDriver(self._events, self.manager._perform)
 
     def start(self) -> Self:
         """Start the thread; starting a running runner does nothing."""
         if self._thread is None or not self._thread.is_alive():
-            self._stopping.clear()
+            self._stopping = threading.Event()
+            self._running = self._drive()
             self._thread = threading.Thread(
-                target=self._loop, name=f"busway-sagas-{next(self._names)}", daemon=True
+                target=self._loop,
+                args=(self._stopping, self._running),
+                name=f"busway-sagas-{next(self._names)}",
+                daemon=True,
             )
             self._thread.start()
         return self
 
     def stop(self, timeout: float | None = None) -> None:
-        """Ask the thread to stop after its current pass, and wait for it."""
+        """Ask the thread to stop after its current pass, give the leases back, and wait."""
         self._stopping.set()
+        if self._running is not None:
+            self._running.stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def tick(self) -> None:
         """Do one pass now, on the calling thread: what the thread does every interval."""
-        self.manager._run(self._pass())
+        self._tick(self._drive())
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.tick()
-            except Exception as exc:
-                self._report(exc)
-            self._stopping.wait(self.interval)
+    def _tick(self, driver: SyncDriver | None) -> None:
+        if driver is None:
+            self.manager._run(self._pass())
+        else:
+            driver.run(self._pass())
+
+    def status(self) -> list[PartitionStatus]:
+        """Return where the subscription's partitions are, who holds them, what they parked."""
+        driver = self._drive()
+        if driver is None or self.follower is None:
+            return []
+        return driver.run(self.follower.status())
+
+    def parked(self) -> list[ParkedEvent]:
+        """Return the events the subscription set aside (``on_error=Park()``), by position."""
+        driver = self._drive()
+        if driver is None or self.follower is None:
+            return []
+        return driver.run(self.follower.parked())
+
+    def replay_parked(self, position: int | None = None) -> int:
+        """Hand parked events to the sagas again (all, or the one at *position*).
+
+        An event the sagas now take is unparked in the same commit as their changes; one
+        that fails again stays parked. Return how many passed.
+        """
+        driver = self._drive()
+        if driver is None or self.follower is None:
+            return 0
+        return driver.run(self.follower.replay(position))
+
+    def _loop(self, stopping: threading.Event, driver: SyncDriver | None) -> None:
+        signal = None if driver is None else driver.signal
+        try:
+            while not stopping.is_set():
+                seen = 0 if signal is None else signal.count
+                try:
+                    self._tick(driver)
+                except Stopped:
+                    break
+                except Exception as exc:
+                    self._report(exc)
+                if signal is None or stopping.is_set():
+                    stopping.wait(self._timeout())
+                else:
+                    signal.wait(seen, self._timeout())
+        finally:
+            if driver is not None and self.follower is not None:
+                try:
+                    driver.run(self.follower.release())
+                except Exception as exc:
+                    self._report(exc)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -469,11 +631,26 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
         interval: float = 1.0,
         events: EventStore | AsyncEventStore | None = None,
         subscription: str = "sagas",
-        on_error: Callable[[Exception], object] | None = None,
+        report: Callable[[Exception], object] | None = None,
+        on_error: OnError | None = None,
+        leases: LeaseStore | None = None,
+        lease: float = 5.0,
+        partitions: int = 1,
+        owner: str | None = None,
     ) -> None:
         super().__init__(
-            manager, interval=interval, events=events, subscription=subscription, on_error=on_error
+            manager,
+            interval=interval,
+            events=events,
+            subscription=subscription,
+            report=report,
+            on_error=on_error,
+            leases=leases,
+            lease=lease,
+            partitions=partitions,
+            owner=owner,
         )
+        self._driver = None if events is None else AsyncDriver(events, manager._perform)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> Self:
@@ -483,7 +660,7 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
         return self
 
     async def stop(self) -> None:
-        """Cancel the task and wait for it to end."""
+        """Cancel the task, give the leases back, and wait for it to end."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -492,15 +669,48 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
 
     async def tick(self) -> None:
         """Do one pass now: what the task does every interval."""
-        await self.manager._run(self._pass())
+        if self._driver is None:
+            await self.manager._run(self._pass())
+        else:
+            await self._driver.run(self._pass())
+
+    async def status(self) -> list[PartitionStatus]:
+        """Return where the subscription's partitions are, who holds them, what they parked."""
+        if self._driver is None or self.follower is None:
+            return []
+        return await self._driver.run(self.follower.status())
+
+    async def parked(self) -> list[ParkedEvent]:
+        """Return the events the subscription set aside (``on_error=Park()``), by position."""
+        if self._driver is None or self.follower is None:
+            return []
+        return await self._driver.run(self.follower.parked())
+
+    async def replay_parked(self, position: int | None = None) -> int:
+        """Hand parked events to the sagas again; return how many passed (see the sync twin)."""
+        if self._driver is None or self.follower is None:
+            return 0
+        return await self._driver.run(self.follower.replay(position))
 
     async def _loop(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:
-                self._report(exc)
-            await asyncio.sleep(self.interval)
+        signal = None if self._driver is None else self._driver.signal
+        try:
+            while True:
+                seen = 0 if signal is None else signal.count
+                try:
+                    await self.tick()
+                except Exception as exc:
+                    self._report(exc)
+                if signal is None:
+                    await asyncio.sleep(self._timeout())
+                else:
+                    await signal.wait_async(seen, self._timeout())
+        finally:
+            if self._driver is not None and self.follower is not None:
+                try:
+                    await asyncio.shield(self._driver.run(self.follower.release()))
+                except Exception as exc:
+                    self._report(exc)
 
     async def __aenter__(self) -> Self:
         return self.start()

@@ -1,6 +1,8 @@
 """Following the global log: checkpoints that many workers share, leases, parked events."""
 
+from ._engine import PartitionStatus
 from ._leases import InMemoryLeaseStore, Lease, LeaseStore, SQLiteLeaseStore
+from ._policy import OnError, Park, Retry, Stop
 from ._records import Advance, ParkedEvent
 
 __all__ = [
@@ -8,6 +10,11 @@ __all__ = [
     "InMemoryLeaseStore",
     "Lease",
     "LeaseStore",
+    "OnError",
+    "Park",
     "ParkedEvent",
+    "PartitionStatus",
+    "Retry",
     "SQLiteLeaseStore",
+    "Stop",
 ]

@@ -191,7 +191,7 @@ def test_the_async_runner_reports_failures() -> None:
         store = InMemorySagaStore()
         manager = AsyncSagaManager(Booking, store=store, commands=AsyncServices().commands)
         errors: list[Exception] = []
-        runner = manager.background(interval=0.01, on_error=errors.append)
+        runner = manager.background(interval=0.01, report=errors.append)
         await runner.tick()
         store.close()
         runner.start()

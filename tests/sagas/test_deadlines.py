@@ -12,6 +12,7 @@ from busway import CommandBus, RegistrationError
 from busway.clock import Clock, FakeClock, SystemClock
 from busway.errors import InvalidArgumentError, SagaError, StoreClosedError
 from busway.sagas import InMemorySagaStore, Saga, SagaManager, SagaStore, on_deadline, starts
+from busway.subscriptions import Park
 
 from .model import (
     Booking,
@@ -324,7 +325,7 @@ def test_the_background_thread_reports_failures_and_carries_on(clock: FakeClock)
         if len(errors) == 2:
             twice.set()
 
-    with manager.background(interval=0.01, on_error=on_error) as runner:
+    with manager.background(interval=0.01, report=on_error) as runner:
         assert twice.wait(5)
     runner.start().stop()
     assert StoreClosedError is type(errors[0])
@@ -344,5 +345,7 @@ def test_background_runner_logs_by_default(
     for interval in (0, float("nan"), float("inf"), 10**400, True):
         with pytest.raises(InvalidArgumentError, match="interval"):
             manager.background(interval=interval)
-    with pytest.raises(RegistrationError, match="on_error"):
-        manager.background(on_error="log")  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="report"):
+        manager.background(report="log")  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="give events= too"):
+        manager.background(on_error=Park())

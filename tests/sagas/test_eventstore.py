@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from busway.clock import FakeClock
-from busway.errors import CheckpointMovedError
 from busway.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
 from busway.sagas import InMemorySagaStore, SagaManager, SQLiteSagaStore
 
@@ -84,7 +83,7 @@ def test_events_stored_by_the_sagas_commands_are_caught_up_at_once() -> None:
 
 
 def test_a_worker_overtaken_on_its_subscription_keeps_nothing_twice(tmp_path: Path) -> None:
-    """A catch-up whose checkpoint another worker moved stops; each event and command once."""
+    """An overtaken catch-up reads the checkpoint again; each event and command once."""
     events = InMemoryEventStore(types=EventTypes(*TYPES))
     for stream, event in history()[:4]:
         events.append(stream, [event])
@@ -105,9 +104,7 @@ def test_a_worker_overtaken_on_its_subscription_keeps_nothing_twice(tmp_path: Pa
                 overtaken.append(second.catch_up(events))
 
         services.before = overtake
-        with pytest.raises(CheckpointMovedError) as info:
-            first.catch_up(events)
-        assert ("sagas", 1, 4) == (info.value.name, info.value.expected, info.value.actual)
+        first.catch_up(events)  # kept the first event; found the rest done
         assert (0, 3, 4) == (first.catch_up(events), overtaken[1], one.checkpoint("sagas"))
     assert [
         ReserveStock("o-2"),
