@@ -235,6 +235,8 @@ class _Feed:
 class _Runner:
     """What both runners check, hold and decide without I/O."""
 
+    follower: Follower
+
     def __init__(
         self,
         projection: Projection | SQLiteProjection,

@@ -257,6 +257,19 @@ class Follower:
     at a time, renews their leases while it runs, and takes over those whose holder died.
     """
 
+    consumer: Consumer
+    name: str
+    partitions: int
+    leases: LeaseStore | None
+    lease_time: float
+    owner: str
+    batch_size: int
+    poll_interval: float
+    on_error: OnError
+    clock: Clock
+    parts: tuple[_Part, ...]
+    moved: Signal
+
     def __init__(
         self,
         consumer: Consumer,
@@ -292,7 +305,7 @@ class Follower:
         self.batch_size = batch_size
         self.poll_interval = _number("poll_interval", poll_interval)
         self.on_error = Stop() if on_error is None else check_policy(on_error)
-        self.clock: Clock = SystemClock() if clock is None else clock
+        self.clock = SystemClock() if clock is None else clock
         self.parts = tuple(_Part(key_of(name, p, partitions), p) for p in range(partitions))
         self.moved = Signal()
         """Notified whenever a partition's position moves, for those who wait on it."""

@@ -83,7 +83,10 @@ class CheckpointStoreContract:
     Provide a ``store`` fixture yielding an empty store.
     """
 
-    parked_event = staticmethod(parked_event)
+    @staticmethod
+    def parked_event(name: str = "p", position: int = 7, **changes: Any) -> ParkedEvent:
+        """Return a parked event of checkpoint *name* at *position*, with *changes*."""
+        return parked_event(name, position, **changes)
 
     transactions_undo: ClassVar[bool] = True
     """Whether a transaction left by an exception undoes its saves; False in memory."""

@@ -41,7 +41,10 @@ class SagaStoreContract:
     Provide a ``store`` fixture yielding an empty store.
     """
 
-    parked_event = staticmethod(parked_event)
+    @staticmethod
+    def parked_event(name: str = "p", position: int = 7, **changes: Any) -> ParkedEvent:
+        """Return a parked event of checkpoint *name* at *position*, with *changes*."""
+        return parked_event(name, position, **changes)
 
     @pytest.fixture
     def store(self) -> Iterator[SagaStore]:
