@@ -13,6 +13,7 @@ import attrs
 import pytest
 
 from busway import Event, InvalidArgumentError, RegistrationError, StoreFormatError
+from busway.clock import FakeClock
 from busway.errors import StoreClosedError
 from busway.eventstore import EventTypes, InMemoryEventStore, RecordedEvent, SQLiteEventStore
 from busway.projections import (
@@ -27,7 +28,7 @@ from busway.projections import (
     SQLiteProjection,
     when,
 )
-from busway.subscriptions import ParkedEvent
+from busway.subscriptions import InMemoryLeaseStore, ParkedEvent
 from busway.testing import CheckpointStoreContract
 
 
@@ -424,6 +425,35 @@ def test_a_runner_follows_a_checkpoint_moved_by_another(
         one.run_until_caught_up()
         assert (4, 4) == (one.position, other.position)
     assert ([("k", 10)], [1, 2, 3, 4]) == table(path)
+
+
+class Slow(Totals):
+    """Totals whose every event takes half a second by *clock*; a standby looks meanwhile."""
+
+    def __init__(self, clock: FakeClock, leases: InMemoryLeaseStore) -> None:
+        super().__init__()
+        self.clock = clock
+        self.leases = leases
+        self.standby_found: list[object] = []
+
+    @when(Added)
+    def _slowly(self, event: Added, recorded: RecordedEvent) -> None:
+        self.clock.advance(0.5)
+        self.standby_found.append(self.leases.acquire(self.name, "standby", ttl=1.0))
+
+
+def test_a_batch_longer_than_the_lease_pauses_to_renew_it(store: InMemoryEventStore) -> None:
+    """A runner renews its lease within a batch that would outlast it: no standby gets it."""
+    clock = FakeClock()
+    leases = InMemoryLeaseStore(clock=clock)
+    add(store, *range(1, 9))
+    projection = Slow(clock, leases)
+    runner = ProjectionRunner(store, projection, leases=leases, lease=1.0, clock=clock)
+    assert 8 == runner.run_until_caught_up()
+    assert ([None] * 8, {"k": 36}) == (projection.standby_found, projection.totals)
+    holder = leases.holder("totals")
+    assert holder is not None
+    assert (runner.owner, 1) == (holder.owner, holder.token)
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import final
 
 from ..clock import Clock
@@ -119,10 +119,17 @@ class _Feed:
         yield from ()
 
     def apply(
-        self, key: str, events: Sequence[RecordedEvent], *, through: int, expected: int, token: int
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        *,
+        through: int,
+        expected: int,
+        token: int,
+        pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
         applied: Applied = yield Call(
-            functools.partial(self._apply, key, events, through, expected, token)
+            functools.partial(self._apply, key, events, through, expected, token, pause=pause)
         )
         return applied
 
@@ -139,6 +146,8 @@ class _Feed:
         through: int,
         expected: int,
         token: int,
+        *,
+        pause: Callable[[], bool] | None,
     ) -> Applied:
         failure: ProjectionError | None = None
         failed: RecordedEvent | None = None
@@ -146,6 +155,7 @@ class _Feed:
             self._open(checkpoint, key, expected, token)
             last = expected
             kept = True
+            final = events[-1] if events else None
             try:
                 for recorded in events:
                     try:
@@ -161,6 +171,8 @@ class _Feed:
                         last = recorded.position - 1
                         break
                     last = recorded.position
+                    if pause is not None and recorded is not final and pause():
+                        break
                 else:
                     last = through
             finally:

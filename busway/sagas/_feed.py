@@ -9,7 +9,7 @@ manager's own effects, so that both managers drive it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import final
 
 import attrs
@@ -62,17 +62,32 @@ class SagaFeed:
         yield from core.exclusive(core.recover())
 
     def apply(
-        self, key: str, events: Sequence[RecordedEvent], *, through: int, expected: int, token: int
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        *,
+        through: int,
+        expected: int,
+        token: int,
+        pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
         applied: Applied = yield from self.core.exclusive(
-            self._apply(key, events, through, expected, token)
+            self._apply(key, events, through, expected, token, pause=pause)
         )
         return applied
 
     def _apply(
-        self, key: str, events: Sequence[RecordedEvent], through: int, expected: int, token: int
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        token: int,
+        *,
+        pause: Callable[[], bool] | None,
     ) -> Flow[Applied]:
         committed = expected
+        final = events[-1] if events else None
         for recorded in events:
             advance = Advance(key, committed, recorded.position, token)
             try:
@@ -85,6 +100,10 @@ class SagaFeed:
                 committed = recorded.position
             if errors:
                 return Applied(committed, group(errors, "sending saga commands"))
+            if pause is not None and recorded is not final and pause():
+                # Each event's commands take their time: renew the lease before going on.
+                through = recorded.position
+                break
         if committed != through:
             yield Commit((), Advance(key, committed, through, token))
         return Applied(through)

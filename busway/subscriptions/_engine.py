@@ -154,12 +154,22 @@ class Consumer(Protocol):
         ...
 
     def apply(
-        self, key: str, events: Sequence[RecordedEvent], *, through: int, expected: int, token: int
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        *,
+        through: int,
+        expected: int,
+        token: int,
+        pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
         """Handle *events* in order, moving the checkpoint from *expected* to *through*.
 
         Stop at the first event whose handlers fail, keeping what came before. Raise
         CheckpointMovedError or LeaseLostError, keeping nothing, if the store refuses.
+        After each event but the last, ask *pause* (if given): when it says so, stop there,
+        keeping what was handled and moving the checkpoint to that event, so that the
+        worker renews its lease before a long batch outlasts it; the rest is the next batch.
         """
         ...
 
@@ -508,8 +518,7 @@ class Follower:
     def _hold(self, leases: LeaseStore) -> Flow[None]:
         """Renew the leases held, then take or give back partitions to hold a fair share."""
         ttl = self.lease_time
-        now = self.clock.now()
-        if now < self._renew_at <= now + timedelta(seconds=ttl):  # (a clock set back: renew)
+        if not self._renewal_due():
             return
         share = yield from self._share(leases)
         for part in self.parts:
@@ -537,6 +546,12 @@ class Follower:
                 self._lose(part)
                 yield Call(functools.partial(leases.release, lease))
         self._renew_at = self.clock.now() + timedelta(seconds=ttl / 3)
+
+    def _renewal_due(self) -> bool:
+        """Tell whether the leases want renewing: a third of the lease time went by since."""
+        now = self.clock.now()
+        # A clock set back (the renewal more than a lease time away) renews too.
+        return not now < self._renew_at <= now + timedelta(seconds=self.lease_time)
 
     def _share(self, leases: LeaseStore) -> Flow[int]:
         """Return how many partitions this worker may hold, with the workers alive now."""
@@ -578,7 +593,11 @@ class Follower:
     # -- batches -------------------------------------------------------------------------
 
     def _batch(self, part: _Part) -> Flow[int]:
-        """Handle the next page of *part*; return its size (0: nothing new, or fenced off)."""
+        """Handle the next page of *part*; return how many of its events were read.
+
+        0: nothing new, or fenced off. A batch paused to renew the lease counts only what
+        it got through.
+        """
         while True:
             if part.position is None:
                 part.position = yield from self.consumer.load(part.key)
@@ -592,7 +611,12 @@ class Follower:
                 events = [r for r in page if partition_of(r.stream_id, n) == part.index]
             try:
                 applied: Applied = yield from self.consumer.apply(
-                    part.key, events, through=page[-1].position, expected=expected, token=part.token
+                    part.key,
+                    events,
+                    through=page[-1].position,
+                    expected=expected,
+                    token=part.token,
+                    pause=None if self.leases is None else self._renewal_due,
                 )
             except CheckpointMovedError:
                 part.position = None  # another worker got there first: go on from there
@@ -606,6 +630,8 @@ class Follower:
                 self.moved.notify()
             if applied.failure is not None:
                 yield from self._failed(part, applied, applied.failure)
+            elif applied.position < page[-1].position:  # paused: the rest is read again
+                return sum(1 for r in page if r.position <= applied.position)
             return len(page)
 
     def _failed(self, part: _Part, applied: Applied, failure: Exception) -> Flow[None]:

@@ -7,7 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from busway.sagas import SagaManager, SagaRecord, SagaStore, SQLiteSagaStore
+from busway.clock import FakeClock
+from busway.eventstore import EventTypes, InMemoryEventStore
+from busway.sagas import InMemorySagaStore, SagaManager, SagaRecord, SagaStore, SQLiteSagaStore
+from busway.subscriptions import InMemoryLeaseStore
 
 from .model import Booking, ChargePayment, OrderPlaced, ReserveStock, Services, StockReserved
 
@@ -80,3 +83,40 @@ def test_a_step_does_not_resend_a_command_another_worker_is_sending(tmp_path: Pa
         assert ["ReserveStock"] == in_flight
         assert [ChargePayment("pay-o-1", 10), ReserveStock("o-1")] == services.executed
         assert [] == one.pending()
+
+
+def test_a_worker_renews_its_lease_while_a_long_catch_up_sends_commands() -> None:
+    """Commands that take longer than the lease in all do not let a standby take over.
+
+    Each command takes half the lease time, and a standby looks for the lease while every
+    one is being sent: the worker renews between events, so the standby never finds the
+    lease run out, never takes over and never sends a command of the worker's again.
+    """
+    clock = FakeClock()
+    events = InMemoryEventStore(types=EventTypes(OrderPlaced))
+    for n in range(8):
+        events.append(f"o-{n}", [OrderPlaced(f"o-{n}")])
+    leases, store = InMemoryLeaseStore(clock=clock), InMemorySagaStore()
+    looking = False
+
+    def slow(command: object) -> None:
+        nonlocal looking
+        clock.advance(0.5)
+        if not looking:  # (were the standby to take over, its own sends would not look)
+            looking = True
+            standby.tick()
+            looking = False
+
+    services = Services(before=slow)
+    runners = [
+        SagaManager(Booking, store=store, commands=services.commands, clock=clock).background(
+            events=events, leases=leases, lease=1.0, owner=owner
+        )
+        for owner in ("worker", "standby")
+    ]
+    worker, standby = runners
+    worker.tick()
+    assert [ReserveStock(f"o-{n}") for n in range(8)] == services.executed
+    holder = leases.holder("sagas")
+    assert holder is not None
+    assert ("worker", 1, 8) == (holder.owner, holder.token, store.checkpoint("sagas"))

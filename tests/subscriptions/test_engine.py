@@ -7,7 +7,7 @@ so these tests pin down what the engine decides, whatever backend is behind it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -52,6 +52,7 @@ class Feed:
         self.failing: dict[int, int] = {}  # position -> how many more times it fails
         self.taken_keys: list[str] = []
         self.move_under: dict[str, int] = {}  # key -> position another worker moves it to
+        self.each: Callable[[], object] = lambda: None  # called after each event is handled
 
     def _check(self, key: str, expected: int, token: int) -> None:
         if self.tokens.get(key, 0) > token:
@@ -79,15 +80,29 @@ class Feed:
         yield from ()
 
     def apply(
-        self, key: str, events: Sequence[RecordedEvent], *, through: int, expected: int, token: int
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        *,
+        through: int,
+        expected: int,
+        token: int,
+        pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
         applied: Applied = yield Call(
-            functools.partial(self._apply, key, events, through, expected, token)
+            functools.partial(self._apply, key, events, through, expected, token, pause=pause)
         )
         return applied
 
     def _apply(
-        self, key: str, events: Sequence[RecordedEvent], through: int, expected: int, token: int
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        token: int,
+        *,
+        pause: Callable[[], bool] | None,
     ) -> Applied:
         self._check(key, expected, token)
         for recorded in events:
@@ -96,6 +111,10 @@ class Feed:
                 self.positions[key] = recorded.position - 1
                 return Applied(recorded.position - 1, Boom(recorded.position), recorded)
             self.handled.append((key, recorded.position))
+            self.each()
+            if pause is not None and recorded is not events[-1] and pause():
+                self.positions[key] = recorded.position
+                return Applied(recorded.position)
         self.positions[key] = through
         return Applied(through)
 
@@ -318,6 +337,24 @@ def test_one_worker_holds_the_lease_and_a_standby_takes_over_when_it_expires() -
     assert (["sub", "sub"], 2) == (feed.taken_keys, feed.tokens["sub"])
     assert 0 == driver.run(holder.step())  # "a" comes back: fenced, it stands by
     assert [] == [p.key for p in holder.held]
+
+
+def test_a_batch_longer_than_the_lease_pauses_to_renew_it() -> None:
+    """Events that take a second each: the batch stops to renew, and no standby takes over."""
+    store, feed, clock = filled(12), Feed(), FakeClock()
+    leases = InMemoryLeaseStore(clock=clock)
+    standby_found: list[object] = []
+
+    def slow() -> None:
+        clock.advance(1.0)  # the lease is 3 seconds: 12 events take four times as long
+        standby_found.append(leases.acquire("sub", "b", ttl=3.0))
+
+    feed.each = slow
+    holder = leased(feed, leases, clock, "a")
+    assert 12 == Driver(store).run(holder.catch_up())
+    assert [None] * 12 == standby_found
+    assert [("sub", n) for n in range(1, 13)] == feed.handled
+    assert (12, 1) == (feed.positions["sub"], feed.tokens["sub"])
 
 
 def test_a_released_lease_is_taken_at_once() -> None:
