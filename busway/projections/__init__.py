@@ -1,9 +1,9 @@
 """Projections: denormalized read models that follow the event store.
 
 A :class:`Projection` (or :class:`SQLiteProjection`) names a read model and its ``@when``
-handlers; a :class:`ProjectionRunner` feeds it every event after its checkpoint, in batches,
-records how far it got, reports its lag, rebuilds it from zero, and lets a caller wait
-until its own write is visible.
+handlers; a :class:`ProjectionRunner` (or, under asyncio, an :class:`AsyncProjectionRunner`)
+feeds it every event after its checkpoint, in batches, records how far it got, reports its
+lag, rebuilds it from zero, and lets a caller wait until its own write is visible.
 """
 
 from .._when import when
@@ -15,9 +15,10 @@ from ._checkpoints import (
     SQLiteCheckpointStore,
 )
 from ._projection import Progress, Projection, SQLiteProjection
-from ._runner import ProjectionRunner
+from ._runner import AsyncProjectionRunner, ProjectionRunner
 
 __all__ = [
+    "AsyncProjectionRunner",
     "CheckpointStore",
     "CheckpointTransaction",
     "InMemoryCheckpointStore",
