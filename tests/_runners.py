@@ -33,7 +33,6 @@ from busway.eventstore import (
 )
 from busway.projections import (
     AsyncProjectionRunner,
-    CheckpointStore,
     Progress,
     Projection,
     ProjectionRunner,
@@ -53,7 +52,6 @@ class Runner(Protocol):
     """What a test sees of either runner: the sync runner's API."""
 
     name: str
-    checkpoints: CheckpointStore
 
     @property
     def position(self) -> int: ...
