@@ -15,7 +15,7 @@ import pytest
 from busway import Event, InvalidArgumentError, RegistrationError, StoreFormatError
 from busway.clock import FakeClock
 from busway.errors import StoreClosedError
-from busway.eventstore import EventTypes, InMemoryEventStore, RecordedEvent, SQLiteEventStore
+from busway.eventstore import EventStore, EventTypes, RecordedEvent, SQLiteEventStore
 from busway.projections import (
     CheckpointStore,
     CheckpointTransaction,
@@ -30,6 +30,7 @@ from busway.projections import (
 )
 from busway.subscriptions import InMemoryLeaseStore, ParkedEvent
 from busway.testing import CheckpointStoreContract
+from tests._runners import LoopThread, MakeRunner, file_store, memory_store
 
 
 @attrs.frozen
@@ -104,8 +105,8 @@ class TotalsTable(SQLiteProjection):
 
 
 @pytest.fixture
-def store() -> Iterator[InMemoryEventStore]:
-    with InMemoryEventStore(types=TYPES) as s:
+def store(flavour: str, loop: LoopThread) -> Iterator[EventStore]:
+    with memory_store(flavour, loop, TYPES) as s:
         yield s
 
 
@@ -115,8 +116,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sqlite_store(path: Path) -> Iterator[SQLiteEventStore]:
-    with SQLiteEventStore(path, types=TYPES) as s:
+def sqlite_store(flavour: str, loop: LoopThread, path: Path) -> Iterator[EventStore]:
+    with file_store(flavour, loop, path, TYPES) as s:
         yield s
 
 
@@ -126,7 +127,7 @@ def checkpoints(path: Path) -> Iterator[SQLiteCheckpointStore]:
         yield c
 
 
-def add(store: InMemoryEventStore | SQLiteEventStore, *amounts: int, key: str = "k") -> None:
+def add(store: EventStore, *amounts: int, key: str = "k") -> None:
     for amount in amounts:
         store.append(f"stream-{key}", [Added(key, amount)])
 
@@ -141,12 +142,14 @@ def table(path: Path) -> tuple[list[tuple[str, int]], list[int]]:
 # -- handlers --------------------------------------------------------------------------------
 
 
-def test_every_handler_of_the_event_or_a_base_runs_in_order(store: InMemoryEventStore) -> None:
+def test_every_handler_of_the_event_or_a_base_runs_in_order(
+    make_runner: MakeRunner, store: EventStore
+) -> None:
     """An Added event reaches the Changed handler and the Added one, as they are defined."""
     add(store, 5)
     store.append("notes", [Noted("hello")])
     projection = Totals()
-    runner = ProjectionRunner(store, projection)
+    runner = make_runner(store, projection)
     assert 2 == runner.run_until_caught_up()
     assert [("changed", 1), ("added", 1)] == projection.seen
     assert {"k": 5} == projection.totals
@@ -154,20 +157,20 @@ def test_every_handler_of_the_event_or_a_base_runs_in_order(store: InMemoryEvent
     assert frozenset({Changed, Added}) == Totals.handled_types()
 
 
-def test_run_once_handles_one_batch(store: InMemoryEventStore) -> None:
+def test_run_once_handles_one_batch(make_runner: MakeRunner, store: EventStore) -> None:
     """run_once reads at most batch_size events and checkpoints after them."""
     add(store, 1, 2, 3, 4, 5)
     checkpoints = InMemoryCheckpointStore()
-    runner = ProjectionRunner(store, Totals(), checkpoints=checkpoints, batch_size=2)
+    runner = make_runner(store, Totals(), checkpoints=checkpoints, batch_size=2)
     assert (2, 2, 2) == (runner.run_once(), runner.position, checkpoints.load("totals"))
     assert (2, 1, 0) == (runner.run_once(), runner.run_once(), runner.run_once())
     assert 5 == checkpoints.load("totals")
     assert 0 == runner.run_once()
 
 
-def test_lag_is_the_distance_to_the_head(store: InMemoryEventStore) -> None:
+def test_lag_is_the_distance_to_the_head(make_runner: MakeRunner, store: EventStore) -> None:
     """lag() is the head position minus the checkpoint, 0 once caught up."""
-    runner = ProjectionRunner(store, Totals(), batch_size=2)
+    runner = make_runner(store, Totals(), batch_size=2)
     assert 0 == runner.lag()
     add(store, 1, 2, 3)
     assert 3 == runner.lag()
@@ -178,13 +181,16 @@ def test_lag_is_the_distance_to_the_head(store: InMemoryEventStore) -> None:
 
 
 def test_a_new_runner_resumes_at_the_checkpoint(
-    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
 ) -> None:
     """A restarted runner goes on after the stored checkpoint, applying nothing twice."""
     add(sqlite_store, 1, 2)
-    ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints).run_until_caught_up()
+    make_runner(sqlite_store, TotalsTable(), checkpoints=checkpoints).run_until_caught_up()
     add(sqlite_store, 3)
-    again = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+    again = make_runner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
     assert (2, 1) == (again.position, again.run_until_caught_up())
     assert ([("k", 6)], [1, 2, 3]) == table(path)
     assert "totals_table" in repr(again)
@@ -194,11 +200,14 @@ def test_a_new_runner_resumes_at_the_checkpoint(
 
 
 def test_rebuild_resets_and_replays_with_progress(
-    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
 ) -> None:
     """rebuild() empties the read model, replays every event and reports (position, head)."""
     add(sqlite_store, 1, 2, 3, 4, 5)
-    runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints, batch_size=2)
+    runner = make_runner(sqlite_store, TotalsTable(), checkpoints=checkpoints, batch_size=2)
     runner.run_until_caught_up()
     before = table(path)
     reports: list[tuple[int, int]] = []
@@ -207,11 +216,11 @@ def test_rebuild_resets_and_replays_with_progress(
     assert before == table(path)
 
 
-def test_rebuild_of_a_memory_projection(store: InMemoryEventStore) -> None:
+def test_rebuild_of_a_memory_projection(make_runner: MakeRunner, store: EventStore) -> None:
     """A plain projection is rebuilt through its reset() hook."""
     add(store, 1, 2)
     projection = Totals()
-    runner = ProjectionRunner(store, projection)
+    runner = make_runner(store, projection)
     runner.run_until_caught_up()
     projection.totals["k"] = 99  # a read model gone wrong
     runner.rebuild()
@@ -219,12 +228,12 @@ def test_rebuild_of_a_memory_projection(store: InMemoryEventStore) -> None:
 
 
 def test_rebuild_with_sqlite_checkpoints_of_a_memory_projection(
-    store: InMemoryEventStore, checkpoints: SQLiteCheckpointStore
+    make_runner: MakeRunner, store: EventStore, checkpoints: SQLiteCheckpointStore
 ) -> None:
     """A plain projection may keep its checkpoint in SQLite, and be rebuilt."""
     add(store, 4)
     projection = Totals()
-    runner = ProjectionRunner(store, projection, checkpoints=checkpoints)
+    runner = make_runner(store, projection, checkpoints=checkpoints)
     runner.rebuild()
     assert ({"k": 4}, 1) == (projection.totals, checkpoints.load("totals"))
 
@@ -238,28 +247,29 @@ class NoResetTable(SQLiteProjection):
 
 
 def test_rebuild_needs_a_reset_hook(
-    store: InMemoryEventStore, checkpoints: SQLiteCheckpointStore
+    make_runner: MakeRunner, store: EventStore, checkpoints: SQLiteCheckpointStore
 ) -> None:
     """Without reset(), rebuild() refuses and says what to define."""
     with pytest.raises(ProjectionError, match=r"no reset\(\)") as info:
-        ProjectionRunner(store, NoReset()).rebuild()
+        make_runner(store, NoReset()).rebuild()
     assert "no_reset" == info.value.projection
     with pytest.raises(ProjectionError, match=r"no reset\(\)"):
-        ProjectionRunner(store, NoResetTable(), checkpoints=checkpoints).rebuild()
+        make_runner(store, NoResetTable(), checkpoints=checkpoints).rebuild()
 
 
 # -- failures --------------------------------------------------------------------------------
 
 
 def test_a_failing_handler_stops_before_its_event_and_resumes_there(
-    store: InMemoryEventStore,
+    make_runner: MakeRunner,
+    store: EventStore,
 ) -> None:
     """The error names the projection, position and event; after a fix nothing is skipped."""
     add(store, 1, 2, 3, 4)
     projection = Totals()
     projection.fail_on = 3
     checkpoints = InMemoryCheckpointStore()
-    runner = ProjectionRunner(store, projection, checkpoints=checkpoints, batch_size=10)
+    runner = make_runner(store, projection, checkpoints=checkpoints, batch_size=10)
     with pytest.raises(ProjectionError) as info:
         runner.run_until_caught_up()
     error = info.value
@@ -278,13 +288,16 @@ def test_a_failing_handler_stops_before_its_event_and_resumes_there(
 
 
 def test_a_failing_sqlite_handler_keeps_nothing_of_its_event(
-    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
 ) -> None:
     """The failing event's writes roll back; the events before it in the batch are committed."""
     add(sqlite_store, 1, 2, 3, 4)
     projection = TotalsTable()
     projection.fail_on = 3
-    runner = ProjectionRunner(sqlite_store, projection, checkpoints=checkpoints, batch_size=10)
+    runner = make_runner(sqlite_store, projection, checkpoints=checkpoints, batch_size=10)
     with pytest.raises(ProjectionError, match="position 3") as info:
         runner.run_until_caught_up()
     assert 3 == info.value.position
@@ -363,18 +376,19 @@ class CrashingTransaction:
 
 
 def test_a_crash_before_the_checkpoint_commit_loses_the_whole_batch(
-    sqlite_store: SQLiteEventStore,
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
     checkpoints: SQLiteCheckpointStore,
     path: Path,
 ) -> None:
     """Writes and checkpoint commit together: after a crash between them, each event once."""
     add(sqlite_store, 1, 2, 3)
     crashing = CrashingCheckpoints(checkpoints)
-    runner = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=crashing)
+    runner = make_runner(sqlite_store, TotalsTable(), checkpoints=crashing)
     with pytest.raises(Crash):
         runner.run_until_caught_up()
     assert ([], [], 0) == (*table(path), checkpoints.load("totals_table"))
-    restarted = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
+    restarted = make_runner(sqlite_store, TotalsTable(), checkpoints=checkpoints)
     restarted.run_until_caught_up()
     assert ([("k", 6)], [1, 2, 3]) == table(path)
 
@@ -396,13 +410,14 @@ class Interrupted(Projection):
 
 
 def test_an_interrupted_memory_batch_keeps_the_events_before_it(
-    store: InMemoryEventStore,
+    make_runner: MakeRunner,
+    store: EventStore,
 ) -> None:
     """In memory nothing is undone, so the checkpoint keeps up with what was applied."""
     add(store, 1, 2, 3)
     projection = Interrupted(interrupt_on=3)
     checkpoints = InMemoryCheckpointStore()
-    runner = ProjectionRunner(store, projection, checkpoints=checkpoints, batch_size=10)
+    runner = make_runner(store, projection, checkpoints=checkpoints, batch_size=10)
     with pytest.raises(Crash):
         runner.run_once()
     assert ([1, 2], 2) == (projection.applied, checkpoints.load("interrupted"))
@@ -412,13 +427,13 @@ def test_an_interrupted_memory_batch_keeps_the_events_before_it(
 
 
 def test_a_runner_follows_a_checkpoint_moved_by_another(
-    sqlite_store: SQLiteEventStore, path: Path
+    make_runner: MakeRunner, sqlite_store: EventStore, path: Path
 ) -> None:
     """Two runners of one projection on one database never apply an event twice."""
     add(sqlite_store, 1, 2, 3)
     with SQLiteCheckpointStore(path) as first, SQLiteCheckpointStore(path) as second:
-        one = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=first, batch_size=2)
-        other = ProjectionRunner(sqlite_store, TotalsTable(), checkpoints=second, batch_size=2)
+        one = make_runner(sqlite_store, TotalsTable(), checkpoints=first, batch_size=2)
+        other = make_runner(sqlite_store, TotalsTable(), checkpoints=second, batch_size=2)
         one.run_until_caught_up()
         add(sqlite_store, 4)
         other.run_until_caught_up()  # it starts from 0, finds 3 stored, and goes on from there
@@ -442,7 +457,7 @@ class Slow(Totals):
         self.standby_found.append(self.leases.acquire(self.name, "standby", ttl=1.0))
 
 
-def test_a_batch_longer_than_the_lease_pauses_to_renew_it(store: InMemoryEventStore) -> None:
+def test_a_batch_longer_than_the_lease_pauses_to_renew_it(store: EventStore) -> None:
     """A runner renews its lease within a batch that would outlast it: no standby gets it."""
     clock = FakeClock()
     leases = InMemoryLeaseStore(clock=clock)
@@ -464,33 +479,34 @@ class Nameless(Projection):
 
 
 def test_the_runner_checks_what_it_is_given(
-    store: InMemoryEventStore, checkpoints: SQLiteCheckpointStore
+    make_runner: MakeRunner, store: EventStore, checkpoints: SQLiteCheckpointStore
 ) -> None:
     """A projection needs a name; SQLite projections need SQLite checkpoints; sizes are sane."""
     with pytest.raises(RegistrationError, match="needs a name"):
-        ProjectionRunner(store, Nameless())
+        make_runner(store, Nameless())
     with pytest.raises(RegistrationError, match="Projection or SQLiteProjection"):
-        ProjectionRunner(store, object())  # type: ignore[arg-type]
+        make_runner(store, object())  # type: ignore[arg-type]
     with pytest.raises(RegistrationError, match=r"SQLiteCheckpointStore\(...\)"):
-        ProjectionRunner(store, TotalsTable())
+        make_runner(store, TotalsTable())
     with pytest.raises(InvalidArgumentError, match="batch_size"):
-        ProjectionRunner(store, Totals(), batch_size=0)
+        make_runner(store, Totals(), batch_size=0)
     with pytest.raises(InvalidArgumentError, match="poll_interval"):
-        ProjectionRunner(store, Totals(), poll_interval=0)
+        make_runner(store, Totals(), poll_interval=0)
     with pytest.raises(InvalidArgumentError, match="poll_interval"):
-        ProjectionRunner(store, Totals(), poll_interval="1")  # type: ignore[arg-type]
+        make_runner(store, Totals(), poll_interval="1")
 
 
-# -- running on a thread and under asyncio ---------------------------------------------------
+# -- following the store in the background: a thread, or a task ------------------------------
 
 
-def test_a_thread_follows_new_events_and_wait_for_sees_them(
-    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+def test_a_background_run_follows_new_events_and_wait_for_sees_them(
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
 ) -> None:
-    """With the runner on a thread, wait_for returns once a fresh write is in the read model."""
-    runner = ProjectionRunner(
-        sqlite_store, TotalsTable(), checkpoints=checkpoints, poll_interval=0.01
-    )
+    """While the runner follows the store, wait_for returns once a fresh write is in the model."""
+    runner = make_runner(sqlite_store, TotalsTable(), checkpoints=checkpoints, poll_interval=0.01)
     with runner.running():
         was_running = runner.is_running
         for amount in range(1, 6):
@@ -500,20 +516,21 @@ def test_a_thread_follows_new_events_and_wait_for_sees_them(
     assert (True, False, None) == (was_running, runner.is_running, runner.error)
 
 
-def test_starting_twice_is_refused(store: InMemoryEventStore) -> None:
+def test_starting_twice_is_refused(make_runner: MakeRunner, store: EventStore) -> None:
     """A runner runs once at a time."""
-    runner = ProjectionRunner(store, Totals(), poll_interval=0.01)
+    runner = make_runner(store, Totals(), poll_interval=0.01)
     with runner.running(), pytest.raises(ProjectionError, match="already running"):
         runner.start()
 
 
-def test_a_thread_that_fails_reports_to_waiters_and_resumes_after_a_fix(
-    store: InMemoryEventStore,
+def test_a_background_run_that_fails_reports_to_waiters_and_resumes_after_a_fix(
+    make_runner: MakeRunner,
+    store: EventStore,
 ) -> None:
-    """The error stops the thread, wait_for raises it, and a new start resumes at the event."""
+    """The error stops the run, wait_for raises it, and a new start resumes at the event."""
     projection = Totals()
     projection.fail_on = 2
-    runner = ProjectionRunner(store, projection, poll_interval=0.01)
+    runner = make_runner(store, projection, poll_interval=0.01)
     add(store, 1, 2, 3)
     with pytest.raises(ProjectionError, match="position 2"), runner.running():
         runner.wait_for(3, timeout=10)
@@ -526,36 +543,40 @@ def test_a_thread_that_fails_reports_to_waiters_and_resumes_after_a_fix(
     assert ({"k": 6}, None) == (projection.totals, runner.error)
 
 
-def test_leaving_running_raises_what_stopped_the_thread(store: InMemoryEventStore) -> None:
-    """A thread that failed while the block went on is not forgotten: leaving raises it."""
+def test_leaving_running_raises_what_stopped_the_background_run(
+    make_runner: MakeRunner, store: EventStore
+) -> None:
+    """A run that failed while the block went on is not forgotten: leaving raises it."""
     projection = Totals()
     projection.fail_on = 1
-    runner = ProjectionRunner(store, projection, poll_interval=0.01)
+    runner = make_runner(store, projection, poll_interval=0.01)
     add(store, 1)
 
-    def run_until_the_thread_ends() -> None:
+    def run_until_the_run_ends() -> None:
         with runner.running():
             while runner.is_running:
                 time.sleep(0.01)
 
     with pytest.raises(ProjectionError, match="position 1"):
-        run_until_the_thread_ends()
+        run_until_the_run_ends()
 
 
-def test_wait_for_catches_up_itself_when_nothing_runs(store: InMemoryEventStore) -> None:
-    """Without a running thread, wait_for does the work in the calling thread."""
+def test_wait_for_catches_up_itself_when_nothing_runs(
+    make_runner: MakeRunner, store: EventStore
+) -> None:
+    """Without a background run, wait_for does the work itself."""
     add(store, 1, 2, 3)
     projection = Totals()
-    runner = ProjectionRunner(store, projection, batch_size=1)
+    runner = make_runner(store, projection, batch_size=1)
     runner.wait_for(3)
     assert {"k": 6} == projection.totals
     runner.wait_for(2)  # already there
 
 
-def test_wait_for_gives_up_after_the_timeout(store: InMemoryEventStore) -> None:
+def test_wait_for_gives_up_after_the_timeout(make_runner: MakeRunner, store: EventStore) -> None:
     """A position that does not come raises ProjectionTimeoutError, a TimeoutError."""
     add(store, 1)
-    runner = ProjectionRunner(store, Totals(), poll_interval=0.01)
+    runner = make_runner(store, Totals(), poll_interval=0.01)
     with pytest.raises(ProjectionTimeoutError, match="did not reach position 5") as info:
         runner.wait_for(5, timeout=0.05)
     assert (5, 1, "totals") == (info.value.wanted, info.value.reached, info.value.projection)
@@ -564,8 +585,26 @@ def test_wait_for_gives_up_after_the_timeout(store: InMemoryEventStore) -> None:
         runner.wait_for(5, timeout=0.05)
 
 
+def test_a_store_error_ends_the_background_run_and_reaches_waiters(
+    make_runner: MakeRunner, sqlite_store: EventStore
+) -> None:
+    """Any error ends the run and is kept for waiters, not lost in a thread or a task."""
+    runner = make_runner(sqlite_store, Totals(), poll_interval=0.01)
+    runner.start()
+    sqlite_store.close()
+    try:
+        with pytest.raises(StoreClosedError):
+            runner.wait_for(1, timeout=10)
+    finally:
+        runner.stop()
+    assert isinstance(runner.error, StoreClosedError)
+
+
+# -- the sync runner under asyncio -----------------------------------------------------------
+
+
 def test_run_async_follows_the_store_until_stopped(
-    sqlite_store: SQLiteEventStore, checkpoints: SQLiteCheckpointStore, path: Path
+    sqlite_store: EventStore, checkpoints: SQLiteCheckpointStore, path: Path
 ) -> None:
     """Under asyncio, run_async follows new events and wait_for_async waits for them."""
 
@@ -588,7 +627,7 @@ def test_run_async_follows_the_store_until_stopped(
     assert ([("k", 6)], [1, 2, 3]) == table(path)
 
 
-def test_run_async_without_a_stop_event_ends_by_cancellation(store: InMemoryEventStore) -> None:
+def test_run_async_without_a_stop_event_ends_by_cancellation(store: EventStore) -> None:
     """Cancelling the task ends the run; a batch in progress completes or rolls back whole."""
 
     async def main() -> Totals:
@@ -607,7 +646,7 @@ def test_run_async_without_a_stop_event_ends_by_cancellation(store: InMemoryEven
     assert {"k": 4} == asyncio.run(main()).totals
 
 
-def test_run_async_raises_a_handler_failure(store: InMemoryEventStore) -> None:
+def test_run_async_raises_a_handler_failure(store: EventStore) -> None:
     """A failing batch ends run_async with the ProjectionError, and waiters get it too."""
 
     async def main() -> None:
@@ -623,7 +662,7 @@ def test_run_async_raises_a_handler_failure(store: InMemoryEventStore) -> None:
     asyncio.run(main())
 
 
-def test_wait_for_async_catches_up_itself_and_times_out(store: InMemoryEventStore) -> None:
+def test_wait_for_async_catches_up_itself_and_times_out(store: EventStore) -> None:
     """With nothing running, wait_for_async does the work; a missing position times out."""
 
     async def main() -> None:
@@ -635,19 +674,6 @@ def test_wait_for_async_catches_up_itself_and_times_out(store: InMemoryEventStor
             await runner.wait_for_async(3, timeout=0.05)
 
     asyncio.run(main())
-
-
-def test_the_thread_loop_survives_a_store_error(sqlite_store: SQLiteEventStore) -> None:
-    """Any error ends the thread and is kept for waiters, not lost in a thread."""
-    runner = ProjectionRunner(sqlite_store, Totals(), poll_interval=0.01)
-    runner.start()
-    sqlite_store.close()
-    try:
-        with pytest.raises(StoreClosedError):
-            runner.wait_for(1, timeout=10)
-    finally:
-        runner.stop()
-    assert isinstance(runner.error, StoreClosedError)
 
 
 # -- checkpoint stores -----------------------------------------------------------------------
@@ -787,7 +813,7 @@ def test_sqlite_checkpoints_refuse_a_file_that_is_not_a_database(tmp_path: Path)
 
 
 def test_a_crash_inside_a_transaction_of_a_given_connection_undoes_the_batch(
-    sqlite_store: SQLiteEventStore, path: Path
+    sqlite_store: EventStore, path: Path
 ) -> None:
     """On a connection already in a transaction, a batch is a savepoint, rolled back whole."""
     add(sqlite_store, 1)

@@ -19,8 +19,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import final
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import TypeVar, final
 
 from ..clock import Clock
 from ..errors import (
@@ -41,6 +41,8 @@ from ._projection import Progress, Projection, ProjectionBase, SQLiteProjection,
 __all__ = ["AsyncProjectionRunner", "ProjectionRunner"]
 
 _log = logging.getLogger("busway.projections")
+
+T = TypeVar("T")
 
 
 def _handling(recorded: RecordedEvent) -> str:
@@ -230,17 +232,25 @@ class _Feed:
                 checkpoint.unpark(recorded.position)
             return error
 
-    def reset(self, keys: Sequence[str], tokens: Sequence[int]) -> None:
-        """Empty the read model and put every checkpoint back to 0, in one transaction."""
+    def reset(self, keys: Sequence[str], tokens: Sequence[int], stale: Sequence[str]) -> None:
+        """Empty the read model and put every checkpoint back to 0, in one transaction.
+
+        The checkpoints *stale* of another number of partitions go back to 0 too, and what
+        was parked on any of them is dropped: the replay that follows handles it again.
+        """
+        fenced: list[tuple[str, int | None]] = [*zip(keys, tokens, strict=True)]
         with contextlib.ExitStack() as stack:
-            for n, (key, token) in enumerate(zip(keys, tokens, strict=True)):
+            for n, (key, token) in enumerate(fenced + [(key, None) for key in stale]):
                 checkpoint = stack.enter_context(self.checkpoints.transaction(key))
-                checkpoint.fence(token)
+                if token is not None:
+                    checkpoint.fence(token)
                 if n == 0:
                     if isinstance(self.projection, SQLiteProjection):
                         self.projection.reset(_connection(self.projection, checkpoint))
                     elif isinstance(self.projection, Projection):
                         self.projection.reset()
+                for parked in self.checkpoints.parked(key):
+                    checkpoint.unpark(parked.position)
                 checkpoint.save(0)
 
 
@@ -298,6 +308,11 @@ class _Runner:
         )
         self._active = False
         self._error: BaseException | None = None
+        # Checkpoints of another number of partitions, with their positions: the runner
+        # refuses to run while one has progress, until a rebuild sets them back to 0.
+        self._stale = {
+            key: checkpoints.load(key) for key in self.follower.stale(checkpoints.names())
+        }
         if isinstance(projection, SQLiteProjection):
             with checkpoints.transaction(self.follower.parts[0].key) as checkpoint:
                 projection.setup(_connection(projection, checkpoint))
@@ -340,6 +355,7 @@ class _Runner:
     def _begin(self) -> None:
         if self._active:
             raise ProjectionError(self.name, "is already running; stop it first")
+        self.follower.check_layout(self._stale)
         self._active = True
         self._error = None
 
@@ -355,7 +371,13 @@ class _Runner:
 
     # -- flows ---------------------------------------------------------------------------
 
+    def _checked(self, flow: Flow[T]) -> Flow[T]:
+        """Run *flow*, unless the checkpoints show another number of partitions."""
+        self.follower.check_layout(self._stale)
+        return (yield from flow)
+
     def _catch_up(self, progress: Progress | None) -> Flow[int]:
+        self.follower.check_layout(self._stale)
         head = 0
         if progress is not None:
             head = yield Head()
@@ -372,10 +394,11 @@ class _Runner:
         follower = self.follower
         if follower.leases is not None:
             yield from follower.claim_all()
+        names: list[str] = yield Call(self.checkpoints.names)
         parts = follower.parts
-        yield Call(
-            functools.partial(self._feed.reset, [p.key for p in parts], [p.token for p in parts])
-        )
+        keys, tokens = [p.key for p in parts], [p.token for p in parts]
+        yield Call(functools.partial(self._feed.reset, keys, tokens, follower.stale(names)))
+        self._stale = {}
         follower.reset()
         return (yield from self._catch_up(progress))
 
@@ -472,14 +495,14 @@ class ProjectionRunner(_Runner):
         writes; one that fails again stays parked. Return how many passed.
         """
         with self._work:
-            return SyncDriver(self.store).run(self.follower.replay(position))
+            return SyncDriver(self.store).run(self._checked(self.follower.replay(position)))
 
     # -- running -------------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Handle the next batch of events, if any; return how many were read."""
         with self._work:
-            return SyncDriver(self.store).run(self.follower.step())
+            return SyncDriver(self.store).run(self._checked(self.follower.step()))
 
     def run_until_caught_up(self, *, progress: Progress | None = None) -> int:
         """Handle batches until none is left; return how many events were read.
@@ -561,14 +584,16 @@ class ProjectionRunner(_Runner):
     async def run_async(self, *, stop: asyncio.Event | None = None) -> None:
         """Follow the store until *stop* is set or the task is cancelled.
 
-        Batches run on a worker thread, so the event loop never waits on the database. A
+        Batches run on a worker thread, so the event loop never waits on the database.
+        Once *stop* is set, the run ends after the batch in progress; a cancellation ends
+        it at once, while that batch completes or rolls back whole on its thread. A
         failing batch ends the run with its error.
         """
         self._begin()
         error: BaseException | None = None
         driver = AsyncDriver(self.store)
         try:
-            await _until(stop, driver.run(self.follower.follow()))
+            await _until(stop, driver, self.follower.follow())
         except Exception as exc:
             error = exc
             raise
@@ -614,9 +639,13 @@ class ProjectionRunner(_Runner):
         deadline = time.monotonic() + timeout
         while self.position < position:
             remaining = self._check_wait(position, timeout, deadline)
-            seen = self.follower.moved.count
+            follower = self.follower
+            seen = follower.moved.count
             if self._active:
-                await self.follower.moved.wait_async(seen, remaining)
+                if len(follower.held) < len(follower.parts):
+                    await asyncio.to_thread(self._driver.run, follower.refresh())
+                if self.position < position and self._active:
+                    await follower.moved.wait_async(seen, min(remaining, follower.idle_timeout()))
                 continue
             signal = self._driver.signal
             before = 0 if signal is None else signal.count
@@ -628,23 +657,32 @@ class ProjectionRunner(_Runner):
                     await signal.wait_async(before, wait)
 
 
-async def _until(stop: asyncio.Event | None, work: Awaitable[None]) -> None:
-    """Await *work* until it ends or *stop* is set (then cancel it)."""
-    task = asyncio.ensure_future(work)
-    if stop is None:
-        await task
-        return
-    stopper = asyncio.ensure_future(stop.wait())
+async def _follow(driver: AsyncDriver, flow: Flow[None]) -> None:
+    """Drive *flow* until it ends, or until it is asked to stop at one of its waits."""
+    with contextlib.suppress(Stopped):
+        await driver.run(flow)
+
+
+async def _until(stop: asyncio.Event | None, driver: AsyncDriver, flow: Flow[None]) -> None:
+    """Drive *flow* until it ends or *stop* is set; then let it end at its next wait.
+
+    If the caller is cancelled, so is the flow, at once.
+    """
+    task = asyncio.ensure_future(_follow(driver, flow))
     try:
-        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop is not None:
+            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+            driver.stop()
+        await task
     finally:
-        stopper.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    if task.done() and not task.cancelled():
-        task.result()
 
 
 @final
@@ -691,10 +729,13 @@ class AsyncProjectionRunner(_Runner):
         )
         self.store = store
         self._work = asyncio.Lock()
-        self._driver = AsyncDriver(
-            store, inline=isinstance(self.checkpoints, InMemoryCheckpointStore), lock=self._work
-        )
+        self._driver = self._new_driver()
         self._task: asyncio.Task[None] | None = None
+        self._following = self._driver
+
+    def _new_driver(self) -> AsyncDriver:
+        inline = isinstance(self.checkpoints, InMemoryCheckpointStore)
+        return AsyncDriver(self.store, inline=inline, lock=self._work)
 
     async def lag(self) -> int:
         """Return how many positions the read model is behind the store's head (0: caught up)."""
@@ -712,12 +753,12 @@ class AsyncProjectionRunner(_Runner):
     async def replay_parked(self, position: int | None = None) -> int:
         """Run the handlers of parked events again; return how many passed (see the sync twin)."""
         async with self._work:
-            return await self._driver.run(self.follower.replay(position))
+            return await self._driver.run(self._checked(self.follower.replay(position)))
 
     async def run_once(self) -> int:
         """Handle the next batch of events, if any; return how many were read."""
         async with self._work:
-            return await self._driver.run(self.follower.step())
+            return await self._driver.run(self._checked(self.follower.step()))
 
     async def run_until_caught_up(self, *, progress: Progress | None = None) -> int:
         """Handle batches until none is left; return how many events were read."""
@@ -731,33 +772,37 @@ class AsyncProjectionRunner(_Runner):
 
     def start(self) -> None:
         """Follow the store in a task of the running loop until :meth:`stop`."""
+        loop = asyncio.get_running_loop()  # raises outside a loop, before anything changed
         self._begin()
-        self._task = asyncio.get_running_loop().create_task(
-            self._loop(), name=f"busway-projection-{self.name}"
-        )
+        self._following = driver = self._new_driver()
+        self._task = loop.create_task(self._loop(driver), name=f"busway-projection-{self.name}")
 
-    async def _loop(self) -> None:
+    async def _loop(self, driver: AsyncDriver) -> None:
         error: BaseException | None = None
         try:
             async with self._work:
-                await self._driver.run(self.follower.follow())
+                await _follow(driver, self.follower.follow())
         except Exception as exc:
             error = exc
         finally:
             try:
-                await asyncio.shield(self._driver.run(self.follower.release()))
+                await asyncio.shield(driver.run(self.follower.release()))
             except Exception as exc:
                 _log.warning("projection %r could not release its leases: %r", self.name, exc)
             finally:
                 self._end(error)
 
     async def stop(self) -> None:
-        """Stop following the store, give the leases back, and wait for the task to end."""
+        """Stop following the store after the batch in progress, and wait for the task to end.
+
+        Its leases are given back, so that a standby takes over at once. Cancelling the
+        task instead ends it at once, while the batch completes or rolls back whole on its
+        thread.
+        """
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._following.stop()
+            await asyncio.wait({task})
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[AsyncProjectionRunner]:

@@ -119,7 +119,11 @@ async def _unknown_async(effect: object) -> Any:
 
 @final
 class AsyncDriver:
-    """Awaits effects: an async store natively, a sync store and store calls on a thread."""
+    """Awaits effects: an async store natively, a sync store and store calls on a thread.
+
+    :meth:`stop` works as the sync driver's does, so that a flow following the store ends
+    at its next wait, never in the middle of a store call that would go on on its thread.
+    """
 
     def __init__(
         self,
@@ -131,6 +135,10 @@ class AsyncDriver:
     ) -> None:
         self.store = store
         self.signal = _signal(store)
+        self.stopping = False
+        # Futures of the naps in progress, made on the running loop (an asyncio.Event would
+        # tie the driver to the first loop that waited on it).
+        self._naps: set[asyncio.Future[None]] = set()
         self._other = other
         self._inline = inline
         self._lock = lock
@@ -152,7 +160,35 @@ class AsyncDriver:
         """Drive *flow* to its end; await the result."""
         return arun(flow, self.perform)
 
+    def stop(self) -> None:
+        """Ask the flow to end at its next wait (call it on the flow's loop)."""
+        self.stopping = True
+        for nap in self._naps:
+            if not nap.done():
+                nap.set_result(None)
+        if self.signal is not None:
+            self.signal.notify()  # the waiters that were not asked to stop just look again
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep *seconds*, or until asked to stop."""
+        nap = asyncio.get_running_loop().create_future()
+        self._naps.add(nap)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nap, seconds)
+        finally:
+            self._naps.discard(nap)
+
+    async def _wait(self, seen: int, timeout: float) -> None:
+        """Wait for a commit after *seen*, *timeout* seconds, or a stop request."""
+        if self.signal is None:
+            await self._nap(timeout)
+        else:
+            await self.signal.wait_async(seen, timeout)
+
     async def perform(self, effect: Any) -> Any:  # noqa: PLR0911 - a case per effect
+        if self.stopping and isinstance(effect, Seen | Wait | Sleep):
+            raise Stopped
         store = self.store
         match effect:
             case ReadPage(position, limit) if isinstance(store, AsyncEventStore):
@@ -167,14 +203,11 @@ class AsyncDriver:
                 return 0 if self.signal is None else self.signal.count
             case Wait(seen, timeout):
                 async with self._idle():
-                    if self.signal is None:
-                        await asyncio.sleep(timeout)
-                    else:
-                        await self.signal.wait_async(seen, timeout)
+                    await self._wait(seen, timeout)
                 return None
             case Sleep(seconds):
                 async with self._idle():
-                    await asyncio.sleep(seconds)
+                    await self._nap(seconds)
                 return None
             case Head() if isinstance(store, AsyncEventStore):
                 return await store.head_position()

@@ -321,6 +321,7 @@ class Follower:
         """Notified whenever a partition's position moves, for those who wait on it."""
         self._member: Lease | None = None
         self._renew_at = _LONG_AGO
+        self._share_now = 0  # the share found at the last renewal
         # Workers start looking at different partitions, so that they rarely race for one.
         self._first = zlib.crc32(self.owner.encode()) % partitions
 
@@ -483,7 +484,7 @@ class Follower:
         """Handle parked events again (all, or the one at *position*); return how many passed.
 
         Only partitions this worker holds are replayed. An event that fails again stays
-        parked, with its new error.
+        parked as it was.
         """
         if position is not None and (type(position) is not int or position < 1):
             raise InvalidArgumentError("position", position, "the int position of a parked event")
@@ -519,8 +520,9 @@ class Follower:
         """Renew the leases held, then take or give back partitions to hold a fair share."""
         ttl = self.lease_time
         if not self._renewal_due():
+            yield from self._fill(leases, self.clock.now())
             return
-        share = yield from self._share(leases)
+        share = self._share_now = yield from self._share(leases)
         for part in self.parts:
             if part.lease is None:
                 continue
@@ -532,7 +534,7 @@ class Follower:
                 self._lose(part)
             else:
                 part.lease = renewed
-        order = self.parts[self._first :] + self.parts[: self._first]
+        order = self._order()
         for part in order:
             if len(self.held) >= share:
                 break
@@ -552,6 +554,30 @@ class Follower:
         now = self.clock.now()
         # A clock set back (the renewal more than a lease time away) renews too.
         return not now < self._renew_at <= now + timedelta(seconds=self.lease_time)
+
+    def _fill(self, leases: LeaseStore, now: datetime) -> Flow[None]:
+        """Between renewals, take the partitions given back or run out, up to the share.
+
+        So a standby takes over as soon as its holder stops, not at its own next renewal.
+        It costs a standby one read of the lease store; a worker that holds its share
+        reads nothing here.
+        """
+        if len(self.held) >= self._share_now:
+            return
+        found: list[Lease | None]
+        if self.partitions == 1:
+            found = [(yield Call(functools.partial(leases.holder, self.name)))]
+        else:
+            found = yield Call(functools.partial(leases.leases, f"{self.name}["))
+        busy = {lease.name for lease in found if lease is not None and not lease.expired(now)}
+        for part in self._order():
+            if len(self.held) >= self._share_now:
+                break
+            if part.lease is None and part.key not in busy:
+                yield from self._take(leases, part)
+
+    def _order(self) -> tuple[_Part, ...]:
+        return self.parts[self._first :] + self.parts[: self._first]
 
     def _share(self, leases: LeaseStore) -> Flow[int]:
         """Return how many partitions this worker may hold, with the workers alive now."""
@@ -585,6 +611,21 @@ class Follower:
 
     def _member_key(self) -> str:
         return f"{self.name}{_MEMBERS}{self.owner}"
+
+    def _fenced(self, part: _Part, error: LeaseLostError) -> None:
+        """Stand *part* by: a later lease holder wrote to it. Without leases, refuse to go on.
+
+        A worker without leases writes with token 0, which a checkpoint fenced by a lease
+        refuses for ever: standing by would stop the subscription without a word.
+        """
+        if self.leases is None:
+            raise SubscriptionError(
+                f"subscription {part.key!r} was written by a worker holding a lease (fencing "
+                f"token {error.current}), so its checkpoint refuses this worker, which runs "
+                "without leases: give every worker of the subscription the same leases= store"
+            ) from error
+        _log.warning("subscription %r: %s was fenced off", part.key, self.owner)
+        self._lose(part)
 
     def _lose(self, part: _Part) -> None:
         part.lease = None
@@ -621,9 +662,8 @@ class Follower:
             except CheckpointMovedError:
                 part.position = None  # another worker got there first: go on from there
                 continue
-            except LeaseLostError:
-                _log.warning("subscription %r: %s was fenced off", part.key, self.owner)
-                self._lose(part)
+            except LeaseLostError as error:
+                self._fenced(part, error)
                 return 0
             if applied.position != expected:
                 part.position = applied.position
@@ -669,8 +709,8 @@ class Follower:
         except CheckpointMovedError:
             part.position = None
             return
-        except LeaseLostError:
-            self._lose(part)
+        except LeaseLostError as error:
+            self._fenced(part, error)
             return
         part.position = failed.position
         part.failures = (0, 0)

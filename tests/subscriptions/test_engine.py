@@ -213,11 +213,24 @@ def test_a_checkpoint_moved_by_another_worker_is_read_again_not_applied_twice() 
 
 def test_a_fenced_worker_stands_by_without_writing() -> None:
     """A later token in the store stops this worker's commits: it drops the partition."""
+    store, feed, clock = filled(0), Feed(), FakeClock()
+    follower = leased(feed, InMemoryLeaseStore(clock=clock), clock, "a")
+    driver = Driver(store)
+    assert 0 == driver.run(follower.step())  # takes the lease; nothing to read yet
+    feed.tokens["sub"] = 9  # a later holder wrote meanwhile
+    store.append("s-1", [Happened(1)])
+    assert 0 == driver.run(follower.step())
+    assert ([], 0, ()) == (feed.handled, feed.positions.get("sub", 0), follower.held)
+
+
+def test_a_worker_without_leases_refuses_a_checkpoint_fenced_by_one() -> None:
+    """Token 0 can never beat a lease's token: the follower says so instead of idling."""
     store, feed = filled(5), Feed()
     feed.tokens["sub"] = 9
     follower = Follower(feed, name="sub")
-    assert 0 == Driver(store).run(follower.step())
-    assert ([], 0) == (feed.handled, feed.positions.get("sub", 0))
+    with pytest.raises(SubscriptionError, match=r"token 9.*same leases= store"):
+        Driver(store).run(follower.step())
+    assert [] == feed.handled
 
 
 def test_stop_raises_the_failure_and_keeps_what_came_before() -> None:
@@ -367,6 +380,20 @@ def test_a_released_lease_is_taken_at_once() -> None:
     driver.run(holder.release())
     store.append("s-1", [Happened(4)])
     assert 1 == driver.run(standby.catch_up())
+
+
+def test_a_standby_takes_a_released_lease_before_its_own_renewal_is_due() -> None:
+    """Between renewals a standby still looks for partitions given back, and takes them."""
+    store, feed, clock = filled(3), Feed(), FakeClock()
+    leases = InMemoryLeaseStore(clock=clock)
+    driver = Driver(store)
+    holder, standby = leased(feed, leases, clock, "a"), leased(feed, leases, clock, "b")
+    driver.run(holder.catch_up())
+    assert 0 == driver.run(standby.step())  # stands by; its next renewal is a second away
+    driver.run(holder.release())
+    store.append("s-1", [Happened(4)])
+    assert 1 == driver.run(standby.step())  # the clock has not moved
+    assert ["sub"] == [p.key for p in standby.held]
 
 
 def test_workers_share_partitions_fairly() -> None:
