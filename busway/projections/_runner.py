@@ -257,7 +257,7 @@ class _Feed:
 class _Runner:
     """What both runners check, hold and decide without I/O."""
 
-    follower: Follower
+    _follower: Follower
 
     def __init__(
         self,
@@ -294,7 +294,7 @@ class _Runner:
         self.checkpoints = checkpoints
         self.name = name
         self._feed = _Feed(name, projection, checkpoints)
-        self.follower = Follower(
+        self._follower = Follower(
             self._feed,
             name=name,
             partitions=partitions,
@@ -311,12 +311,12 @@ class _Runner:
         # Checkpoints of another number of partitions, with their positions: the runner
         # refuses to run while one has progress, until a rebuild sets them back to 0.
         self._stale = {
-            key: checkpoints.load(key) for key in self.follower.stale(checkpoints.names())
+            key: checkpoints.load(key) for key in self._follower.stale(checkpoints.names())
         }
         if isinstance(projection, SQLiteProjection):
-            with checkpoints.transaction(self.follower.parts[0].key) as checkpoint:
+            with checkpoints.transaction(self._follower.parts[0].key) as checkpoint:
                 projection.setup(_connection(projection, checkpoint))
-        for part in self.follower.parts:
+        for part in self._follower.parts:
             part.position = checkpoints.load(part.key)
 
     def __repr__(self) -> str:
@@ -325,22 +325,22 @@ class _Runner:
     @property
     def batch_size(self) -> int:
         """How many stored events a batch reads at most."""
-        return self.follower.batch_size
+        return self._follower.batch_size
 
     @property
     def poll_interval(self) -> float:
         """The longest a caught-up runner sleeps before it looks for other processes' events."""
-        return self.follower.poll_interval
+        return self._follower.poll_interval
 
     @property
     def owner(self) -> str:
         """The worker id this runner takes leases under."""
-        return self.follower.owner
+        return self._follower.owner
 
     @property
     def position(self) -> int:
         """The checkpoint: every event up to this position is in the read model."""
-        return self.follower.position
+        return self._follower.position
 
     @property
     def error(self) -> BaseException | None:
@@ -355,7 +355,7 @@ class _Runner:
     def _begin(self) -> None:
         if self._active:
             raise ProjectionError(self.name, "is already running; stop it first")
-        self.follower.check_layout(self._stale)
+        self._follower.check_layout(self._stale)
         self._active = True
         self._error = None
 
@@ -367,23 +367,23 @@ class _Runner:
             else:
                 _log.error("projection %r stopped: %r", self.name, error)
         self._active = False
-        self.follower.moved.notify()
+        self._follower.moved.notify()
 
     # -- flows ---------------------------------------------------------------------------
 
     def _checked(self, flow: Flow[T]) -> Flow[T]:
         """Run *flow*, unless the checkpoints show another number of partitions."""
-        self.follower.check_layout(self._stale)
+        self._follower.check_layout(self._stale)
         return (yield from flow)
 
     def _catch_up(self, progress: Progress | None) -> Flow[int]:
-        self.follower.check_layout(self._stale)
+        self._follower.check_layout(self._stale)
         head = 0
         if progress is not None:
             head = yield Head()
             progress(self.position, max(head, self.position))
         total = 0
-        while n := (yield from self.follower.step()):
+        while n := (yield from self._follower.step()):
             total += n
             if progress is not None:
                 head = max(head, self.position)
@@ -391,7 +391,7 @@ class _Runner:
         return total
 
     def _rebuild(self, progress: Progress | None) -> Flow[int]:
-        follower = self.follower
+        follower = self._follower
         if follower.leases is not None:
             yield from follower.claim_all()
         names: list[str] = yield Call(self.checkpoints.names)
@@ -482,11 +482,11 @@ class ProjectionRunner(_Runner):
 
     def status(self) -> list[PartitionStatus]:
         """Return each partition's position, lag, lease holder and parked events."""
-        return self._driver.run(self.follower.status())
+        return self._driver.run(self._follower.status())
 
     def parked(self) -> list[ParkedEvent]:
         """Return the events the runner set aside (``on_error=Park()``), by position."""
-        return self._driver.run(self.follower.parked())
+        return self._driver.run(self._follower.parked())
 
     def replay_parked(self, position: int | None = None) -> int:
         """Run the handlers of parked events again (all, or the one at *position*).
@@ -495,14 +495,14 @@ class ProjectionRunner(_Runner):
         writes; one that fails again stays parked. Return how many passed.
         """
         with self._work:
-            return SyncDriver(self.store).run(self._checked(self.follower.replay(position)))
+            return SyncDriver(self.store).run(self._checked(self._follower.replay(position)))
 
     # -- running -------------------------------------------------------------------------
 
     def run_once(self) -> int:
         """Handle the next batch of events, if any; return how many were read."""
         with self._work:
-            return SyncDriver(self.store).run(self._checked(self.follower.step()))
+            return SyncDriver(self.store).run(self._checked(self._follower.step()))
 
     def run_until_caught_up(self, *, progress: Progress | None = None) -> int:
         """Handle batches until none is left; return how many events were read.
@@ -543,14 +543,14 @@ class ProjectionRunner(_Runner):
         error: BaseException | None = None
         try:
             with self._work:
-                driver.run(self.follower.follow())
+                driver.run(self._follower.follow())
         except Stopped:
             pass
         except Exception as exc:
             error = exc
         finally:
             try:
-                driver.run(self.follower.release())
+                driver.run(self._follower.release())
             except Exception as exc:  # the run's own error matters more
                 _log.warning("projection %r could not release its leases: %r", self.name, exc)
             self._end(error)
@@ -593,13 +593,13 @@ class ProjectionRunner(_Runner):
         error: BaseException | None = None
         driver = AsyncDriver(self.store)
         try:
-            await _until(stop, driver, self.follower.follow())
+            await _until(stop, driver, self._follower.follow())
         except Exception as exc:
             error = exc
             raise
         finally:
             try:
-                await driver.run(self.follower.release())
+                await driver.run(self._follower.release())
             finally:
                 self._end(error)
 
@@ -614,7 +614,7 @@ class ProjectionRunner(_Runner):
         runner's error if it stopped on one.
         """
         deadline = time.monotonic() + timeout
-        follower = self.follower
+        follower = self._follower
         moved = follower.moved
         while self.position < position:
             remaining = self._check_wait(position, timeout, deadline)
@@ -639,7 +639,7 @@ class ProjectionRunner(_Runner):
         deadline = time.monotonic() + timeout
         while self.position < position:
             remaining = self._check_wait(position, timeout, deadline)
-            follower = self.follower
+            follower = self._follower
             seen = follower.moved.count
             if self._active:
                 if len(follower.held) < len(follower.parts):
@@ -650,7 +650,7 @@ class ProjectionRunner(_Runner):
             signal = self._driver.signal
             before = 0 if signal is None else signal.count
             if await asyncio.to_thread(self.run_once) == 0 and self.position < position:
-                wait = min(self.follower.idle_timeout(), remaining)
+                wait = min(self._follower.idle_timeout(), remaining)
                 if signal is None:
                     await asyncio.sleep(wait)
                 else:
@@ -744,21 +744,21 @@ class AsyncProjectionRunner(_Runner):
 
     async def status(self) -> list[PartitionStatus]:
         """Return each partition's position, lag, lease holder and parked events."""
-        return await self._driver.run(self.follower.status())
+        return await self._driver.run(self._follower.status())
 
     async def parked(self) -> list[ParkedEvent]:
         """Return the events the runner set aside (``on_error=Park()``), by position."""
-        return await self._driver.run(self.follower.parked())
+        return await self._driver.run(self._follower.parked())
 
     async def replay_parked(self, position: int | None = None) -> int:
         """Run the handlers of parked events again; return how many passed (see the sync twin)."""
         async with self._work:
-            return await self._driver.run(self._checked(self.follower.replay(position)))
+            return await self._driver.run(self._checked(self._follower.replay(position)))
 
     async def run_once(self) -> int:
         """Handle the next batch of events, if any; return how many were read."""
         async with self._work:
-            return await self._driver.run(self._checked(self.follower.step()))
+            return await self._driver.run(self._checked(self._follower.step()))
 
     async def run_until_caught_up(self, *, progress: Progress | None = None) -> int:
         """Handle batches until none is left; return how many events were read."""
@@ -781,12 +781,12 @@ class AsyncProjectionRunner(_Runner):
         error: BaseException | None = None
         try:
             async with self._work:
-                await _follow(driver, self.follower.follow())
+                await _follow(driver, self._follower.follow())
         except Exception as exc:
             error = exc
         finally:
             try:
-                await asyncio.shield(driver.run(self.follower.release()))
+                await asyncio.shield(driver.run(self._follower.release()))
             except Exception as exc:
                 _log.warning("projection %r could not release its leases: %r", self.name, exc)
             finally:
@@ -823,7 +823,7 @@ class AsyncProjectionRunner(_Runner):
         runner's error if it stopped on one.
         """
         deadline = time.monotonic() + timeout
-        follower = self.follower
+        follower = self._follower
         while self.position < position:
             remaining = self._check_wait(position, timeout, deadline)
             seen = follower.moved.count

@@ -437,10 +437,10 @@ class _Runner(Generic[M]):
         self.interval = float(interval)
         self._events = events
         self._report_to = report
-        self.follower: Follower | None = None
+        self._follower: Follower | None = None
         if events is not None:
             manager._feed(events, subscription)
-            self.follower = manager._follower(
+            self._follower = manager._follower(
                 subscription,
                 on_error=on_error,
                 leases=leases,
@@ -463,7 +463,7 @@ class _Runner(Generic[M]):
         does; without, once, on the first pass.
         """
         core = self.manager._core
-        follower = self.follower
+        follower = self._follower
         if not self._recovered and (follower is None or follower.leases is None):
             yield from core.exclusive(core.recover())
             self._recovered = True
@@ -472,9 +472,9 @@ class _Runner(Generic[M]):
         yield from core.exclusive(core.fire_due())
 
     def _timeout(self) -> float:
-        if self.follower is None:
+        if self._follower is None:
             return self.interval
-        return min(self.interval, self.follower.idle_timeout())
+        return min(self.interval, self._follower.idle_timeout())
 
     def _report(self, exc: Exception) -> None:
         if self._report_to is not None:
@@ -566,16 +566,16 @@ class BackgroundRunner(_Runner[SagaManager]):
     def status(self) -> list[PartitionStatus]:
         """Return where the subscription's partitions are, who holds them, what they parked."""
         driver = self._drive()
-        if driver is None or self.follower is None:
+        if driver is None or self._follower is None:
             return []
-        return driver.run(self.follower.status())
+        return driver.run(self._follower.status())
 
     def parked(self) -> list[ParkedEvent]:
         """Return the events the subscription set aside (``on_error=Park()``), by position."""
         driver = self._drive()
-        if driver is None or self.follower is None:
+        if driver is None or self._follower is None:
             return []
-        return driver.run(self.follower.parked())
+        return driver.run(self._follower.parked())
 
     def replay_parked(self, position: int | None = None) -> int:
         """Hand parked events to the sagas again (all, or the one at *position*).
@@ -584,9 +584,9 @@ class BackgroundRunner(_Runner[SagaManager]):
         that fails again stays parked. Return how many passed.
         """
         driver = self._drive()
-        if driver is None or self.follower is None:
+        if driver is None or self._follower is None:
             return 0
-        return driver.run(self.follower.replay(position))
+        return driver.run(self._follower.replay(position))
 
     def _loop(self, stopping: threading.Event, driver: SyncDriver | None) -> None:
         signal = None if driver is None else driver.signal
@@ -604,9 +604,9 @@ class BackgroundRunner(_Runner[SagaManager]):
                 else:
                     signal.wait(seen, self._timeout())
         finally:
-            if driver is not None and self.follower is not None:
+            if driver is not None and self._follower is not None:
                 try:
-                    driver.run(self.follower.release())
+                    driver.run(self._follower.release())
                 except Exception as exc:
                     self._report(exc)
 
@@ -676,21 +676,21 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
 
     async def status(self) -> list[PartitionStatus]:
         """Return where the subscription's partitions are, who holds them, what they parked."""
-        if self._driver is None or self.follower is None:
+        if self._driver is None or self._follower is None:
             return []
-        return await self._driver.run(self.follower.status())
+        return await self._driver.run(self._follower.status())
 
     async def parked(self) -> list[ParkedEvent]:
         """Return the events the subscription set aside (``on_error=Park()``), by position."""
-        if self._driver is None or self.follower is None:
+        if self._driver is None or self._follower is None:
             return []
-        return await self._driver.run(self.follower.parked())
+        return await self._driver.run(self._follower.parked())
 
     async def replay_parked(self, position: int | None = None) -> int:
         """Hand parked events to the sagas again; return how many passed (see the sync twin)."""
-        if self._driver is None or self.follower is None:
+        if self._driver is None or self._follower is None:
             return 0
-        return await self._driver.run(self.follower.replay(position))
+        return await self._driver.run(self._follower.replay(position))
 
     async def _loop(self) -> None:
         signal = None if self._driver is None else self._driver.signal
@@ -706,9 +706,9 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
                 else:
                     await signal.wait_async(seen, self._timeout())
         finally:
-            if self._driver is not None and self.follower is not None:
+            if self._driver is not None and self._follower is not None:
                 try:
-                    await asyncio.shield(self._driver.run(self.follower.release()))
+                    await asyncio.shield(self._driver.run(self._follower.release()))
                 except Exception as exc:
                     self._report(exc)
 
