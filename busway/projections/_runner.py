@@ -383,7 +383,7 @@ class _Runner:
             head = yield Head()
             progress(self.position, max(head, self.position))
         total = 0
-        while n := (yield from self._follower.step()):
+        while (n := (yield from self._follower.step())) or self._follower.retrying:
             total += n
             if progress is not None:
                 head = max(head, self.position)

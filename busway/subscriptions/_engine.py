@@ -279,6 +279,8 @@ class Follower:
     clock: Clock
     parts: tuple[_Part, ...]
     moved: Signal
+    retrying: bool = False
+    """Whether the last step is to try a failed event again (after a backoff)."""
 
     def __init__(
         self,
@@ -412,8 +414,10 @@ class Follower:
     def step(self) -> Flow[int]:
         """Renew or take leases, then handle one batch per partition held.
 
-        Return how many stored events were read (0: caught up, or standing by).
+        Return how many stored events the checkpoints moved past (0: caught up, standing
+        by, or waiting to try a failed event again: see :attr:`retrying`).
         """
+        self.retrying = False
         if self.leases is not None:
             yield from self._hold(self.leases)
         read = 0
@@ -422,9 +426,9 @@ class Follower:
         return read
 
     def catch_up(self) -> Flow[int]:
-        """Take steps until one reads nothing; return how many events were read."""
+        """Take steps until none is left to do; return how many events were handled."""
         total = 0
-        while n := (yield from self.step()):
+        while (n := (yield from self.step())) or self.retrying:
             total += n
         return total
 
@@ -670,9 +674,11 @@ class Follower:
                 self.moved.notify()
             if applied.failure is not None:
                 yield from self._failed(part, applied, applied.failure)
-            elif applied.position < page[-1].position:  # paused: the rest is read again
-                return sum(1 for r in page if r.position <= applied.position)
-            return len(page)
+            # Count what the checkpoint moved past: a paused or failed batch is read again.
+            reached = part.position
+            if reached is None or reached >= page[-1].position:
+                return len(page)
+            return sum(1 for r in page if r.position <= reached)
 
     def _failed(self, part: _Part, applied: Applied, failure: Exception) -> Flow[None]:
         failed = applied.failed
@@ -695,6 +701,7 @@ class Follower:
                 delay,
                 failure,
             )
+            self.retrying = True
             yield Sleep(delay)
             return
         final = policy.then if isinstance(policy, Retry) else policy
