@@ -65,6 +65,14 @@ def _swallowing(misdeed: Misdeed) -> Misdeed:
     return act
 
 
+class Raised(Exception):
+    """A handler's own failure: the runner keeps the events before it in the batch."""
+
+
+def _raise(conn: sqlite3.Connection) -> None:
+    raise Raised("the handler failed")
+
+
 REFUSED: dict[str, tuple[Misdeed, str]] = {
     "conn.commit()": (lambda conn: conn.commit(), "tried to COMMIT"),
     "conn.rollback()": (lambda conn: conn.rollback(), "tried to ROLLBACK"),
@@ -285,6 +293,38 @@ def test_a_handler_cannot_release_the_callers_savepoint(
         conn.close()
 
 
+def _on_the_second_call(misdeed: Misdeed) -> Misdeed:
+    """Do nothing the first time, and *misdeed* the second."""
+    calls = 0
+
+    def act(conn: sqlite3.Connection) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            misdeed(conn)
+
+    return act
+
+
+def test_a_handler_cannot_end_the_savepoint_of_the_events_handled_again(
+    store: SQLiteEventStore, path: Path
+) -> None:
+    """After a failure, the events before it are handled again in a savepoint whose
+    statements the runner has run before in this transaction: SQLite still asks, and
+    refuses a handler that rolls it back."""
+    rollback = _swallowing(lambda conn: conn.execute("ROLLBACK TO busway"))
+    with SQLiteCheckpointStore(path) as checkpoints:
+        projection = Applied({3: _on_the_second_call(rollback), 4: _raise})
+        runner = ProjectionRunner(store, projection, checkpoints=checkpoints, batch_size=10)
+        with pytest.raises(ProjectionError) as info:
+            runner.run_once()
+        assert 3 == info.value.position
+        assert "tried to ROLLBACK savepoint 'busway', which it did not open" in str(info.value)
+        assert ([], 0) == (applied(path), checkpoints.load(Applied.name))
+    catch_up_afresh(store, path)
+    assert [1, 2, 3, 4] == applied(path)
+
+
 class FailingSavepoints(CrashingCheckpoints):
     """A checkpoint store of a third party's, whose savepoints fail after the handlers ran."""
 
@@ -322,14 +362,6 @@ def test_a_savepoint_that_fails_of_its_own_undoes_the_batch(
 
 
 # -- a state machine: batches, failures and misdeeds, and fresh runners --------------------------
-
-
-class Raised(Exception):
-    """A handler's own failure: the runner keeps the events before it in the batch."""
-
-
-def _raise(conn: sqlite3.Connection) -> None:
-    raise Raised("the handler failed")
 
 
 MISDEEDS: dict[str, Misdeed] = {

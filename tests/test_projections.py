@@ -307,6 +307,123 @@ def test_a_failing_sqlite_handler_keeps_nothing_of_its_event(
     assert ([("k", 10)], [1, 2, 3, 4]) == table(path)
 
 
+class Ledger(SQLiteProjection):
+    """Writes two rows an event, and lists every call of its handler, kept or undone.
+
+    The call numbered *n* of the event at position *p* raises between its two rows if
+    ``(p, n)`` is in ``raise_on``.
+    """
+
+    name = "ledger"
+
+    def __init__(self, *raise_on: tuple[int, int]) -> None:
+        self.raise_on = set(raise_on)
+        self.calls: list[int] = []
+
+    def setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS ledger (position INTEGER, part TEXT)")
+
+    @when(Added)
+    def _added(self, event: Added, recorded: RecordedEvent, conn: sqlite3.Connection) -> None:
+        position = recorded.position
+        self.calls.append(position)
+        conn.execute("INSERT INTO ledger VALUES (?, 'first')", (position,))
+        if (position, self.calls.count(position)) in self.raise_on:
+            raise ValueError(f"cannot add {event.amount}")
+        conn.execute("INSERT INTO ledger VALUES (?, 'second')", (position,))
+
+
+def ledger(path: Path) -> list[tuple[int, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT position, part FROM ledger ORDER BY rowid").fetchall()
+
+
+def both_rows(*positions: int) -> list[tuple[int, str]]:
+    return [(p, part) for p in positions for part in ("first", "second")]
+
+
+def test_a_failure_mid_batch_keeps_each_event_before_it_once(
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
+) -> None:
+    """The batch is undone and the events before the failing one handled again: in the
+    read model each shows once, and the failing one's first row is gone."""
+    add(sqlite_store, 1, 2, 3, 4, 5, 6)
+    projection = Ledger((4, 1))
+    runner = make_runner(sqlite_store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(ProjectionError) as info:
+        runner.run_once()
+    recorded = info.value.recorded
+    assert isinstance(recorded, RecordedEvent)
+    assert (4, Added("k", 4)) == (info.value.position, recorded.event)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert [1, 2, 3, 4, 1, 2, 3] == projection.calls  # the first three again, once undone
+    assert (both_rows(1, 2, 3), 3, 3) == (
+        ledger(path),
+        checkpoints.load("ledger"),
+        runner.position,
+    )
+    assert 3 == runner.run_until_caught_up()  # from position 4 on
+    assert [1, 2, 3, 4, 1, 2, 3, 4, 5, 6] == projection.calls
+    assert both_rows(1, 2, 3, 4, 5, 6) == ledger(path)
+
+
+def test_a_failure_on_the_first_event_of_a_batch_handles_nothing_again(
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
+) -> None:
+    """Nothing came before it in the batch: its handler runs once, and its first row is gone."""
+    add(sqlite_store, 1, 2, 3, 4)
+    projection = Ledger((3, 1))
+    runner = make_runner(sqlite_store, projection, checkpoints=checkpoints, batch_size=2)
+    assert 2 == runner.run_once()
+    with pytest.raises(ProjectionError, match="stopped at position 3"):
+        runner.run_once()
+    assert ([1, 2, 3], both_rows(1, 2), 2) == (
+        projection.calls,
+        ledger(path),
+        checkpoints.load("ledger"),
+    )
+
+
+def test_a_handler_failing_earlier_the_second_time_moves_the_stop_there(
+    make_runner: MakeRunner,
+    sqlite_store: EventStore,
+    checkpoints: SQLiteCheckpointStore,
+    path: Path,
+) -> None:
+    """A handler that fails now and then: the checkpoint stops before the last failure."""
+    add(sqlite_store, 1, 2, 3, 4, 5)
+    projection = Ledger((4, 1), (2, 2))
+    runner = make_runner(sqlite_store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(ProjectionError, match="stopped at position 2") as info:
+        runner.run_once()
+    assert 2 == info.value.position
+    assert ([1, 2, 3, 4, 1, 2, 1], both_rows(1), 1) == (
+        projection.calls,
+        ledger(path),
+        checkpoints.load("ledger"),
+    )
+
+
+def test_a_memory_projection_on_sqlite_checkpoints_handles_each_event_once(
+    make_runner: MakeRunner, store: EventStore, checkpoints: SQLiteCheckpointStore
+) -> None:
+    """What a projection in memory did is not undone, so no event of a failed batch runs twice."""
+    add(store, 1, 2, 3, 4)
+    projection = Totals()
+    projection.fail_on = 3
+    runner = make_runner(store, projection, checkpoints=checkpoints, batch_size=10)
+    with pytest.raises(ProjectionError, match="stopped at position 3"):
+        runner.run_once()
+    seen = [("changed", 1), ("added", 1), ("changed", 2), ("added", 2), ("changed", 3)]
+    assert (seen, {"k": 3}, 2) == (projection.seen, projection.totals, checkpoints.load("totals"))
+
+
 class Crash(BaseException):
     """Stands for the process dying: not an Exception, so nothing handles it."""
 
@@ -373,6 +490,9 @@ class CrashingTransaction:
 
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         return self.checkpoint.savepoint()
+
+    def check(self) -> None:
+        self.checkpoint.check()
 
 
 def test_a_crash_before_the_checkpoint_commit_loses_the_whole_batch(
@@ -469,6 +589,41 @@ def test_a_batch_longer_than_the_lease_pauses_to_renew_it(store: EventStore) -> 
     holder = leases.holder("totals")
     assert holder is not None
     assert (runner.owner, 1) == (holder.owner, holder.token)
+
+
+class SlowLedger(Ledger):
+    """A Ledger whose every event takes half a second by *clock*; a standby looks meanwhile."""
+
+    def __init__(self, clock: FakeClock, leases: InMemoryLeaseStore) -> None:
+        super().__init__()
+        self.clock = clock
+        self.leases = leases
+        self.standby_found: list[object] = []
+
+    @when(Added)
+    def _slowly(self, event: Added, recorded: RecordedEvent, conn: sqlite3.Connection) -> None:
+        self.clock.advance(0.5)
+        self.standby_found.append(self.leases.acquire(self.name, "standby", ttl=1.0))
+
+
+def test_an_sqlite_batch_longer_than_the_lease_pauses_to_renew_it(
+    sqlite_store: EventStore, checkpoints: SQLiteCheckpointStore, path: Path
+) -> None:
+    """The batch's savepoint keeps the events before the pause; the rest is the next batch."""
+    clock = FakeClock()
+    leases = InMemoryLeaseStore(clock=clock)
+    add(sqlite_store, *range(1, 9))
+    projection = SlowLedger(clock, leases)
+    runner = ProjectionRunner(
+        sqlite_store, projection, checkpoints=checkpoints, leases=leases, lease=1.0, clock=clock
+    )
+    assert 8 == runner.run_until_caught_up()
+    assert [None] * 8 == projection.standby_found  # renewed within the batch of 8
+    assert (list(range(1, 9)), both_rows(*range(1, 9)), 8) == (
+        projection.calls,
+        ledger(path),
+        checkpoints.load("ledger"),
+    )
 
 
 # -- configuration ---------------------------------------------------------------------------

@@ -93,10 +93,24 @@ class CheckpointTransaction(Protocol):
     def savepoint(self) -> AbstractContextManager[None]:
         """Run the block in a nested transaction: if it raises, only its writes are undone.
 
-        Raise :class:`~busway.errors.ProjectionError` if the transaction can no longer be
-        trusted (the block committed, rolled back or closed the connection, or tried to):
-        the runner then saves nothing more and leaves the transaction with that error, so
-        that the store undoes the whole batch. What the block itself raised passes through.
+        The runner runs an :class:`~busway.projections.SQLiteProjection`'s batch in one: if
+        a handler raises, the savepoint undoes the batch, and the runner handles the events
+        before the failing one again in another. A projection in memory, which nothing
+        undoes, gets one savepoint an event. Raise :class:`~busway.errors.ProjectionError`
+        if the transaction can no longer be trusted (the block committed, rolled back or
+        closed the connection, or tried to): the runner then saves nothing more and leaves
+        the transaction with that error, so that the store undoes the whole batch. What the
+        block itself raised passes through.
+        """
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`~busway.errors.ProjectionError` if the transaction is not whole.
+
+        The test :meth:`savepoint` makes on leaving, made inside one: the runner calls
+        it after each event of a batch, so that it stops at the event whose handler ended
+        the transaction, or tried to, before the next one writes. It runs once an event, so
+        it must be cheap; where no handler can end the transaction, it does nothing.
         """
         ...
 
@@ -230,6 +244,9 @@ class _InMemoryTransaction:
     def savepoint(self) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
 
+    def check(self) -> None:
+        pass  # nothing a handler does ends a transaction in memory
+
 
 @final
 class SQLiteCheckpointStore(SQLiteStore):
@@ -333,7 +350,7 @@ class _SQLiteTransaction:
     and ``ROLLBACK`` (so ``conn.commit()``, ``conn.rollback()`` and ``executescript()``),
     and, while a handler runs, a release or rollback of a savepoint it did not open. SQLite
     still rolls the transaction back by itself on some errors, and a handler may close the
-    connection, which rolls it back too: :meth:`savepoint` looks after each block.
+    connection, which rolls it back too: :meth:`savepoint` and :meth:`check` look for it.
     """
 
     closed = False
@@ -344,7 +361,8 @@ class _SQLiteTransaction:
         self._rows = rows
         self._name = name
         self.connection: sqlite3.Connection = db.conn
-        self._guarded = False
+        self._guarded = False  # whether the authorizer is on the connection, to take it off
+        self._armed = False  # whether it was set since the runner last prepared a rollback
         self._handling = False
         self._opened: set[str] = set()  # savepoints the handlers opened, which they may end
         self._refused: str | None = None
@@ -372,9 +390,9 @@ class _SQLiteTransaction:
         # not per event, because setting one makes SQLite prepare every statement again;
         # it refuses BEGIN, COMMIT and ROLLBACK throughout, as none of them is the runner's
         # until the transaction ends, so that no statement prepared in between slips by.
-        if not self._guarded:
+        if not self._armed:
             self.connection.set_authorizer(self._authorize)
-            self._guarded = True
+            self._armed = self._guarded = True
         raised: BaseException | None = None
         try:
             with self._db.transaction():
@@ -387,15 +405,23 @@ class _SQLiteTransaction:
                 finally:
                     self._handling = False
         except BaseException as exc:
+            # The ROLLBACK TO and RELEASE just run stay prepared, as allowed to the runner:
+            # a handler of a later savepoint running the same text would be handed them
+            # without the authorizer being asked. Setting it again at the next savepoint
+            # has SQLite prepare every statement anew, and ask.
+            self._armed = False
             problem = self._problem()
             if problem is None and exc is not raised:  # the savepoint's own statement failed
                 problem = (
-                    f"lost the runner's savepoint of the event ({type(exc).__name__}: {exc}); "
-                    "a handler may RELEASE or ROLLBACK TO only the savepoints it opens"
+                    f"lost the runner's savepoint ({type(exc).__name__}: {exc}); a handler "
+                    "may RELEASE or ROLLBACK TO only the savepoints it opens"
                 )
             if problem is None:
                 raise
             raise ProjectionError(self._name, problem) from exc
+        self.check()
+
+    def check(self) -> None:
         problem = self._problem()
         if problem is not None:
             raise ProjectionError(self._name, problem)

@@ -24,6 +24,9 @@ _log = logging.getLogger("busway.projections")
 Progress = Callable[[int, int], object]
 """Called as ``progress(position, head)`` while a runner catches up."""
 
+Handle = Callable[[RecordedEvent], None]
+"""Runs a projection's handlers of one event (see :func:`dispatcher`)."""
+
 
 class ProjectionBase:
     """Handlers per event class, found once per class and cached per event class."""
@@ -83,8 +86,10 @@ class SQLiteProjection(ProjectionBase):
 
     Handlers take ``(self, event, recorded, conn)`` and write through *conn*, inside the
     runner's transaction: they must not commit, roll back or close it (SQLite refuses the
-    first two while they run, and the runner stops on any). :meth:`setup` creates the
-    tables; :meth:`reset` empties them for a rebuild. Run it with an
+    first two while they run, and the runner stops on any). When a handler raises, the
+    runner undoes the batch and runs the handlers of the events before it again: only what
+    they write through *conn* is undone. :meth:`setup` creates the tables; :meth:`reset`
+    empties them for a rebuild. Run it with an
     :class:`~busway.projections.SQLiteCheckpointStore` on the read model's database.
     """
 
@@ -96,9 +101,27 @@ class SQLiteProjection(ProjectionBase):
         raise self._cannot_rebuild()
 
 
-def handle(projection: ProjectionBase, recorded: RecordedEvent, connection: object) -> None:
-    """Run *projection*'s handlers of the event; an SQLiteProjection's get *connection* too."""
-    event = recorded.event
-    extra = (connection,) if isinstance(projection, SQLiteProjection) else ()
-    for handler in projection._handlers_for(type(event)):
-        handler(projection, event, recorded, *extra)
+def dispatcher(projection: ProjectionBase, connection: object) -> Handle:
+    """Return a function that runs *projection*'s handlers of an event, made once a batch.
+
+    An SQLiteProjection's handlers get *connection* too. What is left for each event is a
+    lookup in the class's cache of handlers per event class, and the calls.
+    """
+    cls = type(projection)
+    cached = cls._resolved
+    resolve = cls._handlers_for
+    writes = isinstance(projection, SQLiteProjection)
+
+    def run(recorded: RecordedEvent) -> None:
+        event = recorded.event
+        try:
+            handlers = cached[type(event)]
+        except KeyError:  # the first event of its class
+            handlers = resolve(type(event))
+        for handler in handlers:
+            if writes:
+                handler(projection, event, recorded, connection)
+            else:
+                handler(projection, event, recorded)
+
+    return run

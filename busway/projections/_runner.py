@@ -36,7 +36,14 @@ from ..subscriptions._leases import LeaseStore
 from ..subscriptions._policy import OnError
 from ..subscriptions._records import ParkedEvent
 from ._checkpoints import CheckpointStore, CheckpointTransaction, InMemoryCheckpointStore
-from ._projection import Progress, Projection, ProjectionBase, SQLiteProjection, handle
+from ._projection import (
+    Handle,
+    Progress,
+    Projection,
+    ProjectionBase,
+    SQLiteProjection,
+    dispatcher,
+)
 
 __all__ = ["AsyncProjectionRunner", "ProjectionRunner"]
 
@@ -105,6 +112,11 @@ class _Feed:
         self.name = name
         self.projection = projection
         self.checkpoints = checkpoints
+        # An SQLiteProjection writes only through the transaction's connection, whose
+        # savepoints undo those writes: its batch runs in one savepoint, and after a failure
+        # the events before it run again. What a projection in memory did stays done, so
+        # each of its events runs in a savepoint of its own.
+        self._undone = isinstance(projection, SQLiteProjection)
 
     def load(self, key: str) -> Flow[int]:
         position: int = yield Call(functools.partial(self.checkpoints.load, key))
@@ -151,41 +163,135 @@ class _Feed:
         *,
         pause: Callable[[], bool] | None,
     ) -> Applied:
-        failure: ProjectionError | None = None
-        failed: RecordedEvent | None = None
         with self.checkpoints.transaction(key) as checkpoint:
             self._open(checkpoint, key, expected, token)
-            last = expected
-            kept = True
-            final = events[-1] if events else None
-            try:
+            run = dispatcher(self.projection, checkpoint.connection)
+            if self._undone:
+                return self._at_once(checkpoint, run, events, through, expected, pause=pause)
+            return self._one_by_one(checkpoint, run, events, through, expected, pause=pause)
+
+    def _at_once(
+        self,
+        checkpoint: CheckpointTransaction,
+        run: Handle,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        *,
+        pause: Callable[[], bool] | None,
+    ) -> Applied:
+        """Handle the batch in one savepoint; after a failure, the events before it again.
+
+        The savepoint undoes every write of the batch when a handler raises; the events
+        before the failing one, handled again on the read model as it was, write what they
+        wrote the first time, so the checkpoint can end just before the failing event.
+        """
+        failure: ProjectionError | None = None
+        failed: RecordedEvent | None = None
+        last = through
+        while events:
+            passed, error = self._try(checkpoint, run, events, expected, pause=pause)
+            if error is None:
+                if passed < len(events):  # paused: the rest, and any failure, come next batch
+                    failure, failed, last = None, None, events[passed - 1].position
+                break
+            # A handler that fails only now and then may fail earlier the second time:
+            # then that event is the one the checkpoint stops before.
+            failed = events[passed]
+            failure = _failed(self.name, failed, error)
+            last = failed.position - 1
+            events = events[:passed]
+        if last != expected:
+            checkpoint.save(last)
+        return Applied(last, failure, failed)
+
+    def _try(
+        self,
+        checkpoint: CheckpointTransaction,
+        run: Handle,
+        events: Sequence[RecordedEvent],
+        expected: int,
+        *,
+        pause: Callable[[], bool] | None,
+    ) -> tuple[int, Exception | None]:
+        """Run the handlers of *events* in one savepoint, checking the transaction after each.
+
+        Return how many events passed, and what the handler of the next one raised, which
+        left the savepoint and undid them all; or, if *pause* said so after an event but the
+        last, how many passed up to there, kept. What the store raises of its own ends the
+        batch, as in :meth:`_handle`.
+        """
+        check = checkpoint.check
+        final = events[-1]
+        passed = 0
+        raised: Exception | None = None
+        try:
+            with checkpoint.savepoint():
                 for recorded in events:
                     try:
-                        error = self._handle(checkpoint, recorded)
+                        run(recorded)
                     except Exception as exc:
-                        # The store's own error: its transaction can no longer be trusted
-                        # (a handler ended it, say), so nothing is saved, and leaving the
-                        # block with the error has the store undo what is left of it.
-                        kept = False
-                        raise _broken(self.name, recorded, expected, exc) from exc
-                    if error is not None:
-                        failure, failed = _failed(self.name, recorded, error), recorded
-                        last = recorded.position - 1
-                        break
-                    last = recorded.position
+                        raised = exc
+                        raise
+                    check()
+                    passed += 1
                     if pause is not None and recorded is not final and pause():
                         break
-                else:
-                    last = through
-            finally:
-                # Also when the process is told to stop: a store that cannot undo the
-                # read model's changes must not apply them again.
-                if kept and last != expected:
-                    checkpoint.save(last)
+        except Exception as exc:
+            if exc is not raised:
+                at = events[min(passed, len(events) - 1)]
+                raise _broken(self.name, at, expected, exc) from exc
+            return passed, exc
+        return passed, None
+
+    def _one_by_one(
+        self,
+        checkpoint: CheckpointTransaction,
+        run: Handle,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        *,
+        pause: Callable[[], bool] | None,
+    ) -> Applied:
+        """Handle each event in a savepoint of its own, up to the first that fails.
+
+        For a read model that nothing undoes (a projection in memory): each event is kept
+        as its handlers end, and so is the checkpoint past it.
+        """
+        failure: ProjectionError | None = None
+        failed: RecordedEvent | None = None
+        last = expected
+        kept = True
+        final = events[-1] if events else None
+        try:
+            for recorded in events:
+                try:
+                    error = self._handle(checkpoint, run, recorded)
+                except Exception as exc:
+                    # The store's own error: its transaction can no longer be trusted
+                    # (a handler ended it, say), so nothing is saved, and leaving the
+                    # block with the error has the store undo what is left of it.
+                    kept = False
+                    raise _broken(self.name, recorded, expected, exc) from exc
+                if error is not None:
+                    failure, failed = _failed(self.name, recorded, error), recorded
+                    last = recorded.position - 1
+                    break
+                last = recorded.position
+                if pause is not None and recorded is not final and pause():
+                    break
+            else:
+                last = through
+        finally:
+            # Also when the process is told to stop: a store that cannot undo the
+            # read model's changes must not apply them again.
+            if kept and last != expected:
+                checkpoint.save(last)
         return Applied(last, failure, failed)
 
     def _handle(
-        self, checkpoint: CheckpointTransaction, recorded: RecordedEvent
+        self, checkpoint: CheckpointTransaction, run: Handle, recorded: RecordedEvent
     ) -> Exception | None:
         """Run the event's handlers in a savepoint; return the exception one of them raised.
 
@@ -195,7 +301,7 @@ class _Feed:
         try:
             with checkpoint.savepoint():
                 try:
-                    handle(self.projection, recorded, checkpoint.connection)
+                    run(recorded)
                 except BaseException as exc:
                     raised = exc
                     raise
@@ -227,7 +333,8 @@ class _Feed:
     def _replay(self, key: str, recorded: RecordedEvent, token: int) -> Exception | None:
         with self.checkpoints.transaction(key) as checkpoint:
             checkpoint.fence(token)
-            error = self._handle(checkpoint, recorded)
+            run = dispatcher(self.projection, checkpoint.connection)
+            error = self._handle(checkpoint, run, recorded)
             if error is None:
                 checkpoint.unpark(recorded.position)
             return error

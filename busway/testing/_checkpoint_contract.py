@@ -185,6 +185,19 @@ class CheckpointStoreContract:
                 checkpoint.save(3)
         assert 3 == store.load("p")
 
+    def test_a_transaction_no_handler_ended_passes_its_check(self, store: CheckpointStore) -> None:
+        """check() raises nothing in a whole transaction: in a savepoint, out of one, after one
+        that raised; the transaction then commits as if it had not been called."""
+        with store.transaction("p") as checkpoint:
+            checkpoint.check()
+            with checkpoint.savepoint():
+                checkpoint.save(1)
+                checkpoint.check()
+            with pytest.raises(_Undo):
+                _save_in_savepoint(checkpoint, 2, then=_Undo)
+            checkpoint.check()
+        assert (1 if self.transactions_undo else 2) == store.load("p")
+
     def test_a_transaction_keeps_one_connection(self, store: CheckpointStore) -> None:
         """What the read model writes through does not change inside a transaction."""
         with store.transaction("p") as checkpoint:
