@@ -360,8 +360,9 @@ def subscriptions_suite(options: Options) -> Table:
         f"{samples - WARM_UP} appends, {spacing * 1e3:.0f} ms apart after each returns"
     )
     table.notes.append(
-        "a caught-up runner polls the store every poll_interval, so an event waits up to "
-        "the next poll, wherever its writer runs: p99 comes close to the interval"
+        "a caught-up runner wakes at once for an append in its own process, and polls the "
+        "store every poll_interval for other processes': their events wait up to the next "
+        "poll, so p99 comes close to the interval"
     )
     if es is not None:
         table.notes.append(
