@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TypeVar, final
+from typing import Final, TypeVar, final
 
 from ..clock import Clock
 from ..errors import (
@@ -31,7 +31,16 @@ from ..errors import (
 )
 from ..eventstore import AsyncEventStore, EventStore, RecordedEvent
 from ..subscriptions._drive import AsyncDriver, Stopped, SyncDriver
-from ..subscriptions._engine import Applied, Call, Flow, Follower, Head, PartitionStatus
+from ..subscriptions._engine import (
+    Applied,
+    Call,
+    Flow,
+    Follower,
+    Head,
+    PartitionStatus,
+    Seen,
+    Wait,
+)
 from ..subscriptions._leases import LeaseStore
 from ..subscriptions._policy import OnError
 from ..subscriptions._records import ParkedEvent
@@ -361,6 +370,10 @@ class _Feed:
                 checkpoint.save(0)
 
 
+_RUN_ONCE: Final = object()
+"""The effect of handling one batch, as the runner's own :meth:`run_once` does."""
+
+
 class _Runner:
     """What both runners check, hold and decide without I/O."""
 
@@ -508,6 +521,29 @@ class _Runner:
         self._stale = {}
         follower.reset()
         return (yield from self._catch_up(progress))
+
+    def _waiting(self, position: int, timeout: float) -> Flow[None]:
+        """Wait until every event up to *position* is in the read model.
+
+        While the runner follows the store, wait on its progress (reading the checkpoints
+        of the partitions other workers hold); else catch up here (the ``RunOnce`` effect),
+        waiting for the store's wake-up whenever nothing is left.
+        """
+        deadline = time.monotonic() + timeout
+        follower = self._follower
+        while self.position < position:
+            remaining = self._check_wait(position, timeout, deadline)
+            if self._active:
+                seen = follower.moved.count
+                if len(follower.held) < len(follower.parts):
+                    yield from follower.refresh()
+                if self.position < position and self._active:
+                    yield Wait(seen, min(remaining, follower.idle_timeout()), follower.moved)
+                continue
+            before: int = yield Seen()
+            read: int = yield _RUN_ONCE
+            if read == 0 and self.position < position:
+                yield Wait(before, min(follower.idle_timeout(), remaining))
 
     def _check_wait(self, position: int, timeout: float, deadline: float) -> float:
         if self._error is not None:
@@ -720,48 +756,15 @@ class ProjectionRunner(_Runner):
         :class:`~busway.errors.ProjectionTimeoutError` after *timeout* seconds, and the
         runner's error if it stopped on one.
         """
-        deadline = time.monotonic() + timeout
-        follower = self._follower
-        moved = follower.moved
-        while self.position < position:
-            remaining = self._check_wait(position, timeout, deadline)
-            seen = moved.count
-            if self._active:
-                if len(follower.held) < len(follower.parts):
-                    self._driver.run(follower.refresh())
-                if self.position < position and self._active:
-                    moved.wait(seen, min(remaining, follower.idle_timeout()))
-                continue
-            signal = self._driver.signal
-            before = 0 if signal is None else signal.count
-            if self.run_once() == 0 and self.position < position:
-                wait = min(follower.idle_timeout(), remaining)
-                if signal is None:
-                    time.sleep(wait)
-                else:
-                    signal.wait(before, wait)
+        SyncDriver(self.store, lambda _: self.run_once()).run(self._waiting(position, timeout))
 
     async def wait_for_async(self, position: int, timeout: float = 10.0) -> None:
         """Return once every event up to *position* is in the read model (see wait_for)."""
-        deadline = time.monotonic() + timeout
-        while self.position < position:
-            remaining = self._check_wait(position, timeout, deadline)
-            follower = self._follower
-            seen = follower.moved.count
-            if self._active:
-                if len(follower.held) < len(follower.parts):
-                    await asyncio.to_thread(self._driver.run, follower.refresh())
-                if self.position < position and self._active:
-                    await follower.moved.wait_async(seen, min(remaining, follower.idle_timeout()))
-                continue
-            signal = self._driver.signal
-            before = 0 if signal is None else signal.count
-            if await asyncio.to_thread(self.run_once) == 0 and self.position < position:
-                wait = min(self._follower.idle_timeout(), remaining)
-                if signal is None:
-                    await asyncio.sleep(wait)
-                else:
-                    await signal.wait_async(before, wait)
+
+        async def run_once(_: object) -> int:
+            return await asyncio.to_thread(self.run_once)
+
+        await AsyncDriver(self.store, run_once).run(self._waiting(position, timeout))
 
 
 async def _follow(driver: AsyncDriver, flow: Flow[None]) -> None:
@@ -929,25 +932,13 @@ class AsyncProjectionRunner(_Runner):
         :class:`~busway.errors.ProjectionTimeoutError` after *timeout* seconds, and the
         runner's error if it stopped on one.
         """
-        deadline = time.monotonic() + timeout
-        follower = self._follower
-        while self.position < position:
-            remaining = self._check_wait(position, timeout, deadline)
-            seen = follower.moved.count
-            if self._active:
-                if len(follower.held) < len(follower.parts):
-                    await self._driver.run(follower.refresh())
-                if self.position < position and self._active:
-                    await follower.moved.wait_async(seen, min(remaining, follower.idle_timeout()))
-                continue
-            signal = self._driver.signal
-            before = 0 if signal is None else signal.count
-            if await self.run_once() == 0 and self.position < position:
-                wait = min(follower.idle_timeout(), remaining)
-                if signal is None:
-                    await asyncio.sleep(wait)
-                else:
-                    await signal.wait_async(before, wait)
+
+        async def run_once(_: object) -> int:
+            return await self.run_once()
+
+        inline = isinstance(self.checkpoints, InMemoryCheckpointStore)
+        driver = AsyncDriver(self.store, run_once, inline=inline)
+        await driver.run(self._waiting(position, timeout))
 
 
 def _head() -> Flow[int]:

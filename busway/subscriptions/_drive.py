@@ -92,12 +92,13 @@ class SyncDriver:
                 return fn()
             case Seen():
                 return 0 if self.signal is None else self.signal.count
-            case Wait(seen, timeout):
+            case Wait(seen, timeout, signal):
+                signal = signal or self.signal
                 with self._idle():
-                    if self.signal is None:
+                    if signal is None:
                         self.stopping.wait(timeout)
                     else:
-                        self.signal.wait(seen, timeout)
+                        signal.wait(seen, timeout)
                 return None
             case Sleep(seconds):
                 with self._idle():
@@ -179,12 +180,13 @@ class AsyncDriver:
         finally:
             self._naps.discard(nap)
 
-    async def _wait(self, seen: int, timeout: float) -> None:
-        """Wait for a commit after *seen*, *timeout* seconds, or a stop request."""
-        if self.signal is None:
+    async def _wait(self, seen: int, timeout: float, signal: Signal | None) -> None:
+        """Wait for *signal* (None: the store's) to count past *seen*, for *timeout*, or a stop."""
+        signal = signal or self.signal
+        if signal is None:
             await self._nap(timeout)
         else:
-            await self.signal.wait_async(seen, timeout)
+            await signal.wait_async(seen, timeout)
 
     async def perform(self, effect: Any) -> Any:  # noqa: PLR0911 - a case per effect
         if self.stopping and isinstance(effect, Seen | Wait | Sleep):
@@ -201,9 +203,9 @@ class AsyncDriver:
                 return await asyncio.to_thread(fn)
             case Seen():
                 return 0 if self.signal is None else self.signal.count
-            case Wait(seen, timeout):
+            case Wait(seen, timeout, signal):
                 async with self._idle():
-                    await self._wait(seen, timeout)
+                    await self._wait(seen, timeout, signal)
                 return None
             case Sleep(seconds):
                 async with self._idle():

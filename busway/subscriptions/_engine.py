@@ -96,10 +96,11 @@ class Seen:
 @final
 @attrs.frozen
 class Wait:
-    """Wait until the store signals a commit after *seen*, or *timeout* seconds pass."""
+    """Wait until *signal* (None: the store's) counts past *seen*, or *timeout* seconds pass."""
 
     seen: int
     timeout: float
+    signal: Signal | None = None
 
 
 @final
