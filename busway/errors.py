@@ -32,9 +32,13 @@
         ├── StoreFormatError                 a database that is not (this version of) a store,
         │                                    or a row in it that no store wrote
         └── StoreUnavailableError            the database refused: a path that is no file, a
-            │                                read-only file, a full disk, an I/O error, ...
-            └── StoreLockedError (TimeoutError)
-                                             other connections kept it locked too long
+            │                                read-only file, a full disk, an I/O error, a
+            │                                server that does not answer, ...
+            ├── StoreLockedError (TimeoutError)
+            │                                other connections kept it locked too long
+            └── ConnectionLostError (ConnectionError)
+                                             the connection to the server broke during a call;
+                                             a write in flight may or may not have committed
 
     sagas (busway.sagas):
     BuswayError
@@ -67,6 +71,7 @@ __all__ = [
     "BuswayError",
     "CheckpointMovedError",
     "ConcurrencyError",
+    "ConnectionLostError",
     "DispatchTimeoutError",
     "DuplicateEventError",
     "DuplicateHandlerError",
@@ -300,11 +305,12 @@ class StoreFormatError(EventStoreError):
 
 
 class StoreUnavailableError(EventStoreError):
-    """The database refused to open, read or write: SQLite's error is the ``__cause__``.
+    """The database refused to open, read or write: the driver's error is the ``__cause__``.
 
-    ``location`` names the file (and table), ``problem`` says what SQLite refused and what to
-    do: a path that is a folder or in a missing one, a read-only file, a full disk, a file
-    the operating system cannot read or write.
+    ``location`` names the file or server (and table), ``problem`` says what the database
+    refused and what to do: a path that is a folder or in a missing one, a read-only file, a
+    full disk, a file the operating system cannot read or write, a server that does not
+    answer or turns the login down.
     """
 
     def __init__(self, location: str, problem: str) -> None:
@@ -347,6 +353,29 @@ class StoreLockedError(StoreUnavailableError, TimeoutError):
                 "timeout=, or keep other connections' transactions short"
             )
         super().__init__(location, problem)
+
+
+class ConnectionLostError(StoreUnavailableError, ConnectionError):
+    """The connection to the database server broke while a call was using it.
+
+    ``committed`` is False when the server cannot have kept anything (the connection broke
+    before the commit was sent) and None when it is unknown (it broke during the commit).
+    Either way, retrying the same append with the same ``NewEvent`` ids is safe: if the
+    first try committed, the retry writes nothing and returns the same version.
+    """
+
+    def __init__(self, location: str, problem: str, *, committed: bool | None) -> None:
+        self.committed = committed
+        outcome = (
+            "nothing was written"
+            if committed is False
+            else "the write may or may not have committed"
+        )
+        super().__init__(
+            location,
+            f"{problem}: the connection to the server broke; {outcome}. Retry once the server "
+            "answers: an append retried with the same NewEvent ids writes nothing twice",
+        )
 
 
 # -- aggregates and projections --------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 The ``ci`` profile is derandomized and is the default in CI. A test that makes its
 projection runners with ``make_runner`` runs against each runner (see tests/_runners.py).
+A test that takes ``pg_schema`` works in a schema of its own on the PostgreSQL test server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests import _postgres
 from tests._runners import FLAVOURS, LoopThread, MakeRunner, runner_maker
 
 settings.register_profile(
@@ -24,6 +26,22 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("thorough", max_examples=2_000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+# -- PostgreSQL (see tests/_postgres.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """The DSN of the test server; the test skips (or fails, if required) without one."""
+    return _postgres.require()
+
+
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> Iterator[str]:
+    """A schema of the test's own on the test server, dropped with its tables afterwards."""
+    with _postgres.fresh_schema() as name:
+        yield name
 
 
 # -- both projection runners (see tests/_runners.py) ---------------------------------------

@@ -9,6 +9,7 @@ Events become JSON through :class:`EventTypes`, which maps stable names to class
 
 from ..errors import (
     ConcurrencyError,
+    ConnectionLostError,
     DuplicateEventError,
     EventStoreError,
     InvalidArgumentError,
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncSQLiteEventStore",
     "CattrsSerializer",
     "ConcurrencyError",
+    "ConnectionLostError",
     "DuplicateEventError",
     "EventStore",
     "EventStoreError",
