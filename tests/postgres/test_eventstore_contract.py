@@ -14,6 +14,47 @@ from busway.postgres import AsyncPostgresEventStore, PostgresEventStore
 from busway.testing import AsyncEventStoreContract, EventStoreContract
 from tests import _postgres
 
+# The variants run the tests their variation touches, so the suite stays quick; the
+# default stores run every test.
+PAGING = frozenset(
+    {
+        "test_behaves_like_the_model",
+        "test_bounds_beyond_any_store",
+        "test_events_survive_reopening",
+        "test_read_all_by_type",
+        "test_read_all_from_position_and_limit",
+        "test_read_all_pages_through_many_events",
+        "test_streams",
+        "test_subscribe_by_type",
+        "test_subscribe_pages_through_a_long_history",
+    }
+)
+POOLING = frozenset(
+    {
+        "test_append_then_read",
+        "test_behaves_like_the_model",
+        "test_close_twice",
+        "test_closing_the_store_ends_its_live_streams",
+        "test_empty_batch",
+        "test_event_id_in_another_stream",
+        "test_events_survive_reopening",
+        "test_retry_is_idempotent",
+        "test_retry_of_a_middle_batch",
+        "test_subscribe_follows_many_writers_in_order",
+        "test_subscribe_wakes_for_an_append_in_another_thread",
+        "test_wrong_expected_version",
+    }
+)
+
+
+def only(request: pytest.FixtureRequest, tests: frozenset[str]) -> str:
+    """Skip the test unless it is one of *tests* (or an async store's own); return its schema."""
+    name = request.node.originalname
+    if name not in tests and not name.startswith("test_async_"):
+        pytest.skip("the default stores run it; this variant runs the tests it touches")
+    schema: str = request.getfixturevalue("pg_schema")
+    return schema
+
 
 class TestPostgresEventStore(EventStoreContract):
     state_machine_examples = 10
@@ -35,7 +76,8 @@ class TestPostgresEventStoreSmallPages(EventStoreContract):
     state_machine_examples = 5
 
     @pytest.fixture
-    def store(self, postgres_dsn: str, pg_schema: str) -> Iterator[EventStore]:
+    def store(self, request: pytest.FixtureRequest, postgres_dsn: str) -> Iterator[EventStore]:
+        pg_schema = only(request, PAGING)
         with PostgresEventStore(
             postgres_dsn, types=self.event_types(), schema=pg_schema, table="log", page_size=7
         ) as s:
@@ -64,9 +106,11 @@ class TestPostgresEventStoreOnAPool(EventStoreContract):
             yield pool
 
     @pytest.fixture
-    def store(self, pool: ConnectionPool[Any], pg_schema: str) -> Iterator[EventStore]:
+    def store(self, request: pytest.FixtureRequest) -> Iterator[EventStore]:
+        schema = only(request, POOLING)
+        pool: ConnectionPool[Any] = request.getfixturevalue("pool")
         self._pool = pool
-        with PostgresEventStore(pool, types=self.event_types(), schema=pg_schema) as s:
+        with PostgresEventStore(pool, types=self.event_types(), schema=schema) as s:
             yield s
         assert not pool.closed
 
@@ -82,7 +126,8 @@ class TestPostgresEventStoreOnATransactionalPool(EventStoreContract):
     state_machine_examples = 3
 
     @pytest.fixture
-    def store(self, postgres_dsn: str, pg_schema: str) -> Iterator[EventStore]:
+    def store(self, request: pytest.FixtureRequest, postgres_dsn: str) -> Iterator[EventStore]:
+        pg_schema = only(request, POOLING)
         with (
             ConnectionPool(postgres_dsn, min_size=1, max_size=4) as pool,
             PostgresEventStore(pool, types=self.event_types(), schema=pg_schema) as s,
@@ -112,8 +157,12 @@ class TestAsyncPostgresEventStoreOnAPool(AsyncEventStoreContract):
 
     @pytest.fixture
     def async_store(
-        self, postgres_dsn: str, pg_schema: str, runner: asyncio.Runner
+        self,
+        request: pytest.FixtureRequest,
+        postgres_dsn: str,
+        runner: asyncio.Runner,
     ) -> Iterator[AsyncEventStore]:
+        pg_schema = only(request, POOLING | PAGING)
         pool = AsyncConnectionPool(
             postgres_dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
         )
