@@ -215,6 +215,37 @@ def test_an_append_cut_off_while_it_waits_can_be_retried(
         assert [e.event_id for e in batch] == [r.event_id for r in store.read_stream("s")]
 
 
+def test_an_async_append_cut_off_can_be_retried(
+    postgres_dsn: str, pg_schema: str, holder: psycopg.Connection[Any]
+) -> None:
+    """The async store says so too when its connection is cut, and its retry lands once."""
+    app = f"acut-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        async with AsyncPostgresEventStore(
+            named(postgres_dsn, app), types=types(), schema=pg_schema
+        ) as store:
+            batch = [NewEvent(Note("a"))]
+            with holder.transaction():
+                holder.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key(pg_schema),)
+                )
+                cut = asyncio.create_task(store.append("s", batch))
+                deadline = time.monotonic() + DEADLINE
+                while not waiting_on_the_lock(postgres_dsn, app):
+                    assert time.monotonic() < deadline, "the append never waited"
+                    await asyncio.sleep(0.01)
+                (pid,) = waiting_on_the_lock(postgres_dsn, app)
+                holder.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                with pytest.raises(ConnectionLostError):
+                    await cut
+            assert 1 == await store.append("s", batch)
+            assert 1 == await store.append("s", batch)
+            assert [batch[0].event_id] == [r.event_id for r in await store.read_stream("s")]
+
+    asyncio.run(main())
+
+
 def test_appends_retried_through_connections_cut_at_random_land_once(
     postgres_dsn: str, pg_schema: str
 ) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -47,13 +47,23 @@ POOLING = frozenset(
 )
 
 
-def only(request: pytest.FixtureRequest, tests: frozenset[str]) -> str:
-    """Skip the test unless it is one of *tests* (or an async store's own); return its schema."""
-    name = request.node.originalname
-    if name not in tests and not name.startswith("test_async_"):
-        pytest.skip("the default stores run it; this variant runs the tests it touches")
-    schema: str = request.getfixturevalue("pg_schema")
-    return schema
+C = TypeVar("C", bound=type)
+
+
+def running(tests: frozenset[str]) -> Callable[[C], C]:
+    """Keep only *tests* (and an async store's own) of a contract subclass."""
+
+    def keep(cls: C) -> C:
+        for name in dir(cls):
+            if (
+                name.startswith("test_")
+                and name not in tests
+                and not name.startswith("test_async_")
+            ):
+                setattr(cls, name, None)
+        return cls
+
+    return keep
 
 
 class TestPostgresEventStore(EventStoreContract):
@@ -70,14 +80,14 @@ class TestPostgresEventStore(EventStoreContract):
         return PostgresEventStore(_postgres.DSN, types=types, schema=store.schema)
 
 
+@running(PAGING)
 class TestPostgresEventStoreSmallPages(EventStoreContract):
     """Pages of 7 events, in a table of another name, cross many page boundaries."""
 
     state_machine_examples = 5
 
     @pytest.fixture
-    def store(self, request: pytest.FixtureRequest, postgres_dsn: str) -> Iterator[EventStore]:
-        pg_schema = only(request, PAGING)
+    def store(self, postgres_dsn: str, pg_schema: str) -> Iterator[EventStore]:
         with PostgresEventStore(
             postgres_dsn, types=self.event_types(), schema=pg_schema, table="log", page_size=7
         ) as s:
@@ -91,6 +101,7 @@ class TestPostgresEventStoreSmallPages(EventStoreContract):
         )
 
 
+@running(POOLING)
 class TestPostgresEventStoreOnAPool(EventStoreContract):
     _pool: ConnectionPool[Any]
 
@@ -106,11 +117,9 @@ class TestPostgresEventStoreOnAPool(EventStoreContract):
             yield pool
 
     @pytest.fixture
-    def store(self, request: pytest.FixtureRequest) -> Iterator[EventStore]:
-        schema = only(request, POOLING)
-        pool: ConnectionPool[Any] = request.getfixturevalue("pool")
+    def store(self, pool: ConnectionPool[Any], pg_schema: str) -> Iterator[EventStore]:
         self._pool = pool
-        with PostgresEventStore(pool, types=self.event_types(), schema=schema) as s:
+        with PostgresEventStore(pool, types=self.event_types(), schema=pg_schema) as s:
             yield s
         assert not pool.closed
 
@@ -120,14 +129,14 @@ class TestPostgresEventStoreOnAPool(EventStoreContract):
         return PostgresEventStore(self._pool, types=types, schema=store.schema)
 
 
+@running(POOLING)
 class TestPostgresEventStoreOnATransactionalPool(EventStoreContract):
     """A pool whose connections are not in autocommit mode serves the store as well."""
 
     state_machine_examples = 3
 
     @pytest.fixture
-    def store(self, request: pytest.FixtureRequest, postgres_dsn: str) -> Iterator[EventStore]:
-        pg_schema = only(request, POOLING)
+    def store(self, postgres_dsn: str, pg_schema: str) -> Iterator[EventStore]:
         with (
             ConnectionPool(postgres_dsn, min_size=1, max_size=4) as pool,
             PostgresEventStore(pool, types=self.event_types(), schema=pg_schema) as s,
@@ -148,6 +157,7 @@ class TestAsyncPostgresEventStore(AsyncEventStoreContract):
         return AsyncPostgresEventStore(_postgres.DSN, types=types, schema=store.schema)
 
 
+@running(POOLING | PAGING)
 class TestAsyncPostgresEventStoreOnAPool(AsyncEventStoreContract):
     _pool: AsyncConnectionPool[Any]
 
@@ -158,11 +168,10 @@ class TestAsyncPostgresEventStoreOnAPool(AsyncEventStoreContract):
     @pytest.fixture
     def async_store(
         self,
-        request: pytest.FixtureRequest,
         postgres_dsn: str,
+        pg_schema: str,
         runner: asyncio.Runner,
     ) -> Iterator[AsyncEventStore]:
-        pg_schema = only(request, POOLING | PAGING)
         pool = AsyncConnectionPool(
             postgres_dsn, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
         )
