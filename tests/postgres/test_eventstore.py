@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 import psycopg
+import psycopg.errors
 import pytest
 from psycopg_pool import ConnectionPool
 
@@ -27,6 +28,7 @@ from busway.errors import (
     InvalidArgumentError,
     StoreClosedError,
     StoreFormatError,
+    StoreUnavailableError,
 )
 from busway.eventstore import EventTypes, NewEvent, RecordedEvent
 from busway.postgres import AsyncPostgresEventStore, PostgresEventStore
@@ -524,6 +526,28 @@ def test_a_changed_table_is_refused(
         pytest.raises(StoreFormatError, match=problem),
     ):
         store.read_stream("s")
+
+
+def test_a_name_the_server_refuses_leaves_as_a_busway_error(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    """Where the server refuses to make the table, the error says so, sync and async."""
+    sql(postgres_dsn, f'CREATE SCHEMA "{pg_schema}"')
+    sql(postgres_dsn, f'CREATE TABLE "{pg_schema}".other (id INTEGER)')
+    sql(postgres_dsn, f'CREATE INDEX events_event_id ON "{pg_schema}".other (id)')
+    with (
+        PostgresEventStore(postgres_dsn, types=types(), schema=pg_schema) as store,
+        pytest.raises(StoreUnavailableError, match="already exists") as info,
+    ):
+        store.head_position()
+    assert isinstance(info.value.__cause__, psycopg.errors.DuplicateTable)
+
+    async def main() -> None:
+        with pytest.raises(StoreUnavailableError, match="already exists"):
+            async with AsyncPostgresEventStore(postgres_dsn, types=types(), schema=pg_schema):
+                pass
+
+    asyncio.run(main())
 
 
 def test_a_borrowed_pool_is_left_open(postgres_dsn: str, pg_schema: str) -> None:
