@@ -13,4 +13,8 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
     ) from exc
 
-__all__: list[str] = []
+from ._checkpoints import PostgresCheckpointStore
+from ._leases import PostgresLeaseStore
+from ._projection import PostgresProjection
+
+__all__ = ["PostgresCheckpointStore", "PostgresLeaseStore", "PostgresProjection"]

@@ -52,6 +52,7 @@ __all__ = [
     "Rows",
     "Statement",
     "check_identifier",
+    "drive",
     "quoted",
 ]
 
@@ -173,8 +174,7 @@ def _inspect(layout: Layout, schema: str, location: str) -> Flow[bool]:
                 f"{', '.join(_SCHEMA_COLUMNS)}; pass another schema="
             )
         found = yield Statement(
-            f"SELECT component, version FROM {quoted(schema, _SCHEMA_TABLE)} "
-            "WHERE table_name = %s",
+            f"SELECT component, version FROM {quoted(schema, _SCHEMA_TABLE)} WHERE table_name = %s",
             (main,),
         )
         registered = found[0] if found else None
@@ -263,6 +263,11 @@ def _drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
             statement = flow.send(rows)
     except StopIteration as done:
         return done.value
+
+
+def drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
+    """Run *flow* on *conn*, in the transaction the caller holds open there."""
+    return _drive(conn, flow)
 
 
 async def _adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
