@@ -25,6 +25,7 @@ connection broke (saying whether a write may have committed), else
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, TypeAlias, TypeVar
@@ -334,6 +335,7 @@ class Database(_Where):
             )
         self._describe(conninfo, layout, schema)
         self._ready = False
+        self._opening = threading.Lock()
 
     def _open(self) -> None:
         if self.owned:
@@ -345,9 +347,11 @@ class Database(_Where):
         self._ready = True
 
     def ready(self) -> None:
-        """Check (and on first use make) the store's tables, once."""
+        """Check (and on first use make) the store's tables, once, whichever thread is first."""
         if not self._ready:
-            self._open()
+            with self._opening:
+                if not self._ready:
+                    self._open()
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
