@@ -26,7 +26,13 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from .._closeable import Closeable
-from ..errors import InvalidArgumentError, LeaseLostError, ProjectionError, StoreFormatError
+from ..errors import (
+    ConnectionLostError,
+    InvalidArgumentError,
+    LeaseLostError,
+    ProjectionError,
+    StoreFormatError,
+)
 from ..projections import CheckpointTransaction
 from ..subscriptions import ParkedEvent
 from ..subscriptions._tables import (
@@ -292,7 +298,7 @@ class PostgresCheckpointStore(Closeable):
         self._db.ready()
         with self._db.transaction() as conn:
             drive(conn, self._rows.hold(name))
-            checkpoint = _PostgresTransaction(conn, self._rows, name)
+            checkpoint = _PostgresTransaction(conn, self._rows, name, self._db.location)
             yield checkpoint
             checkpoint.finish()
 
@@ -304,10 +310,13 @@ class PostgresCheckpointStore(Closeable):
 class _PostgresTransaction:
     """A checkpoint of a :class:`PostgresCheckpointStore`, on the transaction's connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any], rows: CheckpointRows, name: str) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], rows: CheckpointRows, name: str, location: str
+    ) -> None:
         self.connection = conn
         self._rows = rows
         self._name = name
+        self._location = location
         self._guarded = False
 
     def _run(self, flow: Flow[Any]) -> Any:
@@ -350,6 +359,7 @@ class _PostgresTransaction:
                     raised = exc
                     raise
         except BaseException as exc:
+            self._check_connection(exc)
             problem = self._problem()
             if problem is None and exc is not raised:  # the savepoint's own statement failed
                 problem = (
@@ -362,6 +372,7 @@ class _PostgresTransaction:
         self.check()
 
     def check(self) -> None:
+        self._check_connection(None)
         problem = self._problem()
         if problem is not None:
             raise ProjectionError(self._name, problem)
@@ -370,6 +381,19 @@ class _PostgresTransaction:
         """Let the transaction commit, as the runner ends it."""
         if self._guarded:
             self._guard(False)
+
+    def _check_connection(self, cause: BaseException | None) -> None:
+        """Raise :class:`~busway.errors.ConnectionLostError` if the way to the server broke.
+
+        No handler did that, and the batch may be tried again on another connection.
+        """
+        if self.connection.broken:
+            raise ConnectionLostError(
+                self._location,
+                "the connection broke while the handlers ran; nothing of the batch was "
+                "committed",
+                committed=False,
+            ) from cause
 
     def _problem(self) -> str | None:
         """Say how a handler broke the transaction, or return None if it is whole."""

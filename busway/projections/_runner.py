@@ -24,6 +24,7 @@ from typing import Any, Final, TypeVar, final
 from ..clock import Clock
 from ..errors import (
     CheckpointMovedError,
+    ConnectionLostError,
     ProjectionError,
     ProjectionTimeoutError,
     RegistrationError,
@@ -244,6 +245,8 @@ class _Feed:
                     passed += 1
                     if pause is not None and recorded is not final and pause():
                         break
+        except ConnectionLostError:
+            raise  # not the handlers' doing: the worker tries the batch again
         except Exception as exc:
             if exc is not raised:
                 at = events[min(passed, len(events) - 1)]
