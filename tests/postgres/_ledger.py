@@ -8,6 +8,7 @@ in the test's schema, never in ``public``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -102,10 +103,8 @@ class Ledger(PostgresProjection):
         elif misuse == "commit()":
             conn.commit()
         else:
-            try:
+            with contextlib.suppress(psycopg.errors.DivisionByZero):
                 conn.execute("SELECT 1 / 0")
-            except psycopg.errors.DivisionByZero:
-                pass
 
 
 def ledger(dsn: str, schema: str) -> list[tuple[int, str, int, str]]:

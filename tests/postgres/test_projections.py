@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import psycopg
 import pytest
 
@@ -37,19 +39,34 @@ def store(flavour: str, loop: LoopThread, tmp_path: Path) -> Iterator[EventStore
         yield s
 
 
+@attrs.define
+class Schema:
+    """The test's schema on the server: stores on it, the ledger in it, and its rows."""
+
+    dsn: str
+    schema: str
+    stack: contextlib.ExitStack
+    leases: PostgresLeaseStore
+
+    def checkpoints(self) -> PostgresCheckpointStore:
+        """Open another checkpoint store on the schema, as another worker would."""
+        return self.stack.enter_context(PostgresCheckpointStore(self.dsn, schema=self.schema))
+
+    def ledger(self, worker: str, **options: Any) -> Ledger:
+        return Ledger(self.schema, worker, **options)
+
+    def rows(self) -> list[tuple[int, str, int, str]]:
+        return ledger(self.dsn, self.schema)
+
+    def positions(self) -> list[int]:
+        return sorted(p for p, _, _, _ in self.rows())
+
+
 @pytest.fixture
-def checkpoints(
-    postgres_dsn: str, pg_schema: str
-) -> Iterator[Callable[[], PostgresCheckpointStore]]:
-    """Open another checkpoint store on the test's schema, as another worker would."""
+def pg(postgres_dsn: str, pg_schema: str) -> Iterator[Schema]:
     with contextlib.ExitStack() as stack:
-        yield lambda: stack.enter_context(PostgresCheckpointStore(postgres_dsn, schema=pg_schema))
-
-
-@pytest.fixture
-def leases(postgres_dsn: str, pg_schema: str) -> Iterator[PostgresLeaseStore]:
-    with PostgresLeaseStore(postgres_dsn, schema=pg_schema) as leases:
-        yield leases
+        leases = stack.enter_context(PostgresLeaseStore(postgres_dsn, schema=pg_schema))
+        yield Schema(postgres_dsn, pg_schema, stack, leases)
 
 
 def append(store: EventStore, count: int, *, streams: int = 3) -> None:
@@ -59,25 +76,18 @@ def append(store: EventStore, count: int, *, streams: int = 3) -> None:
         store.append(f"s-{n % streams}", [Happened(n)])
 
 
-def positions(dsn: str, schema: str) -> list[int]:
-    return sorted(p for p, _, _, _ in ledger(dsn, schema))
-
-
 def test_workers_share_partitions_and_apply_each_event_once(
     make_runner: MakeRunner,
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    leases: PostgresLeaseStore,
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
 ) -> None:
     """Three runners split four leased partitions; each event is applied once, in stream order."""
     runners = [
         make_runner(
             store,
-            Ledger(pg_schema, w),
-            checkpoints=checkpoints(),
-            leases=leases,
+            pg.ledger(w),
+            checkpoints=pg.checkpoints(),
+            leases=pg.leases,
             lease=2.0,
             partitions=4,
             owner=w,
@@ -91,7 +101,7 @@ def test_workers_share_partitions_and_apply_each_event_once(
         append(store, 40, streams=7)
         for runner in runners:
             runner.wait_for(80, timeout=WAIT)
-    found = ledger(postgres_dsn, pg_schema)
+    found = pg.rows()
     assert list(range(1, 81)) == sorted(p for p, _, _, _ in found)
     by_stream: dict[str, list[int]] = {}
     for _, stream, version, _ in found:
@@ -103,141 +113,125 @@ def test_workers_share_partitions_and_apply_each_event_once(
 def test_racing_runners_without_leases_apply_each_event_once(
     make_runner: MakeRunner,
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
 ) -> None:
     """Two runners race batch for batch on one checkpoint; the loser of each reads again."""
     runners = [
-        make_runner(store, Ledger(pg_schema, w), checkpoints=checkpoints(), batch_size=3)
-        for w in "ab"
+        make_runner(store, pg.ledger(w), checkpoints=pg.checkpoints(), batch_size=3) for w in "ab"
     ]
     append(store, 30)
     with runners[0].running(), runners[1].running():
         for runner in runners:
             runner.wait_for(30, timeout=WAIT)
-    assert list(range(1, 31)) == positions(postgres_dsn, pg_schema)
+    assert list(range(1, 31)) == pg.positions()
 
 
 def test_a_failing_handler_undoes_its_batch_and_the_next_run_resumes_there(
     make_runner: MakeRunner,
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
 ) -> None:
     """The events before the failing one are kept once, with the checkpoint before it."""
-    projection = Ledger(pg_schema, "a", failures={5: 1})
-    runner = make_runner(store, projection, checkpoints=checkpoints())
+    projection = pg.ledger("a", failures={5: 1})
+    runner = make_runner(store, projection, checkpoints=pg.checkpoints())
     append(store, 9)
     with pytest.raises(ProjectionError, match="stopped at position 5"):
         runner.run_until_caught_up()
-    assert ([1, 2, 3, 4], 4) == (positions(postgres_dsn, pg_schema), runner.position)
+    assert ([1, 2, 3, 4], 4) == (pg.positions(), runner.position)
     assert 5 == runner.run_until_caught_up()
-    assert list(range(1, 10)) == positions(postgres_dsn, pg_schema)
+    assert list(range(1, 10)) == pg.positions()
 
 
 def test_rebuild_empties_the_read_model_with_the_checkpoint(
     make_runner: MakeRunner,
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
 ) -> None:
     """reset(conn) runs in the checkpoint's transaction, and every event is applied again."""
-    runner = make_runner(store, Ledger(pg_schema, "a"), checkpoints=checkpoints())
+    runner = make_runner(store, pg.ledger("a"), checkpoints=pg.checkpoints())
     append(store, 6)
     assert 6 == runner.run_until_caught_up()
-    again = make_runner(store, Ledger(pg_schema, "b"), checkpoints=checkpoints())
+    again = make_runner(store, pg.ledger("b"), checkpoints=pg.checkpoints())
     assert 6 == again.rebuild()
-    assert {(p, "b") for p in range(1, 7)} == {
-        (p, w) for p, _, _, w in ledger(postgres_dsn, pg_schema)
-    }
+    assert {(p, "b") for p in range(1, 7)} == {(p, w) for p, _, _, w in pg.rows()}
 
 
 @pytest.mark.parametrize("misuse", ["commit", "rollback", "close", "swallow"])
 def test_a_handler_that_ends_the_transaction_stops_the_runner_with_nothing_kept(
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
     misuse: str,
 ) -> None:
     """A COMMIT, ROLLBACK, close or swallowed error in a handler stops the runner; the read
     model and the checkpoint still agree, and a fixed handler goes on from there."""
     append(store, 5)
-    runner = ProjectionRunner(store, Ledger(pg_schema, "a"), checkpoints=checkpoints())
+    runner = ProjectionRunner(store, pg.ledger("a"), checkpoints=pg.checkpoints())
     assert 5 == runner.run_until_caught_up()
     append(store, 5)
-    broken = Ledger(pg_schema, "b", misuse=misuse, misuse_at=8)
-    runner = ProjectionRunner(store, broken, checkpoints=checkpoints())
+    broken = pg.ledger("b", misuse=misuse, misuse_at=8)
+    runner = ProjectionRunner(store, broken, checkpoints=pg.checkpoints())
     with pytest.raises(ProjectionError, match="stopped at position 8"):
         runner.run_until_caught_up()
-    assert list(range(1, 6)) == positions(postgres_dsn, pg_schema)
-    assert 5 == checkpoints().load("ledger")
-    fixed = ProjectionRunner(store, Ledger(pg_schema, "c"), checkpoints=checkpoints())
+    assert list(range(1, 6)) == pg.positions()
+    assert 5 == pg.checkpoints().load("ledger")
+    fixed = ProjectionRunner(store, pg.ledger("c"), checkpoints=pg.checkpoints())
     assert 5 == fixed.run_until_caught_up()
-    assert list(range(1, 11)) == positions(postgres_dsn, pg_schema)
+    assert list(range(1, 11)) == pg.positions()
 
 
 def test_psycopgs_own_commit_in_a_handler_is_refused_as_a_handler_error(
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
 ) -> None:
     """conn.commit() raises in the handler, which stops the runner before that event."""
     append(store, 4)
     runner = ProjectionRunner(
-        store, Ledger(pg_schema, "a", misuse="commit()"), checkpoints=checkpoints()
+        store, pg.ledger("a", misuse="commit()"), checkpoints=pg.checkpoints()
     )
     with pytest.raises(ProjectionError, match="stopped at position 3") as info:
         runner.run_until_caught_up()
     assert isinstance(info.value.__cause__, psycopg.ProgrammingError)
-    assert [1, 2] == positions(postgres_dsn, pg_schema)
+    assert [1, 2] == pg.positions()
 
 
 def test_a_worker_whose_connection_is_cut_goes_on(
     make_runner: MakeRunner,
     store: EventStore,
-    checkpoints: Callable[[], PostgresCheckpointStore],
-    leases: PostgresLeaseStore,
-    postgres_dsn: str,
-    pg_schema: str,
+    pg: Schema,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """pg_terminate_backend in the middle of a batch costs the batch, not the worker."""
     pause = Pause(at=4)
     runner = make_runner(
         store,
-        Ledger(pg_schema, "a", pause=pause),
-        checkpoints=checkpoints(),
-        leases=leases,
+        pg.ledger("a", pause=pause),
+        checkpoints=pg.checkpoints(),
+        leases=pg.leases,
         poll_interval=0.02,
     )
     append(store, 6)
     with caplog.at_level(logging.WARNING, "busway.subscriptions"), runner.running():
         assert pause.reached.wait(WAIT)
-        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(%s)", (pause.backend,))
         pause.go.set()
         runner.wait_for(6, timeout=WAIT)
         append(store, 2)
         runner.wait_for(8, timeout=WAIT)
     assert runner.error is None
-    assert list(range(1, 9)) == positions(postgres_dsn, pg_schema)
+    assert list(range(1, 9)) == pg.positions()
     assert "lost its connection" in caplog.text
 
 
 def test_a_postgres_projection_needs_postgres_checkpoints(
-    store: EventStore, pg_schema: str, tmp_path: Path
+    store: EventStore, pg: Schema, tmp_path: Path
 ) -> None:
     """Given SQLite checkpoints, the runner refuses at once and names the store to use."""
     with (
         SQLiteCheckpointStore(tmp_path / "read.db") as sqlite,
         pytest.raises(RegistrationError, match=r"PostgresCheckpointStore\(...\)"),
     ):
-        ProjectionRunner(store, Ledger(pg_schema, "a"), checkpoints=sqlite)
+        ProjectionRunner(store, pg.ledger("a"), checkpoints=sqlite)
 
 
 def test_a_parked_event_whose_text_was_damaged_is_refused(
