@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 
@@ -23,5 +23,5 @@ class PostgresProjection(WritingProjection[psycopg.Connection[Any]]):
     :class:`~busway.postgres.PostgresCheckpointStore` on the read model's database.
     """
 
-    connection_type = psycopg.Connection
-    checkpoint_store = "PostgresCheckpointStore(...) on the read model's database"
+    connection_type: ClassVar[type] = psycopg.Connection
+    checkpoint_store: ClassVar[str] = "PostgresCheckpointStore(...) on the read model's database"

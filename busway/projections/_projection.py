@@ -119,8 +119,8 @@ class SQLiteProjection(WritingProjection[sqlite3.Connection]):
     :class:`~busway.projections.SQLiteCheckpointStore` on the read model's database.
     """
 
-    connection_type = sqlite3.Connection
-    checkpoint_store = "SQLiteCheckpointStore(...) on the read model's database"
+    connection_type: ClassVar[type] = sqlite3.Connection
+    checkpoint_store: ClassVar[str] = "SQLiteCheckpointStore(...) on the read model's database"
 
 
 def dispatcher(projection: ProjectionBase, connection: object) -> Handle:
