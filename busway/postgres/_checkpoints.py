@@ -350,23 +350,13 @@ class _PostgresTransaction:
     def savepoint(self) -> Iterator[None]:
         if not self._guarded:
             self._guard(True)
-        raised: BaseException | None = None
         try:
             with self.connection.transaction():
-                try:
-                    yield
-                except BaseException as exc:
-                    raised = exc
-                    raise
+                yield
         except BaseException as exc:
             self._check_connection(exc)
             problem = self._problem()
-            if problem is None and exc is not raised:  # the savepoint's own statement failed
-                problem = (
-                    f"lost the runner's savepoint ({type(exc).__name__}: {exc}); a handler "
-                    "may RELEASE or ROLLBACK TO only the savepoints it opens"
-                )
-            if problem is None:
+            if problem is None:  # what the block raised, its savepoint undone
                 raise
             raise ProjectionError(self._name, problem) from exc
         self.check()

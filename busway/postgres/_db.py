@@ -348,10 +348,9 @@ class Database(_Where):
 
     def ready(self) -> None:
         """Check (and on first use make) the store's tables, once, whichever thread is first."""
-        if not self._ready:
-            with self._opening:
-                if not self._ready:
-                    self._open()
+        with self._opening:
+            if not self._ready:
+                self._open()
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
