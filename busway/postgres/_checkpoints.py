@@ -380,8 +380,7 @@ class _PostgresTransaction:
         if self.connection.broken:
             raise ConnectionLostError(
                 self._location,
-                "the connection broke while the handlers ran; nothing of the batch was "
-                "committed",
+                "the connection broke while the handlers ran; nothing of the batch was committed",
                 committed=False,
             ) from cause
 
