@@ -1,9 +1,9 @@
 """A worker process of tests/postgres/test_workers.py: a leased, partitioned projection.
 
-python -m tests.postgres._worker DSN SCHEMA DIRECTORY
+python -m tests.postgres._worker DSN SCHEMA
 
 runs one projection (per-stream totals, and how many times each position was applied) on
-PostgreSQL, in SCHEMA: the read model, its checkpoints and the leases, split in
+PostgreSQL, in SCHEMA: the events, the read model, its checkpoints and the leases, split in
 :data:`PARTITIONS` partitions that the live workers share, under the owner
 ``worker-<pid>``. It prints "ready" once it runs, and runs until SIGTERM (then it stops,
 giving its leases back, and exits 0) or until it is killed. If the projection fails, it
@@ -18,8 +18,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -27,8 +25,13 @@ import attrs
 import psycopg
 
 from busway import Event
-from busway.eventstore import EventStore, EventTypes, RecordedEvent, SQLiteEventStore
-from busway.postgres import PostgresCheckpointStore, PostgresLeaseStore, PostgresProjection
+from busway.eventstore import EventTypes, RecordedEvent
+from busway.postgres import (
+    PostgresCheckpointStore,
+    PostgresEventStore,
+    PostgresLeaseStore,
+    PostgresProjection,
+)
 from busway.projections import ProjectionRunner, when
 
 LEASE = 0.8  # seconds: short, so that a standby takes a dead worker's place quickly
@@ -55,13 +58,6 @@ class Deposited(Event):
 
 
 TYPES = EventTypes(Opened, Deposited)
-
-
-@contextlib.contextmanager
-def events(dsn: str, schema: str, directory: Path) -> Iterator[EventStore]:
-    """Open the event store the workers follow and the test appends to."""
-    with SQLiteEventStore(directory / "events.db", types=TYPES) as store:
-        yield store
 
 
 class Totals(PostgresProjection):
@@ -112,7 +108,7 @@ class Totals(PostgresProjection):
         )
 
 
-def run(dsn: str, schema: str, directory: Path) -> int:
+def run(dsn: str, schema: str) -> int:
     """Run the projection until SIGTERM; return the exit status."""
     owner = f"worker-{os.getpid()}"
     stopping = threading.Event()
@@ -122,7 +118,7 @@ def run(dsn: str, schema: str, directory: Path) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     with contextlib.ExitStack() as stack:
-        store = stack.enter_context(events(dsn, schema, directory))
+        store = stack.enter_context(PostgresEventStore(dsn, types=TYPES, schema=schema))
         checkpoints = stack.enter_context(PostgresCheckpointStore(dsn, schema=schema))
         leases = stack.enter_context(PostgresLeaseStore(dsn, schema=schema))
         runner = ProjectionRunner(
@@ -149,4 +145,4 @@ if __name__ == "__main__":
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s: %(message)s"
     )
-    sys.exit(run(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
+    sys.exit(run(sys.argv[1], sys.argv[2]))

@@ -1,4 +1,4 @@
-"""Projection runners on PostgreSQL: checkpoints, leases and the read model in one database.
+"""Projection runners on PostgreSQL: events, checkpoints, leases and the read model in one schema.
 
 Every test that takes ``make_runner`` runs against both runners (tests/_runners.py). The
 read model is :class:`~tests.postgres._ledger.Ledger`, whose primary key makes PostgreSQL
@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import psycopg
@@ -24,19 +24,34 @@ from busway.errors import (
     StoreFormatError,
 )
 from busway.eventstore import EventStore
-from busway.postgres import PostgresCheckpointStore, PostgresLeaseStore
+from busway.postgres import (
+    AsyncPostgresEventStore,
+    PostgresCheckpointStore,
+    PostgresEventStore,
+    PostgresLeaseStore,
+)
 from busway.projections import ProjectionRunner, SQLiteCheckpointStore
 from tests._projection_worker import TYPES, Happened
-from tests._runners import LoopThread, MakeRunner, file_store
+from tests._runners import Blocking, LoopThread, MakeRunner
 from tests.postgres._ledger import Ledger, Pause, ledger
 
 WAIT = 30.0  # seconds: generous, for a busy machine
 
 
 @pytest.fixture
-def store(flavour: str, loop: LoopThread, tmp_path: Path) -> Iterator[EventStore]:
-    with file_store(flavour, loop, tmp_path / "events.db", TYPES) as s:
-        yield s
+def store(
+    flavour: str, loop: LoopThread, postgres_dsn: str, pg_schema: str
+) -> Iterator[EventStore]:
+    """The events in the test's schema, as the test of *flavour* sees them."""
+    if flavour == "async":
+        store = AsyncPostgresEventStore(postgres_dsn, types=TYPES, schema=pg_schema)
+        try:
+            yield cast(EventStore, Blocking(store, loop))
+        finally:
+            loop.call(store.aclose)
+        return
+    with PostgresEventStore(postgres_dsn, types=TYPES, schema=pg_schema) as plain:
+        yield plain
 
 
 @attrs.define

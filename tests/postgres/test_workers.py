@@ -1,7 +1,7 @@
 """Worker processes killed at random while they share a partitioned projection on PostgreSQL.
 
 Three processes (tests/postgres/_worker.py) run one projection, split in partitions, with
-its read model, checkpoints and leases in one PostgreSQL schema; a writer appends events
+the events, its read model, checkpoints and leases in one PostgreSQL schema; a writer appends events
 meanwhile, and the test SIGKILLs the holder of a partition, again and again, starting a
 replacement each time. A standby must take over within the lease time, and no lease may
 change hands but a killed worker's. In the end the read model must be what a rebuild
@@ -23,12 +23,12 @@ from typing import Any
 import psycopg
 
 from busway.eventstore import EventStore
-from busway.postgres import PostgresCheckpointStore, PostgresLeaseStore
+from busway.postgres import PostgresCheckpointStore, PostgresEventStore, PostgresLeaseStore
 from busway.projections import ProjectionRunner
 from busway.subscriptions import Lease
 from tests._processes import Workers, pid_of, poll
 
-from ._worker import LEASE, NAME, PARTITIONS, Deposited, Opened, Totals, events
+from ._worker import LEASE, NAME, PARTITIONS, TYPES, Deposited, Opened, Totals
 
 WORKERS = 3
 KILLS = 8
@@ -122,15 +122,13 @@ def test_killed_workers_are_taken_over_and_each_event_is_applied_once(
     print(f"seed {seed}")
     rng = random.Random(seed)
     with (
-        events(postgres_dsn, pg_schema, tmp_path) as store,
+        PostgresEventStore(postgres_dsn, types=TYPES, schema=pg_schema) as store,
         PostgresCheckpointStore(postgres_dsn, schema=pg_schema) as checkpoints,
         PostgresLeaseStore(postgres_dsn, schema=pg_schema) as leases,
     ):
         # The tables exist before the workers race to make them.
         ProjectionRunner(store, Totals(pg_schema), checkpoints=checkpoints, partitions=PARTITIONS)
-        workers = Workers(
-            tmp_path, ["tests.postgres._worker", postgres_dsn, pg_schema, str(tmp_path)]
-        )
+        workers = Workers(tmp_path, ["tests.postgres._worker", postgres_dsn, pg_schema])
         started = time.monotonic()
         takeovers: list[tuple[str, float]] = []
         try:
