@@ -16,6 +16,7 @@ from typing import Any, cast
 import attrs
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from busway.errors import (
     InvalidArgumentError,
@@ -300,3 +301,23 @@ def test_a_table_of_another_store_is_refused(postgres_dsn: str, pg_schema: str) 
         pytest.raises(StoreFormatError, match="not a checkpoint store"),
     ):
         checkpoints.load("a")
+
+
+def test_stores_on_a_borrowed_pool_leave_it_open(
+    store: EventStore, postgres_dsn: str, pg_schema: str
+) -> None:
+    """Checkpoints and leases share a pool the caller owns; closing them leaves it open."""
+    with ConnectionPool(postgres_dsn, min_size=1, max_size=4, open=True) as pool:
+        with (
+            PostgresCheckpointStore(pool, schema=pg_schema) as checkpoints,
+            PostgresLeaseStore(pool, schema=pg_schema) as leases,
+        ):
+            runner = ProjectionRunner(
+                store, Ledger(pg_schema, "a"), checkpoints=checkpoints, leases=leases
+            )
+            append(store, 3)
+            assert 3 == runner.run_until_caught_up()
+        with pool.connection() as conn:
+            assert [(3,)] == conn.execute(
+                f'SELECT position FROM "{pg_schema}".projection_checkpoints'
+            ).fetchall()
