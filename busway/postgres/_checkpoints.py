@@ -120,9 +120,11 @@ class CheckpointRows:
             f"INSERT INTO {t} (name, position) VALUES (%s, %s) "
             "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
         )
+        # One statement on the way that matters: it stores the token unless a higher one is.
         self._sql_fence = (
-            f"INSERT INTO {t} (name, position, token) VALUES (%s, 0, %s) "
-            "ON CONFLICT (name) DO UPDATE SET token = excluded.token"
+            f"INSERT INTO {t} AS c (name, position, token) VALUES (%s, 0, %s) "
+            "ON CONFLICT (name) DO UPDATE SET token = excluded.token "
+            "WHERE c.token <= excluded.token RETURNING 1"
         )
         columns = ", ".join(PARKED_COLUMNS)
         self._sql_park = (
@@ -160,10 +162,8 @@ class CheckpointRows:
 
     def fence(self, name: str, token: int) -> Flow[None]:
         check_count("token", token, 0)
-        stored = yield from self.token(name)
-        if stored > token:
-            raise LeaseLostError(name, token, stored)
-        yield Statement(self._sql_fence, (name, token))
+        if not (yield Statement(self._sql_fence, (check_key(name), token))):
+            raise LeaseLostError(name, token, (yield from self.token(name)))
 
     def park(self, name: str, parked: ParkedEvent) -> Flow[None]:
         p = check_parked(parked, check_key(name))
