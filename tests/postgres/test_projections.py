@@ -32,6 +32,7 @@ from busway.postgres import (
     PostgresLeaseStore,
 )
 from busway.projections import ProjectionRunner, SQLiteCheckpointStore
+from busway.subscriptions import Park, Retry
 from tests._projection_worker import TYPES, Happened
 from tests._runners import Blocking, LoopThread, MakeRunner
 from tests.postgres._ledger import Ledger, Pause, ledger
@@ -321,3 +322,21 @@ def test_stores_on_a_borrowed_pool_leave_it_open(
             assert [(3,)] == conn.execute(
                 f'SELECT position FROM "{pg_schema}".projection_checkpoints'
             ).fetchall()
+
+
+def test_a_parked_event_is_replayed_once_its_handler_passes(
+    make_runner: MakeRunner, store: EventStore, pg: Schema
+) -> None:
+    """Park sets the failing event aside and goes on; a replay applies it, unparked with it."""
+    projection = pg.ledger("a", failures={3: 2})
+    runner = make_runner(
+        store,
+        projection,
+        checkpoints=pg.checkpoints(),
+        on_error=Retry(1, backoff=lambda n: 0.001, then=Park()),
+    )
+    append(store, 5)
+    runner.run_until_caught_up()
+    assert ([1, 2, 4, 5], [3]) == (pg.positions(), [p.position for p in runner.parked()])
+    assert 1 == runner.replay_parked()
+    assert (list(range(1, 6)), []) == (pg.positions(), runner.parked())
