@@ -58,7 +58,7 @@ def check_key(name: object, argument: str = "name") -> str:
     return name
 
 
-def checkpoint_layout(schema: str, table: str, *, kind: str = "a checkpoint store") -> Layout:
+def checkpoint_layout(schema: str, table: str) -> Layout:
     """Return the layout of checkpoint table *table*, its parked table, and their guard.
 
     Text a parked event carries is kept as UTF-8 in ``bytea``: PostgreSQL's text cannot
@@ -67,7 +67,7 @@ def checkpoint_layout(schema: str, table: str, *, kind: str = "a checkpoint stor
     t, p = quoted(schema, table), quoted(schema, f"{table}_parked")
     guard = quoted(schema, f"{table}_guard")
     return Layout(
-        kind=kind,
+        kind="a checkpoint store",
         tables=(table, f"{table}_parked"),
         create=(
             f"CREATE TABLE {t} (name TEXT PRIMARY KEY, "
