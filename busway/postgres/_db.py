@@ -51,7 +51,9 @@ __all__ = [
     "Layout",
     "Rows",
     "Statement",
+    "adrive",
     "check_identifier",
+    "drive",
     "quoted",
 ]
 
@@ -173,8 +175,7 @@ def _inspect(layout: Layout, schema: str, location: str) -> Flow[bool]:
                 f"{', '.join(_SCHEMA_COLUMNS)}; pass another schema="
             )
         found = yield Statement(
-            f"SELECT component, version FROM {quoted(schema, _SCHEMA_TABLE)} "
-            "WHERE table_name = %s",
+            f"SELECT component, version FROM {quoted(schema, _SCHEMA_TABLE)} WHERE table_name = %s",
             (main,),
         )
         registered = found[0] if found else None
@@ -253,8 +254,8 @@ def refused(location: str, exc: psycopg.Error, *, committing: bool) -> StoreUnav
 # -- the two databases ---------------------------------------------------------------------
 
 
-def _drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
-    """Run *flow* on *conn*: each statement it yields, its rows sent back."""
+def drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
+    """Run *flow* on *conn*, in the transaction *conn* is in: each statement, its rows sent back."""
     try:
         statement = next(flow)
         while True:
@@ -265,7 +266,7 @@ def _drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
         return done.value
 
 
-async def _adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
+async def adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
     """Run *flow* on *conn*, awaiting each statement."""
     try:
         statement = next(flow)
@@ -362,7 +363,7 @@ class Database(_Where):
     def run(self, flow: Flow[T]) -> T:
         """Run *flow* in one transaction and return what it returns."""
         with self.transaction() as conn:
-            return _drive(conn, flow)
+            return drive(conn, flow)
 
     def close(self) -> None:
         """Close the pool if it was opened here; closing twice is harmless."""
@@ -429,7 +430,7 @@ class AsyncDatabase(_Where):
     async def run(self, flow: Flow[T]) -> T:
         """Run *flow* in one transaction and return what it returns."""
         async with self.transaction() as conn:
-            return await _adrive(conn, flow)
+            return await adrive(conn, flow)
 
     async def close(self) -> None:
         """Close the pool if it was opened here; closing twice is harmless."""
