@@ -13,4 +13,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
     ) from exc
 
-__all__: list[str] = []
+from ._sagas import PostgresSagaStore
+from ._snapshots import PostgresSnapshotStore
+
+__all__ = ["PostgresSagaStore", "PostgresSnapshotStore"]
