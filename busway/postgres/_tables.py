@@ -62,14 +62,12 @@ def checkpoint_tables(table: str, parked: str) -> tuple[str, str]:
     )
 
 
-def _decoded(value: object) -> object:
+def _decoded(value: bytes) -> str | bytes:
     """Return stored UTF-8 *value* as text; what does not decode is left for the check."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            pass
-    return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value
 
 
 @final
