@@ -8,10 +8,10 @@ its tables are made in on first use.
 try:
     import psycopg  # noqa: F401
     import psycopg_pool  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+except ImportError as _missing:  # pragma: no cover - the extra is installed wherever tests run
     raise ImportError(
         'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
-    ) from exc
+    ) from _missing
 
 from ._sagas import PostgresSagaStore
 from ._snapshots import PostgresSnapshotStore
