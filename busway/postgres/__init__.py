@@ -5,15 +5,20 @@ Every store takes a DSN (and opens a pool of its own) or a pool you own, and a `
 its tables are made in on first use.
 """
 
-try:
-    import psycopg  # noqa: F401
-    import psycopg_pool  # noqa: F401
-except ImportError as _missing:  # pragma: no cover - the extra is installed wherever tests run
-    raise ImportError(
-        'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
-    ) from _missing
+import importlib.util
 
+if any(importlib.util.find_spec(name) is None for name in ("psycopg", "psycopg_pool")):
+    raise ImportError(  # pragma: no cover - the extra is installed wherever tests run
+        'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
+    )
+
+from ._eventstore import AsyncPostgresEventStore, PostgresEventStore
 from ._sagas import PostgresSagaStore
 from ._snapshots import PostgresSnapshotStore
 
-__all__ = ["PostgresSagaStore", "PostgresSnapshotStore"]
+__all__ = [
+    "AsyncPostgresEventStore",
+    "PostgresEventStore",
+    "PostgresSagaStore",
+    "PostgresSnapshotStore",
+]
