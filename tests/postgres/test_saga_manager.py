@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from busway.eventstore import EventStore, EventTypes, InMemoryEventStore
-from busway.postgres import PostgresSagaStore
+from busway.eventstore import EventStore, EventTypes
+from busway.postgres import PostgresEventStore, PostgresSagaStore
 from busway.sagas import SagaManager
 from tests.sagas.model import Booking, OrderPlaced, ReserveStock, Services
 from tests.sagas.test_eventstore import TYPES, Crash, final_steps, history, reference_run
@@ -18,9 +18,9 @@ from tests.sagas.test_workers import Meeting
 
 
 @pytest.fixture
-def events() -> Iterator[EventStore]:
-    """The event store the sagas follow, holding the five orders' history."""
-    with InMemoryEventStore(types=EventTypes(*TYPES)) as store:
+def events(postgres_dsn: str, pg_schema: str) -> Iterator[EventStore]:
+    """The PostgreSQL event store the sagas follow, holding the five orders' history."""
+    with PostgresEventStore(postgres_dsn, types=EventTypes(*TYPES), schema=pg_schema) as store:
         for stream, event in history():
             store.append(stream, [event])
         yield store
