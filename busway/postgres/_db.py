@@ -53,7 +53,6 @@ __all__ = [
     "Layout",
     "Rows",
     "Statement",
-    "adrive",
     "check_identifier",
     "connect_args",
     "drive",
@@ -301,6 +300,11 @@ def _drive(
         return result
 
 
+def drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
+    """Run *flow* on *conn*, in the transaction the caller holds open there."""
+    return _drive(conn, flow, [])
+
+
 async def _adrive(
     conn: psycopg.AsyncConnection[Any],
     flow: Flow[T],
@@ -324,16 +328,6 @@ async def _adrive(
     except StopIteration as done:
         result: T = done.value
         return result
-
-
-def drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
-    """Run *flow* on *conn*, in the transaction *conn* is in (one the caller holds)."""
-    return _drive(conn, flow, [])
-
-
-async def adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
-    """Run *flow* on async *conn*, in the transaction *conn* is in."""
-    return await _adrive(conn, flow, [])
 
 
 def _writing(sent: list[Statement]) -> bool:
