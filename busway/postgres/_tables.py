@@ -50,10 +50,10 @@ def checkpoint_tables(table: str, parked: str) -> tuple[str, str]:
         f"""CREATE TABLE {parked} (
             subscription TEXT COLLATE "C" NOT NULL,
             position BIGINT NOT NULL CHECK (position >= 1),
-            stream_id BYTEA NOT NULL,
+            stream_id BYTEA NOT NULL CHECK (octet_length(stream_id) > 0),
             version BIGINT NOT NULL CHECK (version >= 1),
-            event_id BYTEA NOT NULL,
-            type BYTEA NOT NULL,
+            event_id BYTEA NOT NULL CHECK (octet_length(event_id) = 16),
+            type BYTEA NOT NULL CHECK (octet_length(type) > 0),
             error BYTEA NOT NULL,
             attempts BIGINT NOT NULL CHECK (attempts >= 1),
             parked_at TIMESTAMPTZ NOT NULL,
