@@ -361,6 +361,7 @@ class Database(_Where):
     """
 
     pool: ConnectionPool[Any]
+    owned: bool
 
     def __init__(
         self, dsn_or_pool: str | ConnectionPool[Any], layout: Layout, *, schema: str
@@ -449,6 +450,7 @@ class AsyncDatabase(_Where):
     """:class:`Database` for asyncio, on a pool of async connections."""
 
     pool: AsyncConnectionPool[Any]
+    owned: bool
 
     def __init__(
         self, dsn_or_pool: str | AsyncConnectionPool[Any], layout: Layout, *, schema: str
