@@ -14,6 +14,7 @@ absolute numbers across machines.
 from __future__ import annotations
 
 import decimal
+import importlib
 import json
 import sqlite3
 import statistics
@@ -372,7 +373,94 @@ def eventstore_suite(options: Options) -> Table:
     return table
 
 
-SUITES = {"eventstore": eventstore_suite}
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+PG_RAW = "raw psycopg"
+PG_UNORDERED = "raw psycopg, no lock (not gap-safe)"
+PG_ES = "eventsourcing"
+PG_BUSWAY = "busway PostgresEventStore"
+WRITERS = (1, 4, 16)
+
+
+def _pg_contenders(pg: Any, es: bool) -> Iterator[tuple[str, Callable[[str, int], Any]]]:
+    yield PG_RAW, pg.Raw
+    yield PG_UNORDERED, pg.Unordered
+    if es:
+        yield PG_ES, pg.EventSourcing
+    if pg.has_busway():
+        yield PG_BUSWAY, pg.Busway
+
+
+def postgres_suite(options: Options) -> Table:
+    """Appends with 1, 4 and 16 writers and read_all on PostgreSQL, beside raw psycopg and
+    eventsourcing; append-to-handled latency of a runner in another process."""
+    table = Table("postgres", "Event store on PostgreSQL, synchronous_commit=on")
+    table.ratio_means = "events/s / events/s of the row named after it (higher is faster)"
+    try:
+        pg = importlib.import_module("_postgres")
+    except ImportError as exc:
+        table.notes.append(f'PostgreSQL skipped: pip install "busway[postgres]" ({exc})')
+        return table
+    why = pg.unreachable()
+    if why is not None:
+        table.notes.append(
+            f"PostgreSQL skipped: {why}; set BUSWAY_POSTGRES_DSN to a server to measure it"
+        )
+        return table
+    table.title = f"Event store on PostgreSQL {pg.server_version()}, synchronous_commit=on"
+    singles = options.size(1_000, 100)
+    batches = options.size(100, 10)
+    stored = options.size(100_000, 2_000)
+    rounds = 3 if options.quick else 5
+    peers = Peers(options, table)
+    es = peers.build("eventsourcing", lambda: importlib.import_module("eventsourcing.postgres"))
+    results: dict[str, dict[str, list[float]]] = {}
+    # Rounds interleave the contenders, so a noisy moment hurts no one of them alone.
+    for _ in range(rounds):
+        for writers in WRITERS:
+            for name, make in _pg_contenders(pg, es is not None):
+                with pg.fresh_schema() as schema:
+                    row = pg.measure(make(schema, writers), writers, singles, batches, stored)
+                for group, value in row.items():
+                    results.setdefault(group, {}).setdefault(name, []).append(value)
+
+    table.params = {
+        "transactions of 1 event, across the writers": singles,
+        "transactions of 100 events, across the writers": batches,
+        "events stored for read_all (about)": stored,
+        "rounds": rounds,
+    }
+    for group, by_name in results.items():
+        med = {name: statistics.median(values) for name, values in by_name.items()}
+        table.add(PG_RAW, med[PG_RAW], EPS, library="limit", group=group)
+        if PG_UNORDERED in med and group != "read_all":
+            table.add(
+                PG_UNORDERED, med[PG_UNORDERED], EPS, against=PG_RAW, library="limit", group=group
+            )
+        if PG_ES in med:
+            table.add(PG_ES, med[PG_ES], EPS, against=PG_RAW, library="eventsourcing", group=group)
+        if PG_BUSWAY in med:
+            table.add(PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_RAW, library="busway", group=group)
+            if PG_ES in med:
+                table.add(
+                    PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_ES, library="busway", group=group
+                )
+    table.notes.append(
+        "writers are threads, each on a connection of its own, appending to streams of their "
+        "own; figures are medians over rounds of all the writers' events over the time the "
+        "last of them took"
+    )
+    table.notes.append(
+        "raw psycopg takes busway's lock (pg_advisory_xact_lock) and numbers rows after the "
+        "highest position; without the lock, positions come from a sequence and commits "
+        "overlap, so a reader may pass an event that commits later: what ordering costs"
+    )
+    if not pg.has_busway():
+        table.notes.append("busway PostgresEventStore not measured: not in this busway yet")
+    return table
+
+
+SUITES = {"eventstore": eventstore_suite, "postgres": postgres_suite}
 
 
 if __name__ == "__main__":

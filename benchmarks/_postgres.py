@@ -1,0 +1,380 @@
+"""The PostgreSQL contenders of the event store suite, and the writers that drive them.
+
+Each contender works in a schema of its own on the server named by ``BUSWAY_POSTGRES_DSN``
+(default: a local server, database ``test``), made for it and dropped afterwards, at the
+server's durability, which the suite checks is ``synchronous_commit=on``:
+
+- :class:`Raw` is the limit: hand-written psycopg on busway's own table, doing what a
+  gap-safe append must do (read the stream's version, take the table's transaction-scoped
+  advisory lock, number the rows after the highest position, insert them, notify, commit).
+- :class:`Unordered` is the same without the lock, positions from a sequence: it shows what
+  serializing the commits costs, and is not gap-safe (a reader may pass a position whose
+  transaction commits later).
+- :class:`EventSourcing` is the eventsourcing library's ``PostgresApplicationRecorder``,
+  which takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` to serialize its inserts.
+- :class:`Busway` is ``PostgresEventStore``.
+
+Writers are threads, each with a connection of its own, appending to streams no other
+writer touches; they start together and the clock runs until the last is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from _harness import gc_paused
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+DSN = os.environ.get("BUSWAY_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+PAYLOAD = {"order_id": "order-1", "sku": "SKU-123", "quantity": 2, "price": "9.99"}
+
+#: One writer's append: ``append(stream, count)`` stores *count* events in one transaction.
+Append = Callable[[str, int], None]
+
+
+def has_busway() -> bool:
+    """Tell whether this busway has a PostgreSQL event store to measure."""
+    import busway.postgres
+
+    return hasattr(busway.postgres, "PostgresEventStore")
+
+
+def unreachable() -> str | None:
+    """Return why the server cannot be used for the suite, or None if it can."""
+    try:
+        with psycopg.connect(DSN, connect_timeout=3) as conn:
+            setting = conn.execute("SHOW synchronous_commit").fetchone()
+    except psycopg.Error as exc:
+        return f"PostgreSQL does not answer at {DSN!r} ({str(exc).strip()})"
+    if setting is None or setting[0] != "on":
+        return f"the server runs at synchronous_commit={setting}, the suite wants 'on'"
+    return None
+
+
+def server_version() -> str:
+    with psycopg.connect(DSN) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]).split()[0] if row else "?"
+
+
+@contextlib.contextmanager
+def fresh_schema() -> Iterator[str]:
+    """Make a schema for one contender, and drop it with all it holds afterwards."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def run_writers(writers: list[Append], transactions: int, count: int) -> float:
+    """Return the seconds *writers*, together, take for *transactions* appends of *count*
+    events each, every writer to streams of its own."""
+    start = threading.Barrier(len(writers) + 1)
+    failures: list[BaseException] = []
+
+    def write(i: int, append: Append) -> None:
+        start.wait()
+        try:
+            for n in range(transactions):
+                append(f"w{i}-{n if count == 1 else n % 10}", count)
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(i, a), daemon=True) for i, a in enumerate(writers)
+    ]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    took = time.perf_counter() - began
+    if failures:
+        raise failures[0]
+    return took
+
+
+# -- contenders -------------------------------------------------------------------------------
+
+
+class Raw:
+    """The limit: busway's table, written and read with hand-written psycopg."""
+
+    lock = True
+
+    def __init__(self, schema: str, writers: int) -> None:
+        self.table = f'"{schema}"."events"'
+        make_table(self.table)
+        self.channel = f"{schema}.events"
+        self.key = hash_key(self.table)
+        self.conns = [psycopg.connect(DSN, autocommit=True) for _ in range(max(1, writers))]
+        if not self.lock:
+            self.conns[0].execute(f'CREATE SEQUENCE "{schema}".positions')
+            self.sequence = f'"{schema}".positions'
+
+    def writer(self, i: int) -> Append:
+        conn = self.conns[i]
+        table = self.table
+        latest = f"SELECT version FROM {table} WHERE stream_id = %s ORDER BY version DESC LIMIT 1"
+        # One statement for any number of rows, numbered after the head it reads: under the
+        # lock, a statement started after it was granted sees every committed row.
+        first = "h.p + e.n" if self.lock else f"nextval('{self.sequence}')"
+        head = f"(SELECT coalesce(max(position), 0) AS p FROM {table}) AS h, " if self.lock else ""
+        insert = (
+            f"INSERT INTO {table} (position, stream_id, version, event_id, type, "
+            f"schema_version, data, metadata, recorded_at) SELECT {first}, %s, %s + e.n, e.id, "
+            f"'ItemAdded', 1, e.data, '{{}}', %s FROM {head}"
+            "unnest(%s::bytea[], %s::text[]) WITH ORDINALITY AS e(id, data, n)"
+        )
+
+        def append(stream: str, count: int) -> None:
+            ids = [uuid.uuid4().bytes for _ in range(count)]
+            data = [json.dumps(PAYLOAD) for _ in range(count)]
+            at = datetime.now(UTC)
+            # Two round trips: the stream's version (to check it, as an append must), then
+            # the lock, the rows, the wake-up and the commit, sent together.
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                row = conn.execute(latest, (stream,)).fetchone()
+                version = row[0] if row else 0
+                if self.lock:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
+                conn.execute(insert, (stream, version, at, ids, data))
+                conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+                conn.execute("COMMIT")
+
+        return append
+
+    def read_all(self) -> int:
+        conn = self.conns[0]
+        count, position = 0, 1
+        while True:
+            rows = conn.execute(
+                f"SELECT * FROM {self.table} WHERE position >= %s ORDER BY position LIMIT 1000",
+                (position,),
+            ).fetchall()
+            if not rows:
+                return count
+            for r in rows:
+                json.loads(r[6]) if isinstance(r[6], str) else r[6]
+            count += len(rows)
+            position = rows[-1][0] + 1
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+
+
+class Unordered(Raw):
+    """:class:`Raw` without the lock: positions from a sequence, commits side by side."""
+
+    lock = False
+
+
+def make_table(table: str) -> None:
+    # Until PostgresEventStore makes it: the SQLite store's table, in PostgreSQL's types.
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {table} (position BIGINT PRIMARY KEY, stream_id TEXT NOT NULL, "
+            "version INTEGER NOT NULL CHECK (version >= 1), event_id BYTEA NOT NULL, "
+            "type TEXT NOT NULL, schema_version INTEGER NOT NULL, data TEXT NOT NULL, "
+            "metadata TEXT NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, "
+            "UNIQUE (stream_id, version), UNIQUE (event_id))"
+        )
+
+
+def hash_key(text: str) -> int:
+    with psycopg.connect(DSN) as conn:
+        row = conn.execute("SELECT hashtextextended(%s, 0)", (text,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+class EventSourcing:
+    """The eventsourcing library's PostgreSQL application recorder."""
+
+    def __init__(self, schema: str, writers: int) -> None:
+        from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+        info = conninfo_to_dict(DSN)
+        self.datastore = PostgresDatastore(
+            dbname=str(info.get("dbname", "")),
+            host=str(info.get("host", "127.0.0.1")),
+            port=str(info.get("port", "5432")),
+            user=str(info.get("user", "")),
+            password=str(info.get("password", "")),
+            pool_size=max(1, writers),
+            schema=schema,
+        )
+        self.recorder = PostgresApplicationRecorder(self.datastore)
+        self.recorder.create_table()
+
+    def writer(self, i: int) -> Append:
+        from eventsourcing.persistence import StoredEvent
+
+        ids: dict[str, uuid.UUID] = {}
+        versions: dict[str, int] = {}
+
+        def append(stream: str, count: int) -> None:
+            originator = ids.setdefault(stream, uuid.uuid4())
+            version = versions.get(stream, 0)
+            self.recorder.insert_events(
+                [
+                    StoredEvent(originator, version + n, "ItemAdded", json.dumps(PAYLOAD).encode())
+                    for n in range(1, count + 1)
+                ]
+            )
+            versions[stream] = version + count
+
+        return append
+
+    def read_all(self) -> int:
+        count, start = 0, 1
+        while True:
+            page = self.recorder.select_notifications(start, 1000)
+            if not page:
+                return count
+            for n in page:
+                json.loads(n.state)
+            count += len(page)
+            start = page[-1].id + 1
+
+    def synchronous_commit(self) -> str:
+        with self.datastore.get_connection() as conn:
+            row: Any = conn.execute("SHOW synchronous_commit").fetchone()
+            return str(row["synchronous_commit"])
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+class Busway:
+    """``PostgresEventStore`` on a pool with a connection for every writer."""
+
+    def __init__(self, schema: str, writers: int) -> None:
+        from eventstore import TYPES, event
+
+        from busway.postgres import PostgresEventStore
+
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            DSN,
+            min_size=max(1, writers),
+            max_size=max(1, writers),
+            kwargs={"autocommit": True},
+            open=True,
+        )
+        self.store = PostgresEventStore(self.pool, types=TYPES, schema=schema)
+        self.make = event
+        self.events: dict[int, list[Any]] = {}
+
+    def writer(self, i: int) -> Append:
+        versions: dict[str, int] = {}
+
+        def append(stream: str, count: int) -> None:
+            # Like the other contenders, time storing and serializing, not building events.
+            events = self.events.get(count)
+            if events is None:
+                events = self.events[count] = [self.make(n) for n in range(count)]
+            versions[stream] = self.store.append(
+                stream, events, expected_version=versions.get(stream, 0)
+            )
+
+        return append
+
+    def read_all(self) -> int:
+        return sum(1 for _ in self.store.read_all())
+
+    def close(self) -> None:
+        self.store.close()
+        self.pool.close()
+
+
+Contender = Raw | Unordered | EventSourcing | Busway
+
+
+def fill(contender: Contender, events: int) -> None:
+    """Store *events* events through *contender*, up to 1,000 a transaction."""
+    append = contender.writer(0)
+    for n in range(0, events, 1000):
+        append(f"fill-{n // 1000 % 10}", min(1000, events - n))
+
+
+def appends(batch: int, writers: int) -> str:
+    """Name the group of appends of *batch* events a transaction by *writers* writers."""
+    events = "event" if batch == 1 else "events"
+    return f"append {batch} {events}/tx, {writers} writer{'' if writers == 1 else 's'}"
+
+
+def measure(
+    store: Contender, writers: int, singles: int, batches: int, stored: int
+) -> dict[str, float]:
+    """Return events/s of appends by *writers* writers, 1 and 100 events a transaction,
+    on a fresh *store*; with one writer, also of read_all over about *stored* events."""
+    row: dict[str, float] = {}
+    try:
+        if isinstance(store, EventSourcing):
+            assert "on" == store.synchronous_commit(), "eventsourcing must commit synchronously"
+        each = [store.writer(i) for i in range(writers)]
+        for batch, total in ((1, singles), (100, batches)):
+            transactions = max(1, total // writers)
+            seconds = run_writers(each, transactions, batch)
+            row[appends(batch, writers)] = transactions * writers * batch / seconds
+        if writers == 1:
+            fill(store, stored)
+            with gc_paused():
+                began = time.perf_counter()
+                count = store.read_all()
+                seconds = time.perf_counter() - began
+            row["read_all"] = count / seconds
+    finally:
+        store.close()
+    return row
+
+
+# -- latency ------------------------------------------------------------------------------------
+
+
+def write_stamped(schema: str, count: int, spacing: float, out: Any) -> None:
+    """In another process: append *count* events stamped with time.time(), one at a time,
+    *spacing* seconds apart; send back how long each append took."""
+    from subscriptions import STAMPED, Stamped
+
+    from busway.postgres import PostgresEventStore
+
+    took = []
+    with PostgresEventStore(DSN, types=STAMPED, schema=schema) as store:
+        for n in range(count):
+            sent = time.time()
+            store.append("stamps", [Stamped(n, sent)])
+            took.append(time.time() - sent)
+            time.sleep(spacing)
+    out.send(took)
+    out.close()
+
+
+def in_another_process(schema: str, count: int, spacing: float) -> list[float]:
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    writer = context.Process(target=write_stamped, args=(schema, count, spacing, send))
+    writer.start()
+    send.close()
+    try:
+        took: list[float] = receive.recv()
+    finally:
+        writer.join()
+    return took
