@@ -50,6 +50,16 @@ def has_busway() -> bool:
     return hasattr(busway.postgres, "PostgresEventStore")
 
 
+def has_runner() -> bool:
+    """Tell whether a ProjectionRunner can keep its checkpoint and read model on PostgreSQL."""
+    import busway.postgres
+
+    return all(
+        hasattr(busway.postgres, name)
+        for name in ("PostgresEventStore", "PostgresCheckpointStore", "PostgresProjection")
+    )
+
+
 def unreachable() -> str | None:
     """Return why the server cannot be used for the suite, or None if it can."""
     try:
@@ -118,9 +128,10 @@ class Raw:
 
     lock = True
 
-    def __init__(self, schema: str, writers: int) -> None:
+    def __init__(self, schema: str, writers: int, *, make: bool = True) -> None:
         self.table = f'"{schema}"."events"'
-        make_table(self.table)
+        if make:
+            make_table(self.table)
         self.channel = f"{schema}.events"
         self.key = hash_key(self.table)
         self.conns = [psycopg.connect(DSN, autocommit=True) for _ in range(max(1, writers))]
@@ -129,6 +140,11 @@ class Raw:
             self.sequence = f'"{schema}".positions'
 
     def writer(self, i: int) -> Append:
+        store = self.storer(i)
+        return lambda stream, count: store(stream, [json.dumps(PAYLOAD) for _ in range(count)])
+
+    def storer(self, i: int) -> Callable[[str, list[str]], None]:
+        """Return writer *i*'s append of one transaction with these JSON payloads."""
         conn = self.conns[i]
         table = self.table
         latest = f"SELECT version FROM {table} WHERE stream_id = %s ORDER BY version DESC LIMIT 1"
@@ -143,9 +159,8 @@ class Raw:
             "unnest(%s::bytea[], %s::text[]) WITH ORDINALITY AS e(id, data, n)"
         )
 
-        def append(stream: str, count: int) -> None:
-            ids = [uuid.uuid4().bytes for _ in range(count)]
-            data = [json.dumps(PAYLOAD) for _ in range(count)]
+        def append(stream: str, data: list[str]) -> None:
+            ids = [uuid.uuid4().bytes for _ in data]
             at = datetime.now(UTC)
             # Two round trips: the stream's version (to check it, as an append must), then
             # the lock, the rows, the wake-up and the commit, sent together.
@@ -349,32 +364,133 @@ def measure(
 # -- latency ------------------------------------------------------------------------------------
 
 
-def write_stamped(schema: str, count: int, spacing: float, out: Any) -> None:
+def write_stamped(kind: str, schema: str, count: int, spacing: float, out: Any) -> None:
     """In another process: append *count* events stamped with time.time(), one at a time,
-    *spacing* seconds apart; send back how long each append took."""
-    from subscriptions import STAMPED, Stamped
-
-    from busway.postgres import PostgresEventStore
-
+    *spacing* seconds apart, with the *kind* contender; send back how long each took."""
     took = []
-    with PostgresEventStore(DSN, types=STAMPED, schema=schema) as store:
+    if kind == "raw":
+        raw = Raw(schema, 1, make=False)
+        store = raw.storer(0)
+
+        def append(n: int, sent: float) -> None:
+            store("stamps", [json.dumps({"n": n, "sent": sent})])
+
+        close = raw.close
+    else:
+        from subscriptions import STAMPED, Stamped
+
+        from busway.postgres import PostgresEventStore
+
+        events = PostgresEventStore(DSN, types=STAMPED, schema=schema)
+
+        def append(n: int, sent: float) -> None:
+            events.append("stamps", [Stamped(n, sent)])
+
+        close = events.close
+    try:
         for n in range(count):
             sent = time.time()
-            store.append("stamps", [Stamped(n, sent)])
+            append(n, sent)
             took.append(time.time() - sent)
             time.sleep(spacing)
+    finally:
+        close()
     out.send(took)
     out.close()
 
 
-def in_another_process(schema: str, count: int, spacing: float) -> list[float]:
+@contextlib.contextmanager
+def writing_elsewhere(kind: str, schema: str, count: int, spacing: float) -> Iterator[Any]:
+    """Run :func:`write_stamped` in a spawned process; yield the pipe its times come on."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    writer = context.Process(target=write_stamped, args=(schema, count, spacing, send))
+    writer = context.Process(target=write_stamped, args=(kind, schema, count, spacing, send))
     writer.start()
     send.close()
     try:
-        took: list[float] = receive.recv()
+        yield receive
     finally:
         writer.join()
-    return took
+
+
+def raw_follow(schema: str, count: int, spacing: float) -> tuple[list[float], list[float]]:
+    """The limit: LISTEN on the table's channel, and on each notification read the rows
+    after the last one seen; return each append's time and its time to arrival."""
+    table = f'"{schema}"."events"'
+    make_table(table)
+    arrived: dict[int, float] = {}
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f'LISTEN "{schema}.events"')
+        with writing_elsewhere("raw", schema, count, spacing) as times:
+            position = 0
+            deadline = time.monotonic() + 60
+            while len(arrived) < count and time.monotonic() < deadline:
+                for _ in conn.notifies(timeout=1.0, stop_after=1):
+                    pass
+                rows = conn.execute(
+                    f"SELECT position, data FROM {table} WHERE position > %s ORDER BY position",
+                    (position,),
+                ).fetchall()
+                now = time.time()
+                for _, data in rows:
+                    stamp = json.loads(data)
+                    arrived[stamp["n"]] = now - stamp["sent"]
+                if rows:
+                    position = rows[-1][0]
+            took: list[float] = times.recv()
+    assert count == len(arrived), f"{len(arrived)} of {count} stamped events arrived"
+    return took, [arrived[n] - t for n, t in enumerate(took)]
+
+
+def busway_follow(schema: str, count: int, spacing: float) -> tuple[list[float], list[float]]:
+    """A ProjectionRunner on PostgreSQL stores, its projection writing each event's time of
+    arrival in the runner's transaction; return each append's time and its time to handled."""
+    from subscriptions import STAMPED
+
+    from busway.postgres import (
+        PostgresCheckpointStore,
+        PostgresEventStore,
+    )
+    from busway.projections import ProjectionRunner
+
+    with (
+        PostgresEventStore(DSN, types=STAMPED, schema=schema) as store,
+        PostgresCheckpointStore(DSN, schema=schema) as checkpoints,
+    ):
+        runner = ProjectionRunner(store, arrivals(schema), checkpoints=checkpoints)
+        with runner.running(), writing_elsewhere("busway", schema, count, spacing) as times:
+            took: list[float] = times.recv()
+            runner.wait_for(store.head_position(), timeout=30)
+    with psycopg.connect(DSN) as conn:
+        rows = conn.execute(f'SELECT seconds FROM "{schema}".arrivals ORDER BY n').fetchall()
+    assert count == len(rows), f"{len(rows)} of {count} stamped events arrived"
+    return took, [s - t for (s,), t in zip(rows, took, strict=True)]
+
+
+def arrivals(schema: str) -> Any:
+    """Return a PostgresProjection that writes how long after its stamp each event came."""
+    from subscriptions import Stamped
+
+    from busway.eventstore import RecordedEvent
+    from busway.postgres import PostgresProjection
+    from busway.projections import when
+
+    table = f'"{schema}".arrivals'
+
+    class Arrivals(PostgresProjection):
+        name = "arrivals"
+
+        def setup(self, conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (n INTEGER PRIMARY KEY, seconds FLOAT8)"
+            )
+
+        @when(Stamped)
+        def _arrived(
+            self, event: Stamped, recorded: RecordedEvent, conn: psycopg.Connection[Any]
+        ) -> None:
+            conn.execute(
+                f"INSERT INTO {table} VALUES (%s, %s)", (event.n, time.time() - event.sent)
+            )
+
+    return Arrivals()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from _harness import Options, Peers, Table, timed
+from _harness import WARM_UP, Options, Peers, Table, percentile, timed
 
 from busway.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
 from busway.eventstore._ids import new_ids
@@ -408,43 +408,10 @@ def postgres_suite(options: Options) -> Table:
         )
         return table
     table.title = f"Event store on PostgreSQL {pg.server_version()}, synchronous_commit=on"
-    singles = options.size(1_000, 100)
-    batches = options.size(100, 10)
-    stored = options.size(100_000, 2_000)
-    rounds = 3 if options.quick else 5
     peers = Peers(options, table)
     es = peers.build("eventsourcing", lambda: importlib.import_module("eventsourcing.postgres"))
-    results: dict[str, dict[str, list[float]]] = {}
-    # Rounds interleave the contenders, so a noisy moment hurts no one of them alone.
-    for _ in range(rounds):
-        for writers in WRITERS:
-            for name, make in _pg_contenders(pg, es is not None):
-                with pg.fresh_schema() as schema:
-                    row = pg.measure(make(schema, writers), writers, singles, batches, stored)
-                for group, value in row.items():
-                    results.setdefault(group, {}).setdefault(name, []).append(value)
-
-    table.params = {
-        "transactions of 1 event, across the writers": singles,
-        "transactions of 100 events, across the writers": batches,
-        "events stored for read_all (about)": stored,
-        "rounds": rounds,
-    }
-    for group, by_name in results.items():
-        med = {name: statistics.median(values) for name, values in by_name.items()}
-        table.add(PG_RAW, med[PG_RAW], EPS, library="limit", group=group)
-        if PG_UNORDERED in med and group != "read_all":
-            table.add(
-                PG_UNORDERED, med[PG_UNORDERED], EPS, against=PG_RAW, library="limit", group=group
-            )
-        if PG_ES in med:
-            table.add(PG_ES, med[PG_ES], EPS, against=PG_RAW, library="eventsourcing", group=group)
-        if PG_BUSWAY in med:
-            table.add(PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_RAW, library="busway", group=group)
-            if PG_ES in med:
-                table.add(
-                    PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_ES, library="busway", group=group
-                )
+    _pg_throughput(table, pg, options, es is not None)
+    _pg_latency(table, pg, options)
     table.notes.append(
         "writers are threads, each on a connection of its own, appending to streams of their "
         "own; figures are medians over rounds of all the writers' events over the time the "
@@ -458,6 +425,69 @@ def postgres_suite(options: Options) -> Table:
     if not pg.has_busway():
         table.notes.append("busway PostgresEventStore not measured: not in this busway yet")
     return table
+
+
+def _pg_throughput(table: Table, pg: Any, options: Options, es: bool) -> None:
+    singles = options.size(1_000, 100)
+    batches = options.size(100, 10)
+    stored = options.size(100_000, 2_000)
+    rounds = 3 if options.quick else 5
+    results: dict[str, dict[str, list[float]]] = {}
+    # Rounds interleave the contenders, so a noisy moment hurts no one of them alone.
+    for _ in range(rounds):
+        for writers in WRITERS:
+            for name, make in _pg_contenders(pg, es):
+                with pg.fresh_schema() as schema:
+                    row = pg.measure(make(schema, writers), writers, singles, batches, stored)
+                for group, value in row.items():
+                    results.setdefault(group, {}).setdefault(name, []).append(value)
+    table.params.update(
+        {
+            "transactions of 1 event, across the writers": singles,
+            "transactions of 100 events, across the writers": batches,
+            "events stored for read_all (about)": stored,
+            "rounds": rounds,
+        }
+    )
+    for group, by_name in results.items():
+        med = {name: statistics.median(values) for name, values in by_name.items()}
+        table.add(PG_RAW, med[PG_RAW], EPS, library="limit", group=group)
+        if group != "read_all":
+            table.add(
+                PG_UNORDERED, med[PG_UNORDERED], EPS, against=PG_RAW, library="limit", group=group
+            )
+        for name, library in ((PG_ES, "eventsourcing"), (PG_BUSWAY, "busway")):
+            if name in med:
+                table.add(name, med[name], EPS, against=PG_RAW, library=library, group=group)
+        if PG_BUSWAY in med and PG_ES in med:
+            table.add(PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_ES, library="busway", group=group)
+
+
+def _pg_latency(table: Table, pg: Any, options: Options) -> None:
+    samples = options.size(300, 30) + WARM_UP
+    spacing = 0.005
+    followers = [("raw psycopg LISTEN loop", pg.raw_follow)]
+    if pg.has_runner():
+        followers.append(("busway ProjectionRunner", pg.busway_follow))
+    for name, follow in followers:
+        with pg.fresh_schema() as schema:
+            took, handled = follow(schema, samples, spacing)
+        group = f"append to handled, writer in another process, {name}"
+        for p in (50, 99):
+            table.add(
+                f"append() itself, p{p}", percentile(took[WARM_UP:], p) * 1e3, "ms", group=group
+            )
+        for p in (50, 99):
+            table.add(
+                f"append() returned to handled, p{p}",
+                percentile(handled[WARM_UP:], p) * 1e3,
+                "ms",
+                library=name,
+                group=group,
+            )
+    table.params.update(
+        {"latency samples": samples - WARM_UP, "spacing between appends (s)": spacing}
+    )
 
 
 SUITES = {"eventstore": eventstore_suite, "postgres": postgres_suite}
