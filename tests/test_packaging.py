@@ -85,11 +85,11 @@ def metadata(wheel: Path) -> Message:
 
 
 def test_the_wheel_needs_only_attrs_cattrs_and_typing_extensions(wheel: Path) -> None:
-    """The runtime dependencies are three; msgspec and the test, dev and bench tools are extras."""
+    """The runtime dependencies are three; msgspec, psycopg and the tools are extras."""
     requires = metadata(wheel).get_all("Requires-Dist") or []
     runtime = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
     assert ["attrs", "cattrs", "typing-extensions"] == runtime
-    assert ["bench", "dev", "fast", "test"] == sorted(
+    assert ["bench", "dev", "fast", "postgres", "test"] == sorted(
         metadata(wheel).get_all("Provides-Extra") or []
     )
 
