@@ -376,6 +376,17 @@ def write_stamped(kind: str, schema: str, count: int, spacing: float, out: Any) 
             store("stamps", [json.dumps({"n": n, "sent": sent})])
 
         close = raw.close
+    elif kind == "eventsourcing":
+        from eventsourcing.persistence import StoredEvent
+
+        es = EventSourcing(schema, 1)
+        originator = uuid.uuid4()
+
+        def append(n: int, sent: float) -> None:
+            state = json.dumps({"n": n, "sent": sent}).encode()
+            es.recorder.insert_events([StoredEvent(originator, n + 1, "Stamped", state)])
+
+        close = es.close
     else:
         from subscriptions import STAMPED, Stamped
 
@@ -415,7 +426,8 @@ def writing_elsewhere(kind: str, schema: str, count: int, spacing: float) -> Ite
 
 def raw_follow(schema: str, count: int, spacing: float) -> tuple[list[float], list[float]]:
     """The limit: LISTEN on the table's channel, and on each notification read the rows
-    after the last one seen; return each append's time and its time to arrival."""
+    after the last one seen; return each append's time, and the time from its call to the
+    event's arrival."""
     table = f'"{schema}"."events"'
     make_table(table)
     arrived: dict[int, float] = {}
@@ -439,12 +451,34 @@ def raw_follow(schema: str, count: int, spacing: float) -> tuple[list[float], li
                     position = rows[-1][0]
             took: list[float] = times.recv()
     assert count == len(arrived), f"{len(arrived)} of {count} stamped events arrived"
-    return took, [arrived[n] - t for n, t in enumerate(took)]
+    return took, [arrived[n] for n in range(count)]
+
+
+def es_follow(schema: str, count: int, spacing: float) -> tuple[list[float], list[float]]:
+    """eventsourcing's own way to follow its recorder: a subscription, which LISTENs on the
+    table's channel; return each append's time, and the time from its call to arrival."""
+    es = EventSourcing(schema, 2)  # one connection listens, the other reads
+    arrived: dict[int, float] = {}
+    try:
+        with (
+            es.recorder.subscribe(gt=0) as notifications,
+            writing_elsewhere("eventsourcing", schema, count, spacing) as times,
+        ):
+            for notification in notifications:
+                stamp = json.loads(notification.state)
+                arrived[stamp["n"]] = time.time() - stamp["sent"]
+                if len(arrived) == count:
+                    break
+            took: list[float] = times.recv()
+    finally:
+        es.close()
+    return took, [arrived[n] for n in range(count)]
 
 
 def busway_follow(schema: str, count: int, spacing: float) -> tuple[list[float], list[float]]:
     """A ProjectionRunner on PostgreSQL stores, its projection writing each event's time of
-    arrival in the runner's transaction; return each append's time and its time to handled."""
+    arrival in the runner's transaction; return each append's time, and the time from its
+    call to the handler."""
     from subscriptions import STAMPED
 
     from busway.postgres import (
@@ -464,7 +498,7 @@ def busway_follow(schema: str, count: int, spacing: float) -> tuple[list[float],
     with psycopg.connect(DSN) as conn:
         rows = conn.execute(f'SELECT seconds FROM "{schema}".arrivals ORDER BY n').fetchall()
     assert count == len(rows), f"{len(rows)} of {count} stamped events arrived"
-    return took, [s - t for (s,), t in zip(rows, took, strict=True)]
+    return took, [seconds for (seconds,) in rows]
 
 
 def arrivals(schema: str) -> Any:

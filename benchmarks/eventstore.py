@@ -411,7 +411,7 @@ def postgres_suite(options: Options) -> Table:
     peers = Peers(options, table)
     es = peers.build("eventsourcing", lambda: importlib.import_module("eventsourcing.postgres"))
     _pg_throughput(table, pg, options, es is not None)
-    _pg_latency(table, pg, options)
+    _pg_latency(table, pg, options, es is not None)
     table.notes.append(
         "writers are threads, each on a connection of its own, appending to streams of their "
         "own; figures are medians over rounds of all the writers' events over the time the "
@@ -463,10 +463,12 @@ def _pg_throughput(table: Table, pg: Any, options: Options, es: bool) -> None:
             table.add(PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_ES, library="busway", group=group)
 
 
-def _pg_latency(table: Table, pg: Any, options: Options) -> None:
+def _pg_latency(table: Table, pg: Any, options: Options, es: bool) -> None:
     samples = options.size(300, 30) + WARM_UP
     spacing = 0.005
     followers = [("raw psycopg LISTEN loop", pg.raw_follow)]
+    if es:
+        followers.append(("eventsourcing recorder subscription", pg.es_follow))
     if pg.has_runner():
         followers.append(("busway ProjectionRunner", pg.busway_follow))
     for name, follow in followers:
@@ -479,7 +481,7 @@ def _pg_latency(table: Table, pg: Any, options: Options) -> None:
             )
         for p in (50, 99):
             table.add(
-                f"append() returned to handled, p{p}",
+                f"append() called to handled, p{p}",
                 percentile(handled[WARM_UP:], p) * 1e3,
                 "ms",
                 library=name,
@@ -487,6 +489,12 @@ def _pg_latency(table: Table, pg: Any, options: Options) -> None:
             )
     table.params.update(
         {"latency samples": samples - WARM_UP, "spacing between appends (s)": spacing}
+    )
+    table.notes.append(
+        f"latencies: {samples - WARM_UP} appends of one event from a spawned process, "
+        f"{spacing * 1e3:.0f} ms apart, timed with time.time() from the call of append() "
+        "(its commit included) to the follower having the event: a follower may have it "
+        "before the writer hears of the commit"
     )
 
 
