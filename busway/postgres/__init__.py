@@ -5,12 +5,13 @@ Every store takes a DSN (and opens a pool of its own) or a pool you own, and a `
 its tables are made in on first use.
 """
 
-try:
-    import psycopg  # noqa: F401
-    import psycopg_pool  # noqa: F401
-except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
-    raise ImportError(
-        'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
-    ) from exc
+import importlib.util
 
-__all__: list[str] = []
+if any(importlib.util.find_spec(name) is None for name in ("psycopg", "psycopg_pool")):
+    raise ImportError(  # pragma: no cover - the extra is installed wherever tests run
+        'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
+    )
+
+from ._eventstore import AsyncPostgresEventStore, PostgresEventStore
+
+__all__ = ["AsyncPostgresEventStore", "PostgresEventStore"]

@@ -24,9 +24,11 @@ connection broke (saying whether a write may have committed), else
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
@@ -52,6 +54,7 @@ __all__ = [
     "Rows",
     "Statement",
     "check_identifier",
+    "connect_args",
     "quoted",
 ]
 
@@ -69,6 +72,9 @@ class Statement:
 
     sql: str
     params: Sequence[object] = ()
+    writes: bool = False
+    """Whether it may change data: a connection lost while it runs on its own (see
+    :meth:`Database.run_each`) leaves unknown whether it committed."""
 
 
 Rows: TypeAlias = list[tuple[Any, ...]]
@@ -122,6 +128,18 @@ def _check_dsn(dsn: str) -> str:
     return dsn
 
 
+def connect_args(
+    pool: ConnectionPool[Any] | AsyncConnectionPool[Any],
+) -> tuple[str, dict[str, Any]]:
+    """Return the conninfo and connection keywords *pool* connects with, to connect alike.
+
+    A pool configured with callables (to compute them per connection) is taken to connect
+    by the environment's defaults (``PG*`` variables).
+    """
+    conninfo = pool.conninfo if isinstance(pool.conninfo, str) else ""
+    return conninfo, dict(pool.kwargs) if isinstance(pool.kwargs, dict) else {}
+
+
 # -- making and checking the tables, as a flow both databases run -------------------------
 
 
@@ -173,8 +191,7 @@ def _inspect(layout: Layout, schema: str, location: str) -> Flow[bool]:
                 f"{', '.join(_SCHEMA_COLUMNS)}; pass another schema="
             )
         found = yield Statement(
-            f"SELECT component, version FROM {quoted(schema, _SCHEMA_TABLE)} "
-            "WHERE table_name = %s",
+            f"SELECT component, version FROM {quoted(schema, _SCHEMA_TABLE)} WHERE table_name = %s",
             (main,),
         )
         registered = found[0] if found else None
@@ -216,7 +233,9 @@ def _inspect(layout: Layout, schema: str, location: str) -> Flow[bool]:
 # -- what the server refused ---------------------------------------------------------------
 
 
-def refused(location: str, exc: psycopg.Error, *, committing: bool) -> StoreUnavailableError:
+def refused(  # noqa: PLR0911 - one return per kind of refusal reads best
+    location: str, exc: psycopg.Error, *, committing: bool
+) -> StoreUnavailableError:
     """Return the busway error for what the server (or the way to it) refused.
 
     *committing* tells whether the commit had been sent when it happened: a connection that
@@ -253,28 +272,60 @@ def refused(location: str, exc: psycopg.Error, *, committing: bool) -> StoreUnav
 # -- the two databases ---------------------------------------------------------------------
 
 
-def _drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
-    """Run *flow* on *conn*: each statement it yields, its rows sent back."""
+def _drive(
+    conn: psycopg.Connection[Any], flow: Flow[T], sent: list[Statement], *, each: bool = False
+) -> T:
+    """Run *flow* on *conn*: each statement it yields, its rows sent back.
+
+    A statement the server refuses has its error thrown back into the flow, which may
+    handle it (as an append does a unique violation) or let it go. *each*: every statement
+    runs in a transaction of its own (for a connection not in autocommit mode). *sent*
+    holds the statement last sent.
+    """
     try:
         statement = next(flow)
         while True:
-            cursor = conn.execute(statement.sql, statement.params)
-            rows = cursor.fetchall() if cursor.description is not None else []
-            statement = flow.send(rows)
+            sent[:] = (statement,)
+            try:
+                with conn.transaction() if each else nullcontext():
+                    cursor = conn.execute(statement.sql, statement.params)
+                    rows = cursor.fetchall() if cursor.description is not None else []
+            except psycopg.Error as exc:
+                statement = flow.throw(exc)
+            else:
+                statement = flow.send(rows)
     except StopIteration as done:
-        return done.value
+        result: T = done.value
+        return result
 
 
-async def _adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
-    """Run *flow* on *conn*, awaiting each statement."""
+async def _adrive(
+    conn: psycopg.AsyncConnection[Any],
+    flow: Flow[T],
+    sent: list[Statement],
+    *,
+    each: bool = False,
+) -> T:
+    """Run *flow* on *conn* as :func:`_drive` does, awaiting each statement."""
     try:
         statement = next(flow)
         while True:
-            cursor = await conn.execute(statement.sql, statement.params)
-            rows = await cursor.fetchall() if cursor.description is not None else []
-            statement = flow.send(rows)
+            sent[:] = (statement,)
+            try:
+                async with conn.transaction() if each else nullcontext():
+                    cursor = await conn.execute(statement.sql, statement.params)
+                    rows = await cursor.fetchall() if cursor.description is not None else []
+            except psycopg.Error as exc:
+                statement = flow.throw(exc)
+            else:
+                statement = flow.send(rows)
     except StopIteration as done:
-        return done.value
+        result: T = done.value
+        return result
+
+
+def _writing(sent: list[Statement]) -> bool:
+    return bool(sent) and sent[0].writes
 
 
 class _Where:
@@ -309,7 +360,7 @@ class Database(_Where):
         if isinstance(dsn_or_pool, ConnectionPool):
             self.owned = False
             self.pool = dsn_or_pool
-            conninfo = dsn_or_pool.conninfo
+            conninfo, _ = connect_args(dsn_or_pool)
         elif isinstance(dsn_or_pool, str):
             self.owned = True
             conninfo = _check_dsn(dsn_or_pool)
@@ -329,6 +380,7 @@ class Database(_Where):
             )
         self._describe(conninfo, layout, schema)
         self._ready = False
+        self._opening = threading.Lock()
 
     def _open(self) -> None:
         if self.owned:
@@ -340,9 +392,11 @@ class Database(_Where):
         self._ready = True
 
     def ready(self) -> None:
-        """Check (and on first use make) the store's tables, once."""
+        """Check (and on first use make) the store's tables, once, whichever thread comes first."""
         if not self._ready:
-            self._open()
+            with self._opening:
+                if not self._ready:
+                    self._open()
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -352,17 +406,30 @@ class Database(_Where):
         """
         committing = False
         try:
-            with self.pool.connection() as conn:
-                with conn.transaction():
-                    yield conn
-                    committing = True
+            with self.pool.connection() as conn, conn.transaction():
+                yield conn
+                committing = True
         except psycopg.Error as exc:
             raise refused(self.location, exc, committing=committing) from exc
 
     def run(self, flow: Flow[T]) -> T:
         """Run *flow* in one transaction and return what it returns."""
         with self.transaction() as conn:
-            return _drive(conn, flow)
+            return _drive(conn, flow, [])
+
+    def run_each(self, flow: Flow[T]) -> T:
+        """Run *flow* with each statement a transaction of its own; return what it returns.
+
+        No BEGIN or COMMIT goes to the server: a flow of one statement costs one round
+        trip. On a borrowed pool whose connections are not in autocommit mode, each
+        statement is wrapped in a transaction of its own.
+        """
+        sent: list[Statement] = []
+        try:
+            with self.pool.connection() as conn:
+                return _drive(conn, flow, sent, each=not conn.autocommit)
+        except psycopg.Error as exc:
+            raise refused(self.location, exc, committing=_writing(sent)) from exc
 
     def close(self) -> None:
         """Close the pool if it was opened here; closing twice is harmless."""
@@ -381,7 +448,7 @@ class AsyncDatabase(_Where):
         if isinstance(dsn_or_pool, AsyncConnectionPool):
             self.owned = False
             self.pool = dsn_or_pool
-            conninfo = dsn_or_pool.conninfo
+            conninfo, _ = connect_args(dsn_or_pool)
         elif isinstance(dsn_or_pool, str):
             self.owned = True
             conninfo = _check_dsn(dsn_or_pool)
@@ -401,11 +468,19 @@ class AsyncDatabase(_Where):
             )
         self._describe(conninfo, layout, schema)
         self._ready = False
+        self._opening = asyncio.Lock()
+        self._home: asyncio.AbstractEventLoop | None = None
 
     async def ready(self) -> None:
-        """Check (and on first use make) the store's tables, once."""
+        """Check (and on first use make) the store's tables, once, whichever task comes first."""
         if self._ready:
             return
+        async with self._opening:
+            if not self._ready:
+                await self._open()
+
+    async def _open(self) -> None:
+        self._home = asyncio.get_running_loop()
         if self.owned:
             try:
                 await self.pool.open(wait=True, timeout=_POOL_TIMEOUT)
@@ -415,21 +490,45 @@ class AsyncDatabase(_Where):
         self._ready = True
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Lend a connection of the pool, or on another event loop, one made for the call.
+
+        An asyncio pool serves the loop it was opened on; a call from a loop of another
+        thread gets a connection of its own, closed afterwards, rather than a wait on the
+        pool that could never end.
+        """
+        if asyncio.get_running_loop() is self._home:
+            async with self.pool.connection() as conn:
+                yield conn
+        else:
+            conninfo, kwargs = connect_args(self.pool)
+            async with await psycopg.AsyncConnection.connect(conninfo, **kwargs) as conn:
+                yield conn
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Run the block in one transaction on a connection of the pool, committed on leaving."""
         committing = False
         try:
-            async with self.pool.connection() as conn:
-                async with conn.transaction():
-                    yield conn
-                    committing = True
+            async with self._connection() as conn, conn.transaction():
+                yield conn
+                committing = True
         except psycopg.Error as exc:
             raise refused(self.location, exc, committing=committing) from exc
 
     async def run(self, flow: Flow[T]) -> T:
         """Run *flow* in one transaction and return what it returns."""
         async with self.transaction() as conn:
-            return await _adrive(conn, flow)
+            return await _adrive(conn, flow, [])
+
+    async def run_each(self, flow: Flow[T]) -> T:
+        """Run *flow* with each statement a transaction of its own, as in :class:`Database`."""
+        sent: list[Statement] = []
+        try:
+            async with self._connection() as conn:
+                return await _adrive(conn, flow, sent, each=not conn.autocommit)
+        except psycopg.Error as exc:
+            raise refused(self.location, exc, committing=_writing(sent)) from exc
 
     async def close(self) -> None:
         """Close the pool if it was opened here; closing twice is harmless."""
