@@ -5,11 +5,12 @@ Each contender works in a schema of its own on the server named by ``BUSWAY_POST
 server's durability, which the suite checks is ``synchronous_commit=on``:
 
 - :class:`Raw` is the limit: hand-written psycopg on busway's own table, doing what a
-  gap-safe append must do (read the stream's version, take the table's transaction-scoped
-  advisory lock, number the rows after the highest position, insert them, notify, commit).
-- :class:`Unordered` is the same without the lock, positions from a sequence: it shows what
-  serializing the commits costs, and is not gap-safe (a reader may pass a position whose
-  transaction commits later).
+  gap-safe append must do in one statement (read the stream's version, take the table's
+  transaction-scoped advisory lock, insert the rows, whose positions the table's identity
+  column draws under the lock, notify) and its commit.
+- :class:`Unordered` is the same without the lock: it shows what serializing the commits
+  costs, and is not gap-safe (positions are drawn in the order the inserts run, not the
+  order they commit, so a reader may pass a position whose transaction commits later).
 - :class:`EventSourcing` is the eventsourcing library's ``PostgresApplicationRecorder``,
   which takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` to serialize its inserts.
 - :class:`Busway` is ``PostgresEventStore``.
@@ -41,13 +42,6 @@ PAYLOAD = {"order_id": "order-1", "sku": "SKU-123", "quantity": 2, "price": "9.9
 
 #: One writer's append: ``append(stream, count)`` stores *count* events in one transaction.
 Append = Callable[[str, int], None]
-
-
-def has_busway() -> bool:
-    """Tell whether this busway has a PostgreSQL event store to measure."""
-    import busway.postgres
-
-    return hasattr(busway.postgres, "PostgresEventStore")
 
 
 def has_runner() -> bool:
@@ -129,15 +123,19 @@ class Raw:
     lock = True
 
     def __init__(self, schema: str, writers: int, *, make: bool = True) -> None:
-        self.table = f'"{schema}"."events"'
+        from eventstore import TYPES
+
+        from busway.postgres import PostgresEventStore
+
         if make:
-            make_table(self.table)
+            # The same table as PostgresEventStore, made by it, so indexes and constraints
+            # match (positions come from its identity column). It makes them on first use.
+            with PostgresEventStore(DSN, types=TYPES, schema=schema) as store:
+                store.head_position()
+        self.table = f'"{schema}"."events"'
+        self.key = f"busway events {schema}.events"
         self.channel = f"{schema}.events"
-        self.key = hash_key(self.table)
         self.conns = [psycopg.connect(DSN, autocommit=True) for _ in range(max(1, writers))]
-        if not self.lock:
-            self.conns[0].execute(f'CREATE SEQUENCE "{schema}".positions')
-            self.sequence = f'"{schema}".positions'
 
     def writer(self, i: int) -> Append:
         store = self.storer(i)
@@ -146,33 +144,32 @@ class Raw:
     def storer(self, i: int) -> Callable[[str, list[str]], None]:
         """Return writer *i*'s append of one transaction with these JSON payloads."""
         conn = self.conns[i]
-        table = self.table
-        latest = f"SELECT version FROM {table} WHERE stream_id = %s ORDER BY version DESC LIMIT 1"
-        # One statement for any number of rows, numbered after the head it reads: under the
-        # lock, a statement started after it was granted sees every committed row.
-        first = "h.p + e.n" if self.lock else f"nextval('{self.sequence}')"
-        head = f"(SELECT coalesce(max(position), 0) AS p FROM {table}) AS h, " if self.lock else ""
-        insert = (
-            f"INSERT INTO {table} (position, stream_id, version, event_id, type, "
-            f"schema_version, data, metadata, recorded_at) SELECT {first}, %s, %s + e.n, e.id, "
-            f"'ItemAdded', 1, e.data, '{{}}', %s FROM {head}"
-            "unnest(%s::bytea[], %s::text[]) WITH ORDINALITY AS e(id, data, n)"
-        )
+        t = self.table
+        # One statement, so one round trip: the stream's version, the lock (taken after the
+        # version is read, released by the commit, so positions are drawn in commit
+        # order), the rows, the wake-up.
+        lock = ", pg_advisory_xact_lock(hashtextextended(%s, 0))" if self.lock else ""
+        sql = f"""WITH current AS (
+                SELECT coalesce(max(version), 0) AS version FROM {t} WHERE stream_id = %s
+            ), locked AS MATERIALIZED (
+                SELECT version{lock} FROM current
+            ), added AS (
+                INSERT INTO {t} (stream_id, version, event_id, type, schema_version, data,
+                    metadata, recorded_at)
+                SELECT %s, locked.version + e.n, e.event_id, 'ItemAdded', 1, e.data, '{{}}', %s
+                FROM locked, unnest(%s::bytea[], %s::text[]) WITH ORDINALITY
+                    AS e(event_id, data, n)
+                RETURNING 1
+            ), told AS MATERIALIZED (
+                SELECT pg_notify(%s, '') FROM locked
+            )
+            SELECT (SELECT count(*) FROM added), (SELECT count(*) FROM told)"""
+        key = (self.key,) if self.lock else ()
 
         def append(stream: str, data: list[str]) -> None:
             ids = [uuid.uuid4().bytes for _ in data]
-            at = datetime.now(UTC)
-            # Two round trips: the stream's version (to check it, as an append must), then
-            # the lock, the rows, the wake-up and the commit, sent together.
-            with conn.pipeline():
-                conn.execute("BEGIN")
-                row = conn.execute(latest, (stream,)).fetchone()
-                version = row[0] if row else 0
-                if self.lock:
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.key,))
-                conn.execute(insert, (stream, version, at, ids, data))
-                conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
-                conn.execute("COMMIT")
+            at = datetime.now(UTC).isoformat()
+            conn.execute(sql, (stream, *key, stream, at, ids, data, self.channel)).fetchone()
 
         return append
 
@@ -187,7 +184,7 @@ class Raw:
             if not rows:
                 return count
             for r in rows:
-                json.loads(r[6]) if isinstance(r[6], str) else r[6]
+                json.loads(r[6])
             count += len(rows)
             position = rows[-1][0] + 1
 
@@ -197,27 +194,9 @@ class Raw:
 
 
 class Unordered(Raw):
-    """:class:`Raw` without the lock: positions from a sequence, commits side by side."""
+    """:class:`Raw` without the lock: commits side by side, positions out of commit order."""
 
     lock = False
-
-
-def make_table(table: str) -> None:
-    # Until PostgresEventStore makes it: the SQLite store's table, in PostgreSQL's types.
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(
-            f"CREATE TABLE {table} (position BIGINT PRIMARY KEY, stream_id TEXT NOT NULL, "
-            "version INTEGER NOT NULL CHECK (version >= 1), event_id BYTEA NOT NULL, "
-            "type TEXT NOT NULL, schema_version INTEGER NOT NULL, data TEXT NOT NULL, "
-            "metadata TEXT NOT NULL, recorded_at TIMESTAMPTZ NOT NULL, "
-            "UNIQUE (stream_id, version), UNIQUE (event_id))"
-        )
-
-
-def hash_key(text: str) -> int:
-    with psycopg.connect(DSN) as conn:
-        row = conn.execute("SELECT hashtextextended(%s, 0)", (text,)).fetchone()
-        return int(row[0]) if row else 0
 
 
 class EventSourcing:
@@ -238,6 +217,7 @@ class EventSourcing:
         )
         self.recorder = PostgresApplicationRecorder(self.datastore)
         self.recorder.create_table()
+        self.datastore.pool.wait()  # every writer's connection open before the clock starts
 
     def writer(self, i: int) -> Append:
         from eventsourcing.persistence import StoredEvent
@@ -293,7 +273,9 @@ class Busway:
             kwargs={"autocommit": True},
             open=True,
         )
+        self.pool.wait()  # every writer's connection open before the clock starts, as for raw
         self.store = PostgresEventStore(self.pool, types=TYPES, schema=schema)
+        self.store.head_position()  # the tables are made on first use: not in the timing
         self.make = event
         self.events: dict[int, list[Any]] = {}
 
@@ -429,7 +411,7 @@ def raw_follow(schema: str, count: int, spacing: float) -> tuple[list[float], li
     after the last one seen; return each append's time, and the time from its call to the
     event's arrival."""
     table = f'"{schema}"."events"'
-    make_table(table)
+    Raw(schema, 1).close()  # makes busway's table
     arrived: dict[int, float] = {}
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(f'LISTEN "{schema}.events"')

@@ -67,10 +67,12 @@ def test_quick_run_prints_tables(smoke: tuple[subprocess.CompletedProcess[str], 
 def test_quick_run_measures_postgres_or_says_why_not(
     smoke: tuple[subprocess.CompletedProcess[str], Path],
 ) -> None:
-    """The PostgreSQL suite measures appends and reads, or says why it was skipped."""
+    """The PostgreSQL suite measures busway beside raw psycopg, or says why it was skipped."""
     out = smoke[0].stdout
     if _postgres.unreachable() is None:
         assert re.search(r"^raw psycopg +[\d.,]+ +events/s", out, re.MULTILINE)
+        assert re.search(r"^busway PostgresEventStore +[\d.,]+ +events/s", out, re.MULTILINE)
+        assert re.search(r"^append\(\) called to handled, p99 +[\d.,]+ +ms", out, re.MULTILINE)
     else:
         assert "note: PostgreSQL skipped: " in out
 
