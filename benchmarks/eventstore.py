@@ -429,7 +429,7 @@ def _pg_throughput(table: Table, pg: Any, options: Options, es: bool) -> None:
     singles = options.size(1_000, 100)
     batches = options.size(100, 10)
     stored = options.size(50_000, 2_000)
-    rounds = 3
+    rounds = 3 if options.quick else 5
     results: dict[str, dict[str, list[float]]] = {}
     # Rounds interleave the contenders, so a noisy moment hurts no one of them alone.
     for _ in range(rounds):
