@@ -36,7 +36,7 @@ from busway.projections import (
     Progress,
     Projection,
     ProjectionRunner,
-    SQLiteProjection,
+    WritingProjection,
 )
 from busway.subscriptions import ParkedEvent, PartitionStatus
 
@@ -222,7 +222,7 @@ class MakeRunner(Protocol):
     """Makes a runner of the test's flavour, with the runners' options."""
 
     def __call__(
-        self, store: EventStore, projection: Projection | SQLiteProjection, **options: Any
+        self, store: EventStore, projection: Projection | WritingProjection[Any], **options: Any
     ) -> Runner: ...
 
 
@@ -230,7 +230,7 @@ def runner_maker(flavour: str, loop: LoopThread) -> MakeRunner:
     """Return what makes runners of *flavour*, given a store the test got from this module."""
 
     def make(
-        store: EventStore, projection: Projection | SQLiteProjection, **options: Any
+        store: EventStore, projection: Projection | WritingProjection[Any], **options: Any
     ) -> Runner:
         if flavour == "sync":
             return ProjectionRunner(store, projection, **options)

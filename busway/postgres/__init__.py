@@ -12,6 +12,15 @@ if any(importlib.util.find_spec(name) is None for name in ("psycopg", "psycopg_p
         'busway.postgres needs psycopg 3 and psycopg_pool: pip install "busway[postgres]"'
     )
 
+from ._checkpoints import PostgresCheckpointStore
 from ._eventstore import AsyncPostgresEventStore, PostgresEventStore
+from ._leases import PostgresLeaseStore
+from ._projection import PostgresProjection
 
-__all__ = ["AsyncPostgresEventStore", "PostgresEventStore"]
+__all__ = [
+    "AsyncPostgresEventStore",
+    "PostgresCheckpointStore",
+    "PostgresEventStore",
+    "PostgresLeaseStore",
+    "PostgresProjection",
+]

@@ -55,6 +55,7 @@ __all__ = [
     "Statement",
     "check_identifier",
     "connect_args",
+    "drive",
     "quoted",
 ]
 
@@ -297,6 +298,11 @@ def _drive(
     except StopIteration as done:
         result: T = done.value
         return result
+
+
+def drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
+    """Run *flow* on *conn*, in the transaction the caller holds open there."""
+    return _drive(conn, flow, [])
 
 
 async def _adrive(

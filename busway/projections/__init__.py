@@ -1,9 +1,10 @@
 """Projections: denormalized read models that follow the event store.
 
-A :class:`Projection` (or :class:`SQLiteProjection`) names a read model and its ``@when``
-handlers; a :class:`ProjectionRunner` (or, under asyncio, an :class:`AsyncProjectionRunner`)
-feeds it every event after its checkpoint, in batches, records how far it got, reports its
-lag, rebuilds it from zero, and lets a caller wait until its own write is visible.
+A :class:`Projection` (or :class:`SQLiteProjection`, or another :class:`WritingProjection`)
+names a read model and its ``@when`` handlers; a :class:`ProjectionRunner` (or, under
+asyncio, an :class:`AsyncProjectionRunner`) feeds it every event after its checkpoint, in
+batches, records how far it got, reports its lag, rebuilds it from zero, and lets a caller
+wait until its own write is visible.
 """
 
 from .._when import when
@@ -14,7 +15,7 @@ from ._checkpoints import (
     InMemoryCheckpointStore,
     SQLiteCheckpointStore,
 )
-from ._projection import Progress, Projection, SQLiteProjection
+from ._projection import Progress, Projection, SQLiteProjection, WritingProjection
 from ._runner import AsyncProjectionRunner, ProjectionRunner
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "ProjectionTimeoutError",
     "SQLiteCheckpointStore",
     "SQLiteProjection",
+    "WritingProjection",
     "when",
 ]

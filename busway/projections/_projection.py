@@ -1,6 +1,7 @@
 """Projection classes: a read model's name and its handlers per event class.
 
-A :class:`Projection` keeps its read model anywhere; an :class:`SQLiteProjection` writes
+A :class:`Projection` keeps its read model anywhere; an :class:`SQLiteProjection` (or any
+other :class:`WritingProjection`, such as ``busway.postgres.PostgresProjection``) writes
 through the runner's connection, so its writes commit with the checkpoint.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from .._when import declared
 from ..errors import (
@@ -17,12 +18,14 @@ from ..errors import (
 )
 from ..eventstore import RecordedEvent
 
-__all__ = ["Progress", "Projection", "SQLiteProjection"]
+__all__ = ["Progress", "Projection", "SQLiteProjection", "WritingProjection"]
 
 _log = logging.getLogger("busway.projections")
 
 Progress = Callable[[int, int], object]
 """Called as ``progress(position, head)`` while a runner catches up."""
+
+C = TypeVar("C")
 
 Handle = Callable[[RecordedEvent], None]
 """Runs a projection's handlers of one event (see :func:`dispatcher`)."""
@@ -81,7 +84,30 @@ class Projection(ProjectionBase):
         raise self._cannot_rebuild()
 
 
-class SQLiteProjection(ProjectionBase):
+class WritingProjection(ProjectionBase, Generic[C]):
+    """A read model written through the connection of the runner's checkpoint transaction.
+
+    Handlers take ``(self, event, recorded, conn)``. A subclass names the connection class
+    its handlers write through (:attr:`connection_type`) and the checkpoint store whose
+    transactions give one (:attr:`checkpoint_store`), so that the runner can refuse a store
+    that would not commit the writes with the checkpoint.
+    """
+
+    connection_type: ClassVar[type]
+    """The class of the connection the handlers, :meth:`setup` and :meth:`reset` get."""
+
+    checkpoint_store: ClassVar[str]
+    """How to make a checkpoint store that gives such connections, for the runner's errors."""
+
+    def setup(self, conn: C) -> None:
+        """Create the read model's tables if they are missing (runs when a runner is made)."""
+
+    def reset(self, conn: C) -> None:
+        """Empty the read model before a rebuild from the first event."""
+        raise self._cannot_rebuild()
+
+
+class SQLiteProjection(WritingProjection[sqlite3.Connection]):
     """A read model in SQLite, written in the same transaction as the runner's checkpoint.
 
     Handlers take ``(self, event, recorded, conn)`` and write through *conn*, inside the
@@ -93,24 +119,20 @@ class SQLiteProjection(ProjectionBase):
     :class:`~busway.projections.SQLiteCheckpointStore` on the read model's database.
     """
 
-    def setup(self, conn: sqlite3.Connection) -> None:
-        """Create the read model's tables if they are missing (runs when a runner is made)."""
-
-    def reset(self, conn: sqlite3.Connection) -> None:
-        """Empty the read model before a rebuild from the first event."""
-        raise self._cannot_rebuild()
+    connection_type: ClassVar[type] = sqlite3.Connection
+    checkpoint_store: ClassVar[str] = "SQLiteCheckpointStore(...) on the read model's database"
 
 
 def dispatcher(projection: ProjectionBase, connection: object) -> Handle:
     """Return a function that runs *projection*'s handlers of an event, made once a batch.
 
-    An SQLiteProjection's handlers get *connection* too. What is left for each event is a
+    A WritingProjection's handlers get *connection* too. What is left for each event is a
     lookup in the class's cache of handlers per event class, and the calls.
     """
     cls = type(projection)
     cached = cls._resolved
     resolve = cls._handlers_for
-    writes = isinstance(projection, SQLiteProjection)
+    writes = isinstance(projection, WritingProjection)
 
     def run(recorded: RecordedEvent) -> None:
         event = recorded.event

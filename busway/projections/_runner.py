@@ -16,15 +16,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 from ..clock import Clock
 from ..errors import (
     CheckpointMovedError,
+    ConnectionLostError,
     ProjectionError,
     ProjectionTimeoutError,
     RegistrationError,
@@ -50,7 +50,7 @@ from ._projection import (
     Progress,
     Projection,
     ProjectionBase,
-    SQLiteProjection,
+    WritingProjection,
     dispatcher,
 )
 
@@ -96,16 +96,15 @@ def _broken(name: str, recorded: RecordedEvent, stored: int, exc: Exception) -> 
     )
 
 
-def _connection(
-    projection: SQLiteProjection, checkpoint: CheckpointTransaction
-) -> sqlite3.Connection:
-    """Return the SQLite connection *projection* writes through in *checkpoint*'s transaction."""
+def _connection(projection: WritingProjection[Any], checkpoint: CheckpointTransaction) -> Any:
+    """Return the connection *projection* writes through in *checkpoint*'s transaction."""
     conn = checkpoint.connection
-    if not isinstance(conn, sqlite3.Connection):
+    if not isinstance(conn, projection.connection_type):
         raise RegistrationError(
-            f"{type(projection).__qualname__} is an SQLiteProjection: give its runner "
-            "checkpoints=SQLiteCheckpointStore(...) on the read model's database, so that "
-            "its writes and its checkpoint commit together"
+            f"{type(projection).__qualname__} writes through a "
+            f"{projection.connection_type.__qualname__} of the runner: give the runner "
+            f"checkpoints={projection.checkpoint_store}, so that its writes and its "
+            "checkpoint commit together"
         )
     return conn
 
@@ -121,11 +120,11 @@ class _Feed:
         self.name = name
         self.projection = projection
         self.checkpoints = checkpoints
-        # An SQLiteProjection writes only through the transaction's connection, whose
+        # A WritingProjection writes only through the transaction's connection, whose
         # savepoints undo those writes: its batch runs in one savepoint, and after a failure
         # the events before it run again. What a projection in memory did stays done, so
         # each of its events runs in a savepoint of its own.
-        self._undone = isinstance(projection, SQLiteProjection)
+        self._undone = isinstance(projection, WritingProjection)
 
     def load(self, key: str) -> Flow[int]:
         position: int = yield Call(functools.partial(self.checkpoints.load, key))
@@ -246,6 +245,8 @@ class _Feed:
                     passed += 1
                     if pause is not None and recorded is not final and pause():
                         break
+        except ConnectionLostError:
+            raise  # not the handlers' doing: the worker tries the batch again
         except Exception as exc:
             if exc is not raised:
                 at = events[min(passed, len(events) - 1)]
@@ -361,7 +362,7 @@ class _Feed:
                 if token is not None:
                     checkpoint.fence(token)
                 if n == 0:
-                    if isinstance(self.projection, SQLiteProjection):
+                    if isinstance(self.projection, WritingProjection):
                         self.projection.reset(_connection(self.projection, checkpoint))
                     elif isinstance(self.projection, Projection):
                         self.projection.reset()
@@ -381,7 +382,7 @@ class _Runner:
 
     def __init__(
         self,
-        projection: Projection | SQLiteProjection,
+        projection: Projection | WritingProjection[Any],
         *,
         checkpoints: CheckpointStore | None,
         batch_size: int,
@@ -396,7 +397,8 @@ class _Runner:
         name = getattr(projection, "name", None)
         if not isinstance(projection, ProjectionBase):
             raise RegistrationError(
-                f"a runner runs a Projection or SQLiteProjection, not {projection!r}"
+                f"a runner runs a Projection or SQLiteProjection (or another WritingProjection), "
+                f"not {projection!r}"
             )
         if not isinstance(name, str) or not name:
             raise RegistrationError(
@@ -433,7 +435,7 @@ class _Runner:
         self._stale = {
             key: checkpoints.load(key) for key in self._follower.stale(checkpoints.names())
         }
-        if isinstance(projection, SQLiteProjection):
+        if isinstance(projection, WritingProjection):
             with checkpoints.transaction(self._follower.parts[0].key) as checkpoint:
                 projection.setup(_connection(projection, checkpoint))
         for part in self._follower.parts:
@@ -567,7 +569,8 @@ class ProjectionRunner(_Runner):
 
     Checkpoints default to memory. An :class:`SQLiteProjection` needs an
     :class:`SQLiteCheckpointStore` in its database (or any checkpoint store whose
-    transactions give an :class:`sqlite3.Connection`), whose connection its handlers get.
+    transactions give an :class:`sqlite3.Connection`), whose connection its handlers get;
+    a ``busway.postgres.PostgresProjection`` likewise a ``PostgresCheckpointStore``.
     Several workers may run one projection: give each the same *leases* store, and at most
     one at a time runs each of its *partitions*; the others stand by and take over within
     *lease* seconds when it dies. A caught-up runner wakes as soon as an event is appended
@@ -577,7 +580,7 @@ class ProjectionRunner(_Runner):
     def __init__(
         self,
         store: EventStore,
-        projection: Projection | SQLiteProjection,
+        projection: Projection | WritingProjection[Any],
         *,
         checkpoints: CheckpointStore | None = None,
         batch_size: int = 100,
@@ -808,7 +811,7 @@ class AsyncProjectionRunner(_Runner):
     def __init__(
         self,
         store: AsyncEventStore | EventStore,
-        projection: Projection | SQLiteProjection,
+        projection: Projection | WritingProjection[Any],
         *,
         checkpoints: CheckpointStore | None = None,
         batch_size: int = 100,

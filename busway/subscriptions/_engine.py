@@ -33,6 +33,7 @@ from .._signal import Signal
 from ..clock import Clock, SystemClock
 from ..errors import (
     CheckpointMovedError,
+    ConnectionLostError,
     InvalidArgumentError,
     LeaseLostError,
     SubscriptionError,
@@ -58,6 +59,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger("busway.subscriptions")
+
+_LOST_FIRST: Final = 0.05  # seconds before the first try after a connection broke
+_LOST_LONGEST: Final = 2.0  # seconds between tries at most, while it stays broken
 
 T = TypeVar("T")
 
@@ -434,10 +438,31 @@ class Follower:
         return total
 
     def follow(self) -> Flow[None]:
-        """Take steps for ever, sleeping on the store's wake-up whenever caught up."""
+        """Take steps for ever, sleeping on the store's wake-up whenever caught up.
+
+        A connection to a database server that broke costs the step, not the run: the
+        worker tries again after a backoff, on a new connection. What the broken step
+        committed, if anything, the compare-and-set checkpoints tell on the next one.
+        """
+        lost = 0
         while True:
             seen: int = yield Seen()
-            if (yield from self.step()) == 0:
+            try:
+                read = yield from self.step()
+            except ConnectionLostError as error:
+                lost += 1
+                delay = min(_LOST_FIRST * 2 ** (lost - 1), _LOST_LONGEST)
+                _log.warning(
+                    "subscription %r: %s lost its connection (%s); trying again in %gs",
+                    self.name,
+                    self.owner,
+                    error,
+                    delay,
+                )
+                yield Sleep(delay)
+                continue
+            lost = 0
+            if read == 0:
                 yield Wait(seen, self.idle_timeout())
 
     def release(self) -> Flow[None]:

@@ -30,7 +30,15 @@ from .._time import aware, later
 from ..clock import Clock, SystemClock
 from ..errors import InvalidArgumentError, StoreFormatError
 
-__all__ = ["InMemoryLeaseStore", "Lease", "LeaseStore", "SQLiteLeaseStore"]
+__all__ = [
+    "Decision",
+    "InMemoryLeaseStore",
+    "Lease",
+    "LeaseStore",
+    "Leases",
+    "SQLiteLeaseStore",
+    "check_clock",
+]
 
 _COLUMNS: Final = ("name", "owner", "token", "expires_at")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -141,7 +149,7 @@ def _check_lease(lease: object) -> Lease:
     return lease
 
 
-def _check_clock(clock: object) -> Clock:
+def check_clock(clock: object) -> Clock:
     if clock is None:
         return SystemClock()
     if not isinstance(clock, Clock):
@@ -149,11 +157,11 @@ def _check_clock(clock: object) -> Clock:
     return clock
 
 
-_Decision = Callable[[Lease | None, datetime], Lease | None]
+Decision = Callable[[Lease | None, datetime], Lease | None]
 """Given a name's last lease (None if never taken) and the time, the lease to store instead."""
 
 
-class _Leases:
+class Leases:
     """The rules of every lease store, over the one step each store provides.
 
     A store runs :meth:`_change` as one atomic step: it reads the name's last lease and
@@ -163,7 +171,7 @@ class _Leases:
 
     _clock: Clock
 
-    def _change(self, name: str, decide: _Decision) -> Lease | None:
+    def _change(self, name: str, decide: Decision) -> Lease | None:
         """Store what *decide* makes of *name*'s last lease, atomically; return it."""
         raise NotImplementedError
 
@@ -251,7 +259,7 @@ def _same_taking(last: Lease | None, lease: Lease) -> bool:
 
 
 @final
-class InMemoryLeaseStore(_Leases, Closeable):
+class InMemoryLeaseStore(Leases, Closeable):
     """A :class:`LeaseStore` in memory: for workers that are threads of one process.
 
     Expiry is judged by *clock* (the system's by default; a
@@ -261,7 +269,7 @@ class InMemoryLeaseStore(_Leases, Closeable):
     _holds = "leases"
 
     def __init__(self, *, clock: Clock | None = None) -> None:
-        self._clock = _check_clock(clock)
+        self._clock = check_clock(clock)
         self._lock = threading.Lock()
         self._leases: dict[str, Lease] = {}
 
@@ -269,7 +277,7 @@ class InMemoryLeaseStore(_Leases, Closeable):
         state = " closed" if self._closed else ""
         return f"<InMemoryLeaseStore {len(self._leases)} leases{state}>"
 
-    def _change(self, name: str, decide: _Decision) -> Lease | None:
+    def _change(self, name: str, decide: Decision) -> Lease | None:
         with self._lock:
             self._check_open()
             lease = decide(self._leases.get(name), self._now())
@@ -296,7 +304,7 @@ def _micros(moment: datetime) -> int:
 
 
 @final
-class SQLiteLeaseStore(_Leases, SQLiteStore):
+class SQLiteLeaseStore(Leases, SQLiteStore):
     """A :class:`LeaseStore` in a table of an SQLite database, shared by processes.
 
     Each acquire, renew and release is one ``BEGIN IMMEDIATE`` transaction, which reads
@@ -320,7 +328,7 @@ class SQLiteLeaseStore(_Leases, SQLiteStore):
         timeout: float = 10.0,
     ) -> None:
         self.table = t = check_table(table)
-        self._clock = _check_clock(clock)
+        self._clock = check_clock(clock)
         layout = Layout(
             kind="a lease store",
             tables=(t,),
@@ -339,7 +347,7 @@ class SQLiteLeaseStore(_Leases, SQLiteStore):
             "token = excluded.token, expires_at = excluded.expires_at"
         )
 
-    def _change(self, name: str, decide: _Decision) -> Lease | None:
+    def _change(self, name: str, decide: Decision) -> Lease | None:
         with self._lock:
             self._check_open()
             with self._db.transaction() as conn:

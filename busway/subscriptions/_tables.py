@@ -28,6 +28,7 @@ __all__ = [
     "SQLiteCheckpoints",
     "check_count",
     "check_name",
+    "check_parked",
     "checkpoint_tables",
 ]
 
@@ -74,7 +75,7 @@ def check_name(name: object, argument: str = "name") -> str:
     return _check_text(argument, name)
 
 
-def _check_parked(parked: object, name: str) -> ParkedEvent:
+def check_parked(parked: object, name: str) -> ParkedEvent:
     """Return *parked*, in UTC, if every field is one a store can keep and it is *name*'s."""
     if not isinstance(parked, ParkedEvent):
         raise InvalidArgumentError("parked", parked, "a ParkedEvent")
@@ -105,7 +106,7 @@ def _check_advance(advance: object) -> Advance:
         check_count("checkpoint.unpark", advance.unpark, 1)
     if advance.park is None:
         return advance
-    park = _check_parked(advance.park, name)
+    park = check_parked(advance.park, name)
     if park.position == advance.unpark:
         raise InvalidArgumentError(
             "checkpoint.unpark", advance.unpark, "another position than the event it parks"
@@ -161,7 +162,7 @@ class MemoryCheckpoints:
         self._rows[name] = (position, token)
 
     def park(self, name: str, parked: ParkedEvent) -> None:
-        parked = _check_parked(parked, check_name(name))
+        parked = check_parked(parked, check_name(name))
         self._parked.setdefault(name, {})[parked.position] = parked
 
     def unpark(self, name: str, position: int) -> bool:
@@ -302,7 +303,7 @@ class SQLiteCheckpoints:
         self._conn.execute(self._sql_fence, (name, token))
 
     def park(self, name: str, parked: ParkedEvent) -> None:
-        p = _check_parked(parked, check_name(name))
+        p = check_parked(parked, check_name(name))
         self._conn.execute(
             self._sql_park,
             (

@@ -14,27 +14,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import IO, Any, TypeVar
-
-import attrs
+from typing import Any
 
 from busway import CommandBus
 from busway.eventstore import SQLiteEventStore
 from busway.projections import ProjectionRunner, SQLiteCheckpointStore
 from busway.sagas import SagaManager, SQLiteSagaStore
 from busway.subscriptions import Lease, SQLiteLeaseStore
+from tests._processes import Workers, pid_of, poll
 
 from ._worker import (
     EVENTS,
@@ -53,7 +48,6 @@ from ._worker import (
     create_ledger,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 3
 KILLS = 20
 STREAMS = 8
@@ -61,103 +55,6 @@ KEYS = (PROJECTION, SUBSCRIPTION)
 # How long after a kill a standby may take: the lease must run out, then a standby must
 # look (a third of the lease at most) and fence the checkpoint, on a busy two-core machine.
 TAKEOVER = LEASE + 2.5
-
-T = TypeVar("T")
-
-
-def poll(what: str, check: Callable[[], T | None], timeout: float) -> T:
-    """Return the first true result of *check*, asked until *timeout* seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(0.01)
-
-
-def pid_of(lease: Lease) -> int:
-    """Return the pid in a worker's owner id, ``worker-<pid>``."""
-    return int(lease.owner.removeprefix("worker-"))
-
-
-@attrs.define
-class Workers:
-    """The worker processes: those alive, those killed, and what each wrote to stderr."""
-
-    directory: Path
-    live: dict[int, subprocess.Popen[bytes]] = attrs.Factory(dict)
-    killed: dict[int, float] = attrs.Factory(dict)  # pid: when (time.time()) it was killed
-    logs: dict[int, Path] = attrs.Factory(dict)
-    _starting: set[int] = attrs.Factory(set)
-    _every: list[subprocess.Popen[bytes]] = attrs.Factory(list)
-    _files: list[IO[bytes]] = attrs.Factory(list)
-
-    def start(self) -> int:
-        """Start one more worker; return its pid."""
-        log = self.directory / f"worker-{len(self.logs) + 1}.log"
-        err = log.open("wb")
-        self._files.append(err)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.subscriptions._worker", str(self.directory)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
-        self._every.append(process)
-        assert process.pid not in self.logs, "a pid came back: owner ids would repeat"
-        self.live[process.pid] = process
-        self.logs[process.pid] = log
-        self._starting.add(process.pid)
-        return process.pid
-
-    def wait_ready(self) -> None:
-        """Wait until every live worker runs both subscriptions (and listens for SIGTERM)."""
-        for pid in sorted(self._starting & set(self.live)):
-            stdout = self.live[pid].stdout
-            assert stdout is not None
-            assert b"ready\n" == stdout.readline(), f"worker {pid} ended before it was ready"
-        self._starting.clear()
-
-    def kill(self, pid: int) -> None:
-        """SIGKILL worker *pid* and reap it."""
-        process = self.live.pop(pid)
-        self.killed[pid] = time.time()
-        os.kill(pid, signal.SIGKILL)
-        process.wait(10)
-
-    def check_alive(self) -> None:
-        """Fail if a worker ended that was not killed (its subscription failed)."""
-        for pid, process in self.live.items():
-            assert process.poll() is None, f"worker {pid} ended by itself ({process.returncode})"
-
-    def stop(self) -> None:
-        """Ask every live worker to stop, and check that each stopped cleanly."""
-        self.wait_ready()
-        for process in self.live.values():
-            process.send_signal(signal.SIGTERM)
-        codes = {pid: process.wait(15) for pid, process in self.live.items()}
-        assert dict.fromkeys(codes, 0) == codes
-
-    def clean_up(self) -> None:
-        """Kill what is left, and close the pipes and log files."""
-        for process in self._every:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-            if process.stdout is not None:
-                process.stdout.close()
-        for err in self._files:
-            err.close()
-
-    def report(self) -> str:
-        """Return every worker's stderr, for a failure's diagnostics."""
-        return "\n".join(
-            f"--- worker {pid} ({'killed' if pid in self.killed else 'alive'}) ---\n"
-            + log.read_text(errors="replace")
-            for pid, log in self.logs.items()
-        )
 
 
 @contextlib.contextmanager
@@ -263,7 +160,7 @@ def test_killed_workers_are_taken_over_and_nothing_is_done_twice_or_lost(tmp_pat
     SQLiteSagaStore(tmp_path / SAGAS).close()
     SQLiteLeaseStore(tmp_path / LEASES).close()
     create_ledger(tmp_path / LEDGER)
-    workers = Workers(tmp_path)
+    workers = Workers(tmp_path, ["tests.subscriptions._worker", str(tmp_path)])
     started = time.monotonic()
     takeovers: list[tuple[str, float]] = []
     try:
