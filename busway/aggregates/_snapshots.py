@@ -15,7 +15,8 @@ import os
 import sqlite3
 import threading
 import uuid
-from typing import Final, Protocol, final, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Final, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -23,9 +24,16 @@ from .._closeable import Closeable
 from .._sqlite import Database, Layout, SQLiteStore, check_table
 from ..errors import InvalidArgumentError, SerializationError, StoreFormatError
 
-__all__ = ["InMemorySnapshotStore", "SQLiteSnapshotStore", "Snapshot", "SnapshotStore"]
+__all__ = [
+    "COLUMNS",
+    "InMemorySnapshotStore",
+    "SQLiteSnapshotStore",
+    "Snapshot",
+    "SnapshotStore",
+    "stored_snapshot",
+]
 
-_COLUMNS: Final = ("stream_id", "version", "event_id", "schema_version", "state")
+COLUMNS: Final = ("stream_id", "version", "event_id", "schema_version", "state")
 _FIRST_COLUMNS: Final = ("stream_id", "version", "schema_version", "state")
 """The first layout, whose snapshots do not say which event they were taken after."""
 
@@ -76,6 +84,22 @@ class Snapshot:
                 f"{where} is not a JSON object but a {type(data).__name__}; it must be the "
                 "JSON object of the aggregate's annotated attributes"
             )
+
+
+def stored_snapshot(stream_id: str, row: Sequence[Any], location: str) -> Snapshot:
+    """Return the snapshot a store's *row* holds; raise SerializationError if it is damaged.
+
+    *row* is ``(stream_id, version, event_id, schema_version, state)``, the event id as
+    16 bytes.
+    """
+    stream, version, event_id, schema_version, state = row
+    try:
+        return Snapshot(stream, version, uuid.UUID(bytes=event_id), schema_version, state)
+    except (TypeError, ValueError, InvalidArgumentError, SerializationError) as exc:
+        raise SerializationError(
+            f"the snapshot of stream {stream_id!r} in {location} is damaged ({exc}); delete "
+            "its row: a snapshot is a cache, and the next saves take a new one"
+        ) from exc
 
 
 @runtime_checkable
@@ -162,9 +186,9 @@ class SQLiteSnapshotStore(SQLiteStore):
         except BaseException:
             self.close()
             raise
-        self._sql_load = f"SELECT {', '.join(_COLUMNS)} FROM {t} WHERE stream_id = ?"
+        self._sql_load = f"SELECT {', '.join(COLUMNS)} FROM {t} WHERE stream_id = ?"
         self._sql_save = (
-            f"INSERT INTO {t} ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?) "
+            f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, "
             "event_id = excluded.event_id, schema_version = excluded.schema_version, "
             f"state = excluded.state WHERE excluded.version >= {t}.version"
@@ -184,7 +208,7 @@ class SQLiteSnapshotStore(SQLiteStore):
                     (dropped,) = conn.execute(f"SELECT count(*) FROM {self.table}").fetchone()
                     conn.execute(f"DROP TABLE {self.table}")
                     conn.execute(create)
-                    columns = _COLUMNS
+                    columns = COLUMNS
             if dropped is not None:
                 _log.warning(
                     "dropped %d snapshot(s) of %s, kept in busway's first layout: they do not "
@@ -193,11 +217,11 @@ class SQLiteSnapshotStore(SQLiteStore):
                     dropped,
                     self._db.location,
                 )
-        if columns != _COLUMNS:
+        if columns != COLUMNS:
             raise StoreFormatError(
                 self._db.location,
                 f"table {self.table!r} has columns {', '.join(columns)} where busway expects "
-                f"{', '.join(_COLUMNS)}; pass another table= name or another database",
+                f"{', '.join(COLUMNS)}; pass another table= name or another database",
                 kind="a snapshot store",
             )
 
@@ -209,17 +233,7 @@ class SQLiteSnapshotStore(SQLiteStore):
         with self._lock:
             self._check_open()
             row = self._conn.execute(self._sql_load, (stream_id,)).fetchone()
-        if row is None:
-            return None
-        stream, version, event_id, schema_version, state = row
-        try:
-            return Snapshot(stream, version, uuid.UUID(bytes=event_id), schema_version, state)
-        except (TypeError, ValueError, InvalidArgumentError, SerializationError) as exc:
-            raise SerializationError(
-                f"the snapshot of stream {stream_id!r} in {self._db.location} is damaged "
-                f"({exc}); delete its row: a snapshot is a cache, and the next saves take "
-                "a new one"
-            ) from exc
+        return None if row is None else stored_snapshot(stream_id, row, self._db.location)
 
     def save(self, snapshot: Snapshot) -> None:
         """Keep *snapshot* unless one of a later version is already kept."""

@@ -1,23 +1,29 @@
-"""The order service wired up: buses, repository, projection, all on one SQLite file."""
+"""The order service wired up: buses, repository, projection, on one SQLite file or PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Callable
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from busway import CommandBus, ConcurrencyError, EventBus, QueryBus, Registry
-from busway.aggregates import Repository, SQLiteSnapshotStore
-from busway.eventstore import SQLiteEventStore
+from busway.aggregates import Repository, SnapshotStore, SQLiteSnapshotStore
+from busway.eventstore import EventStore, SQLiteEventStore
 from busway.middleware import retry
-from busway.projections import ProjectionRunner, SQLiteCheckpointStore
+from busway.projections import (
+    CheckpointStore,
+    Projection,
+    ProjectionRunner,
+    SQLiteCheckpointStore,
+    WritingProjection,
+)
 
 from .domain import Order
 from .messages import EVENT_TYPES, CancelOrder, PlaceOrder, ShipOrder
 from .read_model import OrderQueries, OrdersProjection
 
-__all__ = ["OrdersApp"]
+__all__ = ["OrdersApp", "is_dsn"]
 
 
 class _Closable(Protocol):
@@ -31,15 +37,26 @@ def _new_order_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def is_dsn(value: str) -> bool:
+    """Tell whether *value* names a PostgreSQL database rather than an SQLite file."""
+    return value.startswith(("postgresql://", "postgres://"))
+
+
 class OrdersApp:
     """Commands go through Order aggregates into the event store; queries read the ``orders``
-    table, which :attr:`runner` keeps current. Everything lives in the SQLite file at *path*.
+    table, which :attr:`runner` keeps current.
+
+    Everything lives in the SQLite file at *path*, or, given a PostgreSQL DSN
+    (``postgresql://...``), in tables of *schema* in that database.
     """
 
     path: str
-    store: SQLiteEventStore
-    snapshots: SQLiteSnapshotStore
-    checkpoints: SQLiteCheckpointStore
+    """The SQLite file, or the PostgreSQL DSN."""
+    location: str
+    """Where it all lives, for people: the file, or the server, database and schema."""
+    store: EventStore
+    snapshots: SnapshotStore
+    checkpoints: CheckpointStore
     events: EventBus
     orders: Repository[Order]
     runner: ProjectionRunner
@@ -51,6 +68,7 @@ class OrdersApp:
         self,
         path: str | os.PathLike[str],
         *,
+        schema: str = "busway_demo",
         new_id: Callable[[], str] = _new_order_id,
         snapshot_every: int | None = 2,
         batch_size: int = 100,
@@ -59,9 +77,7 @@ class OrdersApp:
         self._new_id = new_id
         self._closers: list[Callable[[], None]] = []
         try:
-            self.store = self._closing(SQLiteEventStore(self.path, types=EVENT_TYPES))
-            self.snapshots = self._closing(SQLiteSnapshotStore(self.path))
-            self.checkpoints = self._closing(SQLiteCheckpointStore(self.path))
+            projection = self._open(schema)
             self.events = EventBus()
             self.orders = Repository(
                 self.store,
@@ -71,10 +87,9 @@ class OrdersApp:
                 event_bus=self.events,
             )
             self.runner = ProjectionRunner(
-                self.store, OrdersProjection(), checkpoints=self.checkpoints, batch_size=batch_size
+                self.store, projection, checkpoints=self.checkpoints, batch_size=batch_size
             )
             self._closers.append(self.runner.stop)
-            self.read_model = self._closing(OrderQueries(self.path))
         except BaseException:
             self.close()
             raise
@@ -92,6 +107,24 @@ class OrdersApp:
     def _closing(self, resource: C) -> C:
         self._closers.append(resource.close)
         return resource
+
+    def _open(self, schema: str) -> Projection | WritingProjection[Any]:
+        """Open the stores and the read model where :attr:`path` says; return the projection."""
+        if is_dsn(self.path):
+            from . import postgres  # psycopg is needed only here
+
+            self.location = postgres.describe(self.path, schema)
+            self.store = self._closing(postgres.event_store(self.path, schema))
+            self.snapshots = self._closing(postgres.snapshot_store(self.path, schema))
+            self.checkpoints = self._closing(postgres.checkpoint_store(self.path, schema))
+            self.read_model = self._closing(postgres.queries(self.path, schema))
+            return postgres.projection(schema)
+        self.location = self.path
+        self.store = self._closing(SQLiteEventStore(self.path, types=EVENT_TYPES))
+        self.snapshots = self._closing(SQLiteSnapshotStore(self.path))
+        self.checkpoints = self._closing(SQLiteCheckpointStore(self.path))
+        self.read_model = self._closing(OrderQueries.sqlite(self.path))
+        return OrdersProjection()
 
     # -- command handlers ------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ import binascii
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from busway.eventstore import RecordedEvent
 from busway.projections import SQLiteProjection, when
@@ -32,7 +33,15 @@ from .messages import (
     OrderView,
 )
 
-__all__ = ["COLUMNS", "InvalidCursorError", "OrderQueries", "OrdersProjection"]
+__all__ = [
+    "COLUMNS",
+    "Fetch",
+    "InvalidCursorError",
+    "OrderQueries",
+    "OrdersProjection",
+    "OrdersTable",
+    "postgres_sql",
+]
 
 COLUMNS = (
     "order_id, customer_id, status, items, total, placed_at, updated_at, carrier, "
@@ -48,14 +57,45 @@ class InvalidCursorError(ValueError):
         )
 
 
-class OrdersProjection(SQLiteProjection):
-    """Keeps the ``orders`` table in step with the order events."""
+class _Writer(Protocol):
+    """What the handlers write through: an sqlite3 or a psycopg connection."""
 
-    name = "orders"
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> _Changed: ...
 
-    def setup(self, conn: sqlite3.Connection) -> None:
-        conn.execute(
-            """CREATE TABLE IF NOT EXISTS orders (
+
+class _Changed(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+
+W = TypeVar("W", bound=_Writer)
+
+
+def postgres_sql(sql: str) -> str:
+    """Return *sql*, written with SQLite's ``?`` placeholders, with psycopg's ``%s`` instead."""
+    return sql.replace("?", "%s")
+
+
+class OrdersTable(Generic[W]):
+    """The ``orders`` table and how each order event changes it, in SQL both databases run.
+
+    Handlers write through a connection of type *W*, sqlite3's or psycopg's. *table* names
+    the table (schema-qualified on PostgreSQL); *sql* turns a statement written with ``?``
+    placeholders into the connection's own.
+    """
+
+    def __init__(self, table: str = "orders", sql: Callable[[str], str] = str) -> None:
+        self._table = table
+        self._sql = sql
+
+    def _execute(self, conn: W, sql: str, params: Sequence[Any] = ()) -> int:
+        return conn.execute(self._sql(sql), params).rowcount
+
+    def setup(self, conn: W) -> None:
+        t = self._table
+        self._execute(
+            conn,
+            f"""CREATE TABLE IF NOT EXISTS {t} (
                 order_id TEXT PRIMARY KEY,
                 customer_id TEXT NOT NULL,
                 status TEXT NOT NULL,
@@ -65,33 +105,34 @@ class OrdersProjection(SQLiteProjection):
                 updated_at TEXT NOT NULL,
                 carrier TEXT,
                 cancel_reason TEXT,
-                placed_position INTEGER NOT NULL UNIQUE,
-                version INTEGER NOT NULL
-            )"""
+                placed_position BIGINT NOT NULL UNIQUE,
+                version BIGINT NOT NULL
+            )""",
         )
         # The two ways orders are listed: by customer, and by customer and status.
-        conn.execute(
-            "CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (customer_id, placed_position)"
+        self._execute(
+            conn,
+            f"CREATE INDEX IF NOT EXISTS orders_by_customer ON {t} (customer_id, placed_position)",
         )
-        conn.execute(
+        self._execute(
+            conn,
             "CREATE INDEX IF NOT EXISTS orders_by_customer_status "
-            "ON orders (customer_id, status, placed_position)"
+            f"ON {t} (customer_id, status, placed_position)",
         )
 
-    def reset(self, conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM orders")
+    def reset(self, conn: W) -> None:
+        self._execute(conn, f"DELETE FROM {self._table}")
 
     @when(OrderPlaced)
-    def _placed(
-        self, event: OrderPlaced, recorded: RecordedEvent, conn: sqlite3.Connection
-    ) -> None:
+    def _placed(self, event: OrderPlaced, recorded: RecordedEvent, conn: W) -> None:
         at = recorded.recorded_at.isoformat()
         items = [
             {"sku": i.sku, "quantity": i.quantity, "unit_price": str(i.unit_price)}
             for i in event.items
         ]
-        conn.execute(
-            f"INSERT INTO orders ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+        self._execute(
+            conn,
+            f"INSERT INTO {self._table} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
             (
                 event.order_id,
                 event.customer_id,
@@ -106,22 +147,18 @@ class OrdersProjection(SQLiteProjection):
         )
 
     @when(OrderCancelled)
-    def _cancelled(
-        self, event: OrderCancelled, recorded: RecordedEvent, conn: sqlite3.Connection
-    ) -> None:
+    def _cancelled(self, event: OrderCancelled, recorded: RecordedEvent, conn: W) -> None:
         self._update(
             conn, event.order_id, recorded, OrderStatus.CANCELLED, cancel_reason=event.reason
         )
 
     @when(OrderShipped)
-    def _shipped(
-        self, event: OrderShipped, recorded: RecordedEvent, conn: sqlite3.Connection
-    ) -> None:
+    def _shipped(self, event: OrderShipped, recorded: RecordedEvent, conn: W) -> None:
         self._update(conn, event.order_id, recorded, OrderStatus.SHIPPED, carrier=event.carrier)
 
     def _update(
         self,
-        conn: sqlite3.Connection,
+        conn: W,
         order_id: str,
         recorded: RecordedEvent,
         status: OrderStatus,
@@ -130,8 +167,9 @@ class OrdersProjection(SQLiteProjection):
         cancel_reason: str | None = None,
     ) -> None:
         # The version check makes a replayed or skipped event fail loudly, never slip in.
-        updated = conn.execute(
-            "UPDATE orders SET status = ?, carrier = coalesce(?, carrier), "
+        updated = self._execute(
+            conn,
+            f"UPDATE {self._table} SET status = ?, carrier = coalesce(?, carrier), "
             "cancel_reason = coalesce(?, cancel_reason), updated_at = ?, version = ? "
             "WHERE order_id = ? AND version = ?",
             (
@@ -144,11 +182,17 @@ class OrdersProjection(SQLiteProjection):
                 recorded.version - 1,
             ),
         )
-        if updated.rowcount != 1:
+        if updated != 1:
             raise LookupError(
                 f"the orders table has no row for {recorded.stream_id!r} at version "
                 f"{recorded.version - 1}; rebuild the read model"
             )
+
+
+class OrdersProjection(OrdersTable[sqlite3.Connection], SQLiteProjection):
+    """Keeps the ``orders`` table of the SQLite file in step with the order events."""
+
+    name = "orders"
 
 
 def _view(row: tuple[Any, ...]) -> OrderView:
@@ -183,25 +227,45 @@ def decode_cursor(cursor: str) -> int:
         raise InvalidCursorError(cursor) from None
 
 
-class OrderQueries:
-    """Answers GetOrder and ListOrders from the read model, on a connection of its own."""
+Fetch = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+"""Runs one query (``?`` placeholders) and returns its rows."""
 
-    def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+
+class OrderQueries:
+    """Answers GetOrder and ListOrders from the read model, through *fetch*.
+
+    *fetch* runs on a connection of the read model's own, which *close* closes.
+    """
+
+    def __init__(self, fetch: Fetch, close: Callable[[], object], table: str = "orders") -> None:
+        self._fetch = fetch
+        self._close = close
+        self._table = table
         self._lock = threading.Lock()
 
+    @classmethod
+    def sqlite(cls, path: str) -> OrderQueries:
+        """Return the queries of the read model in the SQLite file at *path*."""
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        return cls(lambda sql, params: conn.execute(sql, params).fetchall(), conn.close)
+
     def close(self) -> None:
-        self._conn.close()
+        self._close()
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Return the whole table, by order id: what a rebuild must give back."""
+        with self._lock:
+            return self._fetch(f"SELECT {COLUMNS} FROM {self._table} ORDER BY order_id", ())
 
     def get_order(self, query: GetOrder) -> OrderView | None:
         with self._lock:
-            row = self._conn.execute(
-                f"SELECT {COLUMNS} FROM orders WHERE order_id = ?", (query.order_id,)
-            ).fetchone()
-        return None if row is None else _view(row)
+            rows = self._fetch(
+                f"SELECT {COLUMNS} FROM {self._table} WHERE order_id = ?", (query.order_id,)
+            )
+        return _view(rows[0]) if rows else None
 
     def list_orders(self, query: ListOrders) -> OrderPage:
-        sql = f"SELECT {COLUMNS} FROM orders WHERE customer_id = ?"
+        sql = f"SELECT {COLUMNS} FROM {self._table} WHERE customer_id = ?"
         params: list[object] = [query.customer_id]
         if query.status is not None:
             sql += " AND status = ?"
@@ -212,7 +276,7 @@ class OrderQueries:
         sql += " ORDER BY placed_position DESC LIMIT ?"
         params.append(query.limit + 1)  # one more tells whether there is a next page
         with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
+            rows = self._fetch(sql, params)
         page = rows[: query.limit]
         more = len(rows) > query.limit
         return OrderPage(

@@ -1,15 +1,15 @@
-"""A tour of the order service, which ``python -m busway.demo [PATH]`` runs.
+"""A tour of the order service, which ``python -m busway.demo [PATH | DSN]`` runs.
 
 Without *PATH* it works in a new file in a temporary directory, removed at the end, so every
 run starts empty and leaves nothing behind. Given a *PATH*, the file is kept, and a rerun
-adds to what is there.
+adds to what is there. Given a PostgreSQL *DSN* (``postgresql://...``), it works in tables
+of the schema ``--schema`` names (made on first use, and kept), in that database.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -17,9 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from busway.errors import StoreFormatError
+from busway.errors import InvalidArgumentError, StoreFormatError, StoreUnavailableError
 
-from .app import OrdersApp
+from .app import OrdersApp, is_dsn
 from .domain import OrderError
 from .messages import (
     CancelOrder,
@@ -32,7 +32,6 @@ from .messages import (
     PlaceOrder,
     ShipOrder,
 )
-from .read_model import COLUMNS
 
 __all__ = ["main", "tour"]
 
@@ -67,11 +66,6 @@ def _describe(view: OrderView) -> str:
         extra = f" ({view.cancel_reason})"
     items = ", ".join(f"{i.quantity} x {i.sku}" for i in view.items)
     return f"{view.order_id}  {view.status.value}{extra}  {items}  total {view.total}"
-
-
-def _dump(path: str) -> list[tuple[object, ...]]:
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute(f"SELECT {COLUMNS} FROM orders ORDER BY order_id").fetchall()
 
 
 def _progress_printer(out: TextIO) -> Callable[[int, int], None]:
@@ -173,14 +167,16 @@ def _read_your_write(app: OrdersApp, say: Say) -> None:
 
 def _rebuild(app: OrdersApp, say: Say, out: TextIO) -> None:
     say("5. Rebuild the read model from the first event")
-    before = _dump(app.path)
+    before = app.read_model.rows()
     app.runner.rebuild(progress=_progress_printer(out))
-    after = _dump(app.path)
+    after = app.read_model.rows()
     same = "yes" if before == after else "NO"
     say(f"   identical to the read model before the rebuild: {same} ({len(after)} orders)")
 
 
-def _database(value: str) -> Path:
+def _database(value: str) -> Path | str:
+    if is_dsn(value):
+        return value
     path = Path(value)
     if path.is_dir():
         raise argparse.ArgumentTypeError(
@@ -203,24 +199,32 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "path",
         nargs="?",
         type=_database,
-        metavar="PATH",
-        help="the SQLite file to use, created if missing and kept afterwards "
-        "(default: a new file in a temporary directory, removed at the end)",
+        metavar="PATH | DSN",
+        help="the SQLite file to use, created if missing and kept afterwards (default: a new "
+        "file in a temporary directory, removed at the end); or a PostgreSQL DSN, "
+        "postgresql://user@host/database",
+    )
+    parser.add_argument(
+        "--schema",
+        default="busway_demo",
+        help="with a DSN, the schema to keep the tables in, made on first use and kept "
+        "(default: %(default)s)",
     )
     args = parser.parse_args(argv)
     stream = sys.stdout if out is None else out
     with contextlib.ExitStack() as stack:
         if args.path is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="busway-demo-"))
-            path = Path(folder) / "orders.db"
+            path: Path | str = Path(folder) / "orders.db"
         else:
             path = args.path
         try:
-            app = stack.enter_context(OrdersApp(path, batch_size=4))
-        except StoreFormatError as exc:
+            app = stack.enter_context(OrdersApp(path, schema=args.schema, batch_size=4))
+            where = "PostgreSQL" if is_dsn(app.path) else "one SQLite file"
+            stream.write(f"busway orders demo, on {where}: {app.location}\n\n")
+            tour(app, stream)
+        except (InvalidArgumentError, StoreFormatError, StoreUnavailableError) as exc:
             parser.error(str(exc))
-        stream.write(f"busway orders demo, on one SQLite file: {path}\n\n")
-        tour(app, stream)
     if args.path is None:
         stream.write(
             "\ndone. The file was temporary and is removed; to keep one, give its path:\n"
@@ -228,7 +232,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         )
     else:
         stream.write(
-            f"\ndone. The events, snapshots and read model are in {path}; "
+            f"\ndone. The events, snapshots and read model are in {app.location}; "
             "run again to add to them.\n"
         )
     return 0

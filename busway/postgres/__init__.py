@@ -16,6 +16,8 @@ from ._checkpoints import PostgresCheckpointStore
 from ._eventstore import AsyncPostgresEventStore, PostgresEventStore
 from ._leases import PostgresLeaseStore
 from ._projection import PostgresProjection
+from ._sagas import PostgresSagaStore
+from ._snapshots import PostgresSnapshotStore
 
 __all__ = [
     "AsyncPostgresEventStore",
@@ -23,4 +25,6 @@ __all__ = [
     "PostgresEventStore",
     "PostgresLeaseStore",
     "PostgresProjection",
+    "PostgresSagaStore",
+    "PostgresSnapshotStore",
 ]

@@ -6,9 +6,11 @@ is parameterized; the only names put into SQL text are the schema's and the tabl
 checked to be a plain identifier and quoted.
 
 What a store does is written once, as a *flow*: a generator that yields each
-:class:`Statement` and is sent back its rows. :class:`Database` runs flows on psycopg's sync
-connections and :class:`AsyncDatabase` on its async ones, each flow in one transaction, so
-the sync and async stores share every line of SQL and every decision.
+:class:`Statement` and is sent back its rows, or has the server's error thrown into it.
+:class:`Database` runs flows on psycopg's sync connections and :class:`AsyncDatabase` on its
+async ones, a flow in one transaction (``run``) or each statement in one of its own
+(``run_each``: no BEGIN or COMMIT round trips), so the sync and async stores share every
+line of SQL and every decision.
 
 Tables are made on first use, in one transaction under a transaction-scoped advisory lock
 (so processes starting at once make them once), and registered in the schema's
@@ -359,6 +361,7 @@ class Database(_Where):
     """
 
     pool: ConnectionPool[Any]
+    owned: bool
 
     def __init__(
         self, dsn_or_pool: str | ConnectionPool[Any], layout: Layout, *, schema: str
@@ -447,6 +450,7 @@ class AsyncDatabase(_Where):
     """:class:`Database` for asyncio, on a pool of async connections."""
 
     pool: AsyncConnectionPool[Any]
+    owned: bool
 
     def __init__(
         self, dsn_or_pool: str | AsyncConnectionPool[Any], layout: Layout, *, schema: str

@@ -235,11 +235,50 @@ def _limit(count: int | None) -> int | None:
     return None if count is None else min(count, _MAX_INT)
 
 
-class _Pages:
-    """How a store walks ``read_all`` and ``streams``: the same arguments, the same pages."""
+class _Store:
+    """What both stores hold and do alike: their flows, their listener, their paging."""
 
     types: EventTypes
+    schema: str
+    table: str
     _page_size: int
+    _closed: bool
+    _db: Database | AsyncDatabase
+
+    def _set_up(self, types: EventTypes, schema: str, table: str, page_size: int) -> Layout:
+        """Check the arguments and return the table's layout, for the store's database."""
+        self.types = check_types(types)
+        self.schema = check_identifier(schema, "schema")
+        self.table = check_identifier(table, "table")
+        self._page_size = min(check_count("page_size", page_size, 1), _MAX_INT)
+        self._flows = _Flows(schema, table)
+        self._listening = False
+        self._starting = threading.Lock()
+        return _layout(schema, table)
+
+    def _join_listener(self) -> None:
+        """Share this process's listener of the store's table; it listens from first use."""
+        self._listener: Listener = listener_for(self._db.pool, self._flows.channel)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._db.location}{' closed' if self._closed else ''}>"
+
+    def _listen(self) -> None:
+        with self._starting:
+            if not self._listening and not self._closed:
+                self._listening = True
+                self._listener.start()
+
+    def _stop_listening(self) -> None:
+        if self._listening:
+            self._listener.stop()
+        self._listener.signal.notify()  # live streams waiting on the store wake, to end
+
+    @property
+    def appended(self) -> Signal:
+        """The signal notified after each commit of new events, by any process."""
+        self._listen()
+        return self._listener.signal
 
     def _read_all_args(
         self, from_position: int, limit: int | None, types: Iterable[type | str] | None
@@ -253,12 +292,8 @@ class _Pages:
         return self._page_size if count is None else min(count, self._page_size)
 
 
-def _describe(cls: type, db: Database | AsyncDatabase, closed: bool) -> str:
-    return f"<{cls.__name__} {db.location}{' closed' if closed else ''}>"
-
-
 @final
-class PostgresEventStore(_Pages, Closeable):
+class PostgresEventStore(_Store, Closeable):
     """An :class:`~busway.eventstore.EventStore` in PostgreSQL, shared by many processes.
 
     Given a DSN, the store opens a pool of its own, which :meth:`close` closes; given a
@@ -269,6 +304,7 @@ class PostgresEventStore(_Pages, Closeable):
     through ``LISTEN``.
     """
 
+    _db: Database
     types: EventTypes
     schema: str
     table: str
@@ -282,18 +318,10 @@ class PostgresEventStore(_Pages, Closeable):
         table: str = "events",
         page_size: int = 1000,
     ) -> None:
-        self.types = check_types(types)
-        self.schema = check_identifier(schema, "schema")
-        self.table = check_identifier(table, "table")
-        self._page_size = min(check_count("page_size", page_size, 1), _MAX_INT)
-        self._db = Database(dsn_or_pool, _layout(schema, table), schema=schema)
-        self._flows = _Flows(schema, table)
-        self._listener: Listener = listener_for(self._db.pool, self._flows.channel)
-        self._listening = False
+        layout = self._set_up(types, schema, table, page_size)
+        self._db = Database(dsn_or_pool, layout, schema=schema)
+        self._join_listener()
         self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return _describe(type(self), self._db, self._closed)
 
     def _ready(self) -> Database:
         self._check_open()
@@ -302,25 +330,11 @@ class PostgresEventStore(_Pages, Closeable):
             self._listen()
         return self._db
 
-    def _listen(self) -> None:
-        with self._lock:
-            if not self._listening and not self._closed:
-                self._listening = True
-                self._listener.start()
-
-    @property
-    def appended(self) -> Signal:
-        """The signal notified after each commit of new events, by any process."""
-        self._listen()
-        return self._listener.signal
-
     def _release(self) -> None:
         try:
             self._db.close()
         finally:
-            if self._listening:
-                self._listener.stop()
-            self._listener.signal.notify()  # live streams waiting on the store wake, to end
+            self._stop_listening()
 
     def append(
         self,
@@ -435,7 +449,7 @@ class PostgresEventStore(_Pages, Closeable):
 
 
 @final
-class AsyncPostgresEventStore(_Pages):
+class AsyncPostgresEventStore(_Store):
     """:class:`PostgresEventStore` for asyncio, on psycopg's async connections.
 
     It takes a DSN or a ``psycopg_pool.AsyncConnectionPool``, and reaches the server on
@@ -443,6 +457,7 @@ class AsyncPostgresEventStore(_Pages):
     is not a store, fails.
     """
 
+    _db: AsyncDatabase
     types: EventTypes
     schema: str
     table: str
@@ -456,18 +471,10 @@ class AsyncPostgresEventStore(_Pages):
         table: str = "events",
         page_size: int = 1000,
     ) -> None:
-        self.types = check_types(types)
-        self.schema = check_identifier(schema, "schema")
-        self.table = check_identifier(table, "table")
-        self._page_size = min(check_count("page_size", page_size, 1), _MAX_INT)
-        self._db = AsyncDatabase(dsn_or_pool, _layout(schema, table), schema=schema)
-        self._flows = _Flows(schema, table)
-        self._listener = listener_for(self._db.pool, self._flows.channel)
-        self._listening = False
         self._closed = False
-
-    def __repr__(self) -> str:
-        return _describe(type(self), self._db, self._closed)
+        layout = self._set_up(types, schema, table, page_size)
+        self._db = AsyncDatabase(dsn_or_pool, layout, schema=schema)
+        self._join_listener()
 
     async def _ready(self) -> AsyncDatabase:
         if self._closed:
@@ -476,17 +483,6 @@ class AsyncPostgresEventStore(_Pages):
         if not self._listening:
             self._listen()
         return self._db
-
-    def _listen(self) -> None:
-        if not self._listening and not self._closed:
-            self._listening = True
-            self._listener.start()
-
-    @property
-    def appended(self) -> Signal:
-        """The signal notified after each commit of new events, by any process."""
-        self._listen()
-        return self._listener.signal
 
     async def append(
         self,
@@ -610,9 +606,7 @@ class AsyncPostgresEventStore(_Pages):
         try:
             await self._db.close()
         finally:
-            if self._listening:
-                self._listener.stop()
-            self._listener.signal.notify()
+            self._stop_listening()
 
     async def __aenter__(self) -> Self:
         try:

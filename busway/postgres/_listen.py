@@ -45,9 +45,6 @@ class Listener:
         self._lock = threading.Lock()
         self._stopping: threading.Event | None = None
 
-    def __repr__(self) -> str:
-        return f"<Listener {self.channel} users={self._users}>"
-
     def start(self) -> None:
         """Listen (if nobody did yet) until as many :meth:`stop` calls as starts came."""
         with self._lock:

@@ -10,15 +10,14 @@ process; a checkpoint moves in the same transaction as the sagas its event chang
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, final
 
 from .._sqlite import Database, Layout, SQLiteStore, Synchronous, check_table
-from .._time import aware, from_micros, micros
-from ..errors import SagaConcurrencyError, SagaRecordError, StoreClosedError
+from .._time import aware, micros
+from ..errors import SagaConcurrencyError, StoreClosedError
 from ..subscriptions import Advance, ParkedEvent
 from ..subscriptions._tables import (
     CHECKPOINT_COLUMNS,
@@ -26,78 +25,12 @@ from ..subscriptions._tables import (
     SQLiteCheckpoints,
     checkpoint_tables,
 )
-from ._store import Deadline, SagaRecord, StoredMessage, Write, refused_start
+from ._rows import SagaRows, found, outbox_text, read_record
+from ._store import SagaRecord, Write, refused_start
 
 __all__ = ["SQLiteSagaStore"]
 
 SCHEMA_VERSION: Final = 1
-
-
-@final
-class _Rows:
-    """Reads one saga's stored rows back, and names the first value that cannot be right.
-
-    The store writes each column with one type; a value of another type (text for a
-    version, a blob, JSON of another shape) was put there by something else, and is
-    reported as :class:`SagaRecordError` instead of turning into a wrong saga.
-    """
-
-    __slots__ = ("location", "saga_id", "table")
-
-    def __init__(self, saga_id: object, location: str, table: str) -> None:
-        self.saga_id = saga_id
-        self.location = location
-        self.table = table
-
-    def damaged(self, field: str, problem: str) -> SagaRecordError:
-        return SagaRecordError(self.saga_id, self.location, f"{self.table}{field}", problem)
-
-    def text(self, value: object, field: str) -> str:
-        if not isinstance(value, str):
-            raise self.damaged(field, f"is {value!r}, not text")
-        return value
-
-    def integer(self, value: object, field: str, *, least: int | None = None) -> int:
-        if type(value) is not int or (least is not None and value < least):
-            at_least = "" if least is None else f" of at least {least}"
-            raise self.damaged(field, f"is {value!r}, not an integer{at_least}")
-        return value
-
-    def flag(self, value: object, field: str) -> bool:
-        if value not in (0, 1) or type(value) is not int:
-            raise self.damaged(field, f"is {value!r}, not 0 or 1")
-        return bool(value)
-
-    def moment(self, value: object, field: str) -> datetime:
-        stored = self.integer(value, field)
-        try:
-            return from_micros(stored)
-        except OverflowError:
-            raise self.damaged(field, f"is {stored}, which is no time busway wrote") from None
-
-    def outbox(self, value: object) -> tuple[StoredMessage, ...]:
-        field = ".outbox"
-        try:
-            entries = json.loads(self.text(value, field))
-        except ValueError as exc:
-            raise self.damaged(field, f"is not JSON ({exc})") from exc
-        if not isinstance(entries, list):
-            raise self.damaged(field, f"is {type(entries).__name__} JSON, not a list")
-        messages = []
-        for n, entry in enumerate(entries):
-            at = f"{field}[{n}]"
-            if not isinstance(entry, list) or len(entry) != 4:
-                raise self.damaged(at, f"is {entry!r}, not [id, type, schema version, data]")
-            message_id, type_name, version, data = entry
-            messages.append(
-                StoredMessage(
-                    self.text(message_id, f"{at} id"),
-                    self.text(type_name, f"{at} type"),
-                    self.integer(version, f"{at} schema version"),
-                    self.text(data, f"{at} data"),
-                )
-            )
-        return tuple(messages)
 
 
 def _layout(t: str) -> Layout:
@@ -209,41 +142,12 @@ class SQLiteSagaStore(SQLiteStore):
         row = self._conn.execute(self._sql_saga, (saga_id,)).fetchone()
         if row is None:
             return None
-        stored_id, saga_type, version, schema_version, state, outbox, pending, ended = row
-        t = self.table
-        rows = _Rows(stored_id, self._db.location, t)
-        associations = frozenset(
-            (rows.text(k, "_associations.key"), rows.text(v, "_associations.value"))
-            for k, v in self._conn.execute(self._sql_associations, (saga_id,))
+        return read_record(
+            SagaRows(row[0], self._db.location, self.table),
+            row,
+            self._conn.execute(self._sql_associations, (saga_id,)),
+            self._conn.execute(self._sql_deadlines, (saga_id,)),
         )
-        deadlines = []
-        for seq, due, i, tp, sv, data in self._conn.execute(self._sql_deadlines, (saga_id,)):
-            rows.integer(seq, "_deadlines.seq")
-            message = StoredMessage(
-                rows.text(i, "_deadlines.deadline_id"),
-                rows.text(tp, "_deadlines.type"),
-                rows.integer(sv, "_deadlines.schema_version"),
-                rows.text(data, "_deadlines.data"),
-            )
-            deadlines.append(Deadline(rows.moment(due, "_deadlines.due"), message))
-        record = SagaRecord(
-            saga_id=rows.text(stored_id, ".saga_id"),
-            saga_type=rows.text(saga_type, ".saga_type"),
-            version=rows.integer(version, ".version", least=1),
-            schema_version=rows.integer(schema_version, ".schema_version"),
-            state=rows.text(state, ".state"),
-            associations=associations,
-            deadlines=tuple(deadlines),
-            outbox=rows.outbox(outbox),
-            ended=rows.flag(ended, ".ended"),
-        )
-        if rows.flag(pending, ".pending") is not bool(record.outbox):
-            raise rows.damaged(
-                ".pending", f"is {pending}, but the outbox holds {len(record.outbox)} commands"
-            )
-        if record.ended and (record.associations or record.deadlines):
-            raise rows.damaged(".ended", "is 1, but the saga still has associations or deadlines")
-        return record
 
     def _records(self, sql: str, params: Sequence[Any], index: str) -> list[SagaRecord]:
         """Return the sagas whose ids *sql* selects from the *index* table, in its order."""
@@ -256,7 +160,7 @@ class SQLiteSagaStore(SQLiteStore):
                 for saga_id, *_ in self._conn.execute(sql, params).fetchall():
                     record = self._record(saga_id)
                     if record is None:
-                        raise _Rows(saga_id, self._db.location, self.table).damaged(
+                        raise SagaRows(saga_id, self._db.location, self.table).damaged(
                             f"{index}.saga_id",
                             f"points to no row of {self.table} (the saga's own row is gone)",
                         )
@@ -268,14 +172,7 @@ class SQLiteSagaStore(SQLiteStore):
     def find(self, saga_type: str, key: str, value: str) -> list[SagaRecord]:
         """Return the live sagas of *saga_type* associated with ``(key, value)``, by id."""
         records = self._records(self._sql_find, (saga_type, key, value), "_associations")
-        for record in records:
-            if record.saga_type != saga_type:
-                raise _Rows(record.saga_id, self._db.location, self.table).damaged(
-                    "_associations.saga_type",
-                    f"is {saga_type!r} in the row for ({key!r}, {value!r}), but the saga is a "
-                    f"{record.saga_type!r}",
-                )
-        return records
+        return found(records, (saga_type, key, value), self._db.location, self.table)
 
     def load(self, saga_id: str) -> SagaRecord | None:
         """Return the saga stored under *saga_id*, or None."""
@@ -363,11 +260,6 @@ class SQLiteSagaStore(SQLiteStore):
         if record.finished:
             self._conn.execute(f"DELETE FROM {t} WHERE saga_id = ?", (saga_id,))
             return
-        outbox = json.dumps(
-            [[m.id, m.type, m.schema_version, m.data] for m in record.outbox],
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
         self._conn.execute(
             self._sql_upsert,
             (
@@ -376,7 +268,7 @@ class SQLiteSagaStore(SQLiteStore):
                 record.version,
                 record.schema_version,
                 record.state,
-                outbox,
+                outbox_text(record),
                 bool(record.outbox),
                 record.ended,
             ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from typing import Final, final
 
 import attrs
@@ -25,11 +26,14 @@ __all__ = [
     "CHECKPOINT_COLUMNS",
     "PARKED_COLUMNS",
     "MemoryCheckpoints",
+    "ParkedRow",
     "SQLiteCheckpoints",
+    "check_advance",
     "check_count",
     "check_name",
     "check_parked",
     "checkpoint_tables",
+    "refuse",
 ]
 
 CHECKPOINT_COLUMNS: Final = ("name", "position", "token")
@@ -94,7 +98,7 @@ def check_parked(parked: object, name: str) -> ParkedEvent:
     return attrs.evolve(parked, parked_at=aware(parked.parked_at, "parked.parked_at"))
 
 
-def _check_advance(advance: object) -> Advance:
+def check_advance(advance: object) -> Advance:
     """Return *advance* if a store can make that move, with its parked event in UTC."""
     if not isinstance(advance, Advance):
         raise InvalidArgumentError("checkpoint", advance, "an Advance(name, expected, position)")
@@ -114,7 +118,7 @@ def _check_advance(advance: object) -> Advance:
     return attrs.evolve(advance, park=park)
 
 
-def _refuse(advance: Advance, position: int, token: int) -> None:
+def refuse(advance: Advance, position: int, token: int) -> None:
     """Raise if a checkpoint at *position*, last written with *token*, may not make *advance*."""
     if token > advance.token:
         raise LeaseLostError(advance.name, advance.token, token)
@@ -172,8 +176,8 @@ class MemoryCheckpoints:
 
     def check(self, advance: Advance) -> Advance:
         """Return *advance*, checked; raise if the checkpoint may not make that move."""
-        advance = _check_advance(advance)
-        _refuse(advance, *self._rows.get(advance.name, (0, 0)))
+        advance = check_advance(advance)
+        refuse(advance, *self._rows.get(advance.name, (0, 0)))
         return advance
 
     def advance(self, advance: Advance) -> None:
@@ -289,7 +293,7 @@ class SQLiteCheckpoints:
 
     def parked(self, name: str) -> list[ParkedEvent]:
         rows = self._conn.execute(self._sql_parked, (check_name(name),)).fetchall()
-        return [_ParkedRow(self, name, row[1]).read(row) for row in rows]
+        return [ParkedRow(self._damaged, self.parked_table, name, row[1]).read(row) for row in rows]
 
     def save(self, name: str, position: int) -> None:
         check_count("position", position, 0)
@@ -325,8 +329,8 @@ class SQLiteCheckpoints:
 
     def check(self, advance: Advance) -> Advance:
         """Return *advance*, checked; raise if the checkpoint may not make that move."""
-        advance = _check_advance(advance)
-        _refuse(advance, *self._row(advance.name))
+        advance = check_advance(advance)
+        refuse(advance, *self._row(advance.name))
         return advance
 
     def advance(self, advance: Advance) -> None:
@@ -339,17 +343,28 @@ class SQLiteCheckpoints:
 
 
 @final
-class _ParkedRow:
-    """Reads one parked event's row back, refusing the first value no busway store writes."""
+class ParkedRow:
+    """Reads one parked event's row back, refusing the first value no busway store writes.
 
-    def __init__(self, tables: SQLiteCheckpoints, name: str, position: object) -> None:
-        self._tables = tables
+    *damaged* makes the store's error for a problem; *table* is the parked table, *name*
+    the checkpoint whose rows were selected, *position* the row's as read.
+    """
+
+    def __init__(
+        self,
+        damaged: Callable[[str], StoreFormatError],
+        table: str,
+        name: str,
+        position: object,
+    ) -> None:
+        self._store_damaged = damaged
+        self._table = table
         self._name = name
         self._position = position
 
     def _damaged(self, column: str, value: object, wanted: str) -> StoreFormatError:
-        t = self._tables.parked_table
-        return self._tables._damaged(
+        t = self._table
+        return self._store_damaged(
             f"table {t!r} holds {value!r} ({type(value).__name__}) as the {column} of the "
             f"event {self._name!r} parked at position {self._position!r}, where busway writes "
             f"{wanted}. Delete the row to forget the event (DELETE FROM {t} WHERE subscription "

@@ -145,3 +145,12 @@ def test_importing_busway_leaves_the_demo_out() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert "[]\n" == imported.stdout
+
+
+def test_the_demo_on_sqlite_leaves_psycopg_out() -> None:
+    """The demo imports psycopg only when given a DSN, so it runs without the postgres extra."""
+    probe = "import sys, busway.demo.tour; print('psycopg' in sys.modules)"
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "False\n" == imported.stdout

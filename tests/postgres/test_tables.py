@@ -1,0 +1,91 @@
+"""The checkpoint tables every PostgreSQL store that follows the log shares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from busway.errors import CheckpointMovedError, LeaseLostError, StoreFormatError
+from busway.postgres._db import Database, Flow, Layout, drive
+from busway.postgres._tables import PostgresCheckpoints, checkpoint_tables
+from busway.subscriptions import Advance
+from busway.subscriptions._tables import CHECKPOINT_COLUMNS, PARKED_COLUMNS
+from busway.testing._parked import parked_event
+
+
+@pytest.fixture
+def tables(postgres_dsn: str, pg_schema: str) -> Iterator[tuple[Database, PostgresCheckpoints]]:
+    """A database with a checkpoint table and a parked table, made on first use."""
+    layout = Layout(
+        kind="a checkpoint store",
+        tables=("cp", "cp_parked"),
+        create=checkpoint_tables(f'"{pg_schema}"."cp"', f'"{pg_schema}"."cp_parked"'),
+        columns=CHECKPOINT_COLUMNS,
+        beside=(("cp_parked", PARKED_COLUMNS),),
+    )
+    db = Database(postgres_dsn, layout, schema=pg_schema)
+    db.ready()
+    yield db, PostgresCheckpoints(db, "cp", "cp_parked")
+    db.close()
+
+
+def test_save_fence_and_read_back(tables: tuple[Database, PostgresCheckpoints]) -> None:
+    """Saved positions and fenced tokens read back; a lower token than the stored is refused."""
+    db, rows = tables
+    assert ((0, 0), {}) == (db.run(rows.row("a")), db.run(rows.positions()))
+    db.run(rows.save("b", 4))
+    db.run(rows.fence("b", 3))
+    db.run(rows.fence("a", 1))
+    with pytest.raises(LeaseLostError):
+        db.run(rows.fence("b", 2))
+    assert (4, 3, 0) == (
+        db.run(rows.position("b")),
+        db.run(rows.token("b")),
+        db.run(rows.position("a")),
+    )
+    assert ["a", "b"] == db.run(rows.names())
+
+
+def test_parked_events_keep_nul_and_come_back_by_position(
+    tables: tuple[Database, PostgresCheckpoints],
+) -> None:
+    """Parked events keep every character, NUL included; unparking tells if one was there."""
+    db, rows = tables
+    odd = parked_event("c", 9, stream_id="a\x00b", type="T\x00", error="")
+    with db.transaction() as conn:  # in the caller's transaction, as a store runs them
+        drive(conn, rows.park("c", odd))
+        drive(conn, rows.park("c", parked_event("c", 2)))
+    assert [parked_event("c", 2), odd] == db.run(rows.parked("c"))
+    assert (True, False) == (db.run(rows.unpark("c", 2)), db.run(rows.unpark("c", 2)))
+
+
+def test_a_parked_row_of_other_hands_is_refused(
+    tables: tuple[Database, PostgresCheckpoints], postgres_dsn: str, pg_schema: str
+) -> None:
+    """A parked text field that is not UTF-8 is refused with StoreFormatError naming it."""
+    db, rows = tables
+    db.run(rows.park("c", parked_event("c", 2)))
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'UPDATE "{pg_schema}".cp_parked SET stream_id = %s', (b"\xff",))
+    with pytest.raises(StoreFormatError, match="as the stream_id of the event 'c' parked"):
+        db.run(rows.parked("c"))
+
+
+def test_an_advance_is_a_compare_and_set_with_fencing(
+    tables: tuple[Database, PostgresCheckpoints],
+) -> None:
+    """An advance moves from the expected position only, with a token no lower than the last."""
+
+    def move(advance: Advance) -> Flow[None]:
+        yield from rows.advance((yield from rows.check(advance)))
+
+    db, rows = tables
+    db.run(move(Advance("c", 0, 5, token=2, park=parked_event("c", 3))))
+    with pytest.raises(CheckpointMovedError):
+        db.run(move(Advance("c", 4, 6, token=2)))
+    with pytest.raises(LeaseLostError):
+        db.run(move(Advance("c", 5, 6, token=1)))
+    db.run(move(Advance("c", 5, 6, token=2, unpark=3)))
+    assert ((6, 2), []) == (db.run(rows.row("c")), db.run(rows.parked("c")))
