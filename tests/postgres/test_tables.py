@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -114,18 +115,31 @@ def test_a_hold_waits_for_the_holder_and_leaves_no_row(
 ) -> None:
     """A second hold on a name without a row waits for the first; holding alone stores none."""
     db, rows = tables
+    backend: list[int] = []
     held = threading.Event()
 
     def second() -> None:
         with db.transaction() as conn:
+            backend.append(conn.info.backend_pid)
             drive(conn, rows.hold("new"))
             held.set()
+
+    def waiting() -> bool:
+        with db.transaction() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event = 'advisory'",
+                backend,
+            ).fetchall()
+        return bool(found)
 
     with db.transaction() as conn:
         drive(conn, rows.hold("new"))
         waiter = threading.Thread(target=second)
         waiter.start()
-        assert not held.wait(0.2)  # it waits for this transaction, however long it is
+        deadline = time.monotonic() + 30
+        while not (backend and waiting()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (False, True) == (held.is_set(), bool(backend) and waiting())
     waiter.join(timeout=30)
     assert held.is_set()
     assert ([], (0, 0)) == (db.run(rows.names()), db.run(rows.row("new")))
