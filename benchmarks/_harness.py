@@ -15,6 +15,7 @@ import gc
 import importlib.metadata
 import itertools
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -182,6 +183,16 @@ class Timer:
         finally:
             loop.close()
         return {name: statistics.median(times) for name, times in runs.items()}
+
+
+#: Latency samples left out: the first appends and batches prepare their statements.
+WARM_UP = 5
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank *p*-th percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 # -- results ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ absolute numbers across machines.
 from __future__ import annotations
 
 import decimal
+import importlib
 import json
 import sqlite3
 import statistics
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from _harness import Options, Peers, Table, timed
+from _harness import WARM_UP, Options, Peers, Table, percentile, timed
 
 from busway.eventstore import EventTypes, InMemoryEventStore, SQLiteEventStore
 from busway.eventstore._ids import new_ids
@@ -372,7 +373,130 @@ def eventstore_suite(options: Options) -> Table:
     return table
 
 
-SUITES = {"eventstore": eventstore_suite}
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+PG_RAW = "raw psycopg"
+PG_UNORDERED = "raw psycopg, no lock (not gap-safe)"
+PG_ES = "eventsourcing"
+PG_BUSWAY = "busway PostgresEventStore"
+WRITERS = (1, 4, 16)
+
+
+def _pg_contenders(pg: Any, es: bool) -> Iterator[tuple[str, Callable[[str, int], Any]]]:
+    yield PG_RAW, pg.Raw
+    yield PG_UNORDERED, pg.Unordered
+    if es:
+        yield PG_ES, pg.EventSourcing
+    yield PG_BUSWAY, pg.Busway
+
+
+def postgres_suite(options: Options) -> Table:
+    """Appends with 1, 4 and 16 writers and read_all on PostgreSQL, beside raw psycopg and
+    eventsourcing; append-to-handled latency of a runner in another process."""
+    table = Table("postgres", "Event store on PostgreSQL, synchronous_commit=on")
+    table.ratio_means = "events/s / events/s of the row named after it (higher is faster)"
+    try:
+        pg = importlib.import_module("_postgres")
+    except ImportError as exc:
+        table.notes.append(f'PostgreSQL skipped: pip install "busway[postgres]" ({exc})')
+        return table
+    why = pg.unreachable()
+    if why is not None:
+        table.notes.append(
+            f"PostgreSQL skipped: {why}; set BUSWAY_POSTGRES_DSN to a server to measure it"
+        )
+        return table
+    table.title = f"Event store on PostgreSQL {pg.server_version()}, synchronous_commit=on"
+    peers = Peers(options, table)
+    es = peers.build("eventsourcing", lambda: importlib.import_module("eventsourcing.postgres"))
+    _pg_throughput(table, pg, options, es is not None)
+    _pg_latency(table, pg, options, es is not None)
+    table.notes.append(
+        "writers are threads, each on a connection of its own, appending to streams of their "
+        "own; figures are medians over rounds of all the writers' events over the time the "
+        "last of them took"
+    )
+    table.notes.append(
+        "raw psycopg does busway's append in one statement of its own: the version, the "
+        "lock (pg_advisory_xact_lock, held to the commit), the rows, pg_notify; without "
+        "the lock, commits overlap and positions are not drawn in commit order, so a "
+        "reader may pass an event that commits later: what the order costs"
+    )
+    return table
+
+
+def _pg_throughput(table: Table, pg: Any, options: Options, es: bool) -> None:
+    singles = options.size(1_000, 100)
+    batches = options.size(100, 10)
+    stored = options.size(50_000, 2_000)
+    rounds = 3 if options.quick else 5
+    results: dict[str, dict[str, list[float]]] = {}
+    # Rounds interleave the contenders, so a noisy moment hurts no one of them alone.
+    for _ in range(rounds):
+        for writers in WRITERS:
+            for name, make in _pg_contenders(pg, es):
+                with pg.fresh_schema() as schema:
+                    row = pg.measure(make(schema, writers), writers, singles, batches, stored)
+                for group, value in row.items():
+                    results.setdefault(group, {}).setdefault(name, []).append(value)
+    table.params.update(
+        {
+            "transactions of 1 event, across the writers": singles,
+            "transactions of 100 events, across the writers": batches,
+            "events stored for read_all (about)": stored,
+            "rounds": rounds,
+        }
+    )
+    for group, by_name in results.items():
+        med = {name: statistics.median(values) for name, values in by_name.items()}
+        table.add(PG_RAW, med[PG_RAW], EPS, library="limit", group=group)
+        if group != "read_all":
+            table.add(
+                PG_UNORDERED, med[PG_UNORDERED], EPS, against=PG_RAW, library="limit", group=group
+            )
+        for name, library in ((PG_ES, "eventsourcing"), (PG_BUSWAY, "busway")):
+            if name in med:
+                table.add(name, med[name], EPS, against=PG_RAW, library=library, group=group)
+        if PG_BUSWAY in med and PG_ES in med:
+            table.add(PG_BUSWAY, med[PG_BUSWAY], EPS, against=PG_ES, library="busway", group=group)
+
+
+def _pg_latency(table: Table, pg: Any, options: Options, es: bool) -> None:
+    samples = options.size(300, 30) + WARM_UP
+    spacing = 0.005
+    followers = [("raw psycopg LISTEN loop", pg.raw_follow)]
+    if es:
+        followers.append(("eventsourcing recorder subscription", pg.es_follow))
+    if pg.has_runner():
+        followers.append(("busway ProjectionRunner", pg.busway_follow))
+    for name, follow in followers:
+        with pg.fresh_schema() as schema:
+            took, handled = follow(schema, samples, spacing)
+        group = f"append to handled, writer in another process, {name}"
+        for p in (50, 99):
+            table.add(
+                f"append() itself, p{p}", percentile(took[WARM_UP:], p) * 1e3, "ms", group=group
+            )
+        for p in (50, 99):
+            table.add(
+                f"append() called to handled, p{p}",
+                percentile(handled[WARM_UP:], p) * 1e3,
+                "ms",
+                library=name,
+                group=group,
+            )
+    table.params.update(
+        {"latency samples": samples - WARM_UP, "spacing between appends (s)": spacing}
+    )
+    table.notes.append(
+        f"latencies: {samples - WARM_UP} appends of one event from a spawned process, "
+        f"{spacing * 1e3:.0f} ms apart, timed with time.time() from the call of append() "
+        "(its commit included) to the follower having the event: a follower may have it "
+        "before the writer hears of the commit"
+    )
+
+
+SUITES = {"eventstore": eventstore_suite, "postgres": postgres_suite}
 
 
 if __name__ == "__main__":

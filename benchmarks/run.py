@@ -38,6 +38,7 @@ SUITES = {
     "types": "dispatch",
     "memory": "memory",
     "eventstore": "eventstore",
+    "postgres": "eventstore",
     "subscriptions": "subscriptions",
 }
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import math
 import multiprocessing
 import sqlite3
 import statistics
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from _harness import Options, Peers, Table, timed
+from _harness import WARM_UP, Options, Peers, Table, percentile, timed
 from eventstore import TYPES, ItemAdded, event, rate
 
 from busway.eventstore import EventStore, EventTypes, RecordedEvent, SQLiteEventStore
@@ -209,7 +208,6 @@ class Stamped:
 
 
 STAMPED = EventTypes(Stamped)
-WARM_UP = 5  # samples left out: the first appends and batches prepare their statements
 
 
 class Arrivals(SQLiteProjection):
@@ -286,12 +284,6 @@ def follow(
     assert count == len(arrived), f"{len(arrived)} of {count} stamped events arrived"
     handled = [a - t for a, t in zip(arrived, took, strict=True)]
     return took[WARM_UP:], handled[WARM_UP:]
-
-
-def percentile(values: list[float], p: float) -> float:
-    """The nearest-rank *p*-th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 # -- the suite --------------------------------------------------------------------------------

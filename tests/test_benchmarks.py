@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import _postgres
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
 SUITES = (
@@ -20,6 +22,7 @@ SUITES = (
     "types",
     "memory",
     "eventstore",
+    "postgres",
     "subscriptions",
 )
 
@@ -59,6 +62,19 @@ def test_quick_run_prints_tables(smoke: tuple[subprocess.CompletedProcess[str], 
     assert re.search(r"^busway CommandBus\.execute +[\d.,]+ +ns/op", out, re.MULTILINE)
     assert re.search(r"^busway ProjectionRunner +[\d.,]+ +events/s", out, re.MULTILINE)
     assert re.search(r"^append\(\) returned to handled, p99 +[\d.,]+ +ms", out, re.MULTILINE)
+
+
+def test_quick_run_measures_postgres_or_says_why_not(
+    smoke: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    """The PostgreSQL suite measures busway beside raw psycopg, or says why it was skipped."""
+    out = smoke[0].stdout
+    if _postgres.unreachable() is None:
+        assert re.search(r"^raw psycopg +[\d.,]+ +events/s", out, re.MULTILINE)
+        assert re.search(r"^busway PostgresEventStore +[\d.,]+ +events/s", out, re.MULTILINE)
+        assert re.search(r"^append\(\) called to handled, p99 +[\d.,]+ +ms", out, re.MULTILINE)
+    else:
+        assert "note: PostgreSQL skipped: " in out
 
 
 def test_quick_run_saves_json(smoke: tuple[subprocess.CompletedProcess[str], Path]) -> None:

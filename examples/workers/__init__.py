@@ -1,0 +1,2 @@
+"""Three worker processes sharing a projection and a saga on PostgreSQL:
+``python -m examples.workers``."""
