@@ -12,8 +12,8 @@ from psycopg_pool import ConnectionPool
 from .._closeable import Closeable
 from ..clock import Clock
 from ..subscriptions._leases import Decision, Lease, Leases, check_clock
-from ._checkpoints import check_key
 from ._db import Database, Flow, Layout, Statement, check_identifier, quoted
+from ._tables import check_key
 
 __all__ = ["PostgresLeaseStore"]
 

@@ -3,11 +3,12 @@
 Five tables share the name given, as in SQLite: the sagas (state and outbox), their
 associations (the index that routes events), their deadlines (indexed by due time), the
 checkpoints of event-store subscriptions and the events those parked. A commit is one
-transaction that first holds its checkpoint's row, then takes a transaction-scoped advisory
-lock for each saga it writes and each association a new saga starts on, in one order for
-every transaction (so that two commits never wait on each other in a circle), and only then
-reads the versions and holders it checks: the checks and the writes are one step for every
-worker, while commits of other sagas and other checkpoints go on beside it.
+transaction that first holds its checkpoint (a lock on its name), then takes a
+transaction-scoped advisory lock for each saga it writes and each association a new saga
+starts on, in one order for every transaction (so that two commits never wait on each
+other in a circle), and only then reads the versions and holders it checks: the checks and
+the writes are one step for every worker, while commits of other sagas and other
+checkpoints go on beside it.
 
 Reads of several rows run in one ``REPEATABLE READ`` snapshot, so that the records agree
 with the index they were found by.
@@ -77,7 +78,7 @@ def _layout(schema: str, t: str) -> Layout:
                 PRIMARY KEY (saga_id, seq)
             )""",
             f'CREATE INDEX "{t}_deadlines_due_ix" ON {q(f"{t}_deadlines")} (due)',
-            *checkpoint_tables(q(checkpoints), q(parked)),
+            *checkpoint_tables(schema, checkpoints, parked),
         ),
         beside=((checkpoints, CHECKPOINT_COLUMNS), (parked, PARKED_COLUMNS)),
         component="sagastore",

@@ -2,25 +2,35 @@
 
 The checkpoint and saga stores keep the same three things per checkpoint name as their
 SQLite twins, under the same rules (busway/subscriptions/_tables.py checks every argument
-and decides every move), in two tables: the checkpoints and the events they parked. Each
-operation is a flow, so that it runs in whatever transaction its store runs it in, with the
-store's other writes, on sync and async connections alike.
+and decides every move), in two tables of one layout: the checkpoints and the events they
+parked. Each operation is a flow, so that it runs in whatever transaction its store runs it
+in, with the store's other writes, on sync and async connections alike.
 
-Many transactions may move one checkpoint at once, on many machines: :meth:`hold` locks the
-checkpoint's row (making it first, at position 0, if there is none yet) until the
-transaction ends, so that the compare-and-set of an advance and the fencing-token check are
-one step. A held row that the transaction then leaves unmoved is rolled back with it, or
-stays at 0, which is where a checkpoint that never moved is.
+Many transactions may move one checkpoint at once, on many machines. :meth:`hold` takes a
+transaction-scoped advisory lock on the checkpoint's name rather than locking its row
+(``INSERT ... ON CONFLICT DO NOTHING`` then ``SELECT ... FOR UPDATE``), because the lock
+holds a checkpoint that has no row yet without writing one: a transaction that commits
+without moving the checkpoint leaves nothing behind (no row at 0 that ``names()`` would
+list as saved), and there is no moment between two statements at which a row deleted by
+hand leaves nothing to lock. PostgreSQL releases the lock only once the commit is visible,
+also when the connection breaks, so the next holder's statements (at ``READ COMMITTED``,
+PostgreSQL's default) read what the last one committed. The key is a 64-bit hash of the
+table and name: two names whose keys collide only wait for each other.
 
 The parked table keeps the event's text fields as UTF-8 ``bytea``, because PostgreSQL text
 cannot hold the NUL character, which event fields may; its moment is a ``timestamptz``.
+
+A store whose callers run code of their own in its transactions (a projection's handlers)
+makes the tables with a guard: a deferred constraint trigger that refuses to commit while
+:meth:`PostgresCheckpoints.guard` is on, so that a handler's own ``COMMIT`` rolls the batch
+back, checkpoint and read model together.
 """
 
 from __future__ import annotations
 
 from typing import Final, final
 
-from ..errors import LeaseLostError, StoreFormatError
+from ..errors import InvalidArgumentError, LeaseLostError, StoreFormatError
 from ..subscriptions import Advance, ParkedEvent
 from ..subscriptions._tables import (
     PARKED_COLUMNS,
@@ -31,23 +41,37 @@ from ..subscriptions._tables import (
     check_parked,
     refuse,
 )
-from ._db import AsyncDatabase, Database, Flow, Statement
+from ._db import AsyncDatabase, Database, Flow, Statement, quoted
 
-__all__ = ["PostgresCheckpoints", "checkpoint_tables"]
+__all__ = ["PostgresCheckpoints", "check_key", "checkpoint_tables"]
 
 _TEXTS: Final = (2, 5, 6)  # the columns of stream_id, type and error in PARKED_COLUMNS
+_HANDLING: Final = "busway.handling"
+"""The setting that is 'on' while the runner's handlers run, which the guard refuses to commit."""
 
 
-def checkpoint_tables(table: str, parked: str) -> tuple[str, str]:
+def check_key(name: object, argument: str = "name") -> str:
+    """Return *name* if it can name a checkpoint or lease in PostgreSQL (its text has no NUL)."""
+    name = check_name(name, argument)
+    if "\x00" in name:
+        raise InvalidArgumentError(argument, name, "text without NUL, which PostgreSQL refuses")
+    return name
+
+
+def checkpoint_tables(
+    schema: str, table: str, parked: str, *, guarded: bool = False
+) -> tuple[str, ...]:
     """Return the statements that make checkpoint table *table* and table *parked* beside.
 
-    Both names are quoted and schema-qualified already (see ``Database.table``).
+    *guarded*: also make the guard (a function named after *table* with ``_guard`` added,
+    and its trigger), for a store that lends its transactions' connections to handlers.
     """
-    return (
-        f'CREATE TABLE {table} (name TEXT COLLATE "C" PRIMARY KEY, '
+    t, p = quoted(schema, table), quoted(schema, parked)
+    tables = (
+        f'CREATE TABLE {t} (name TEXT COLLATE "C" PRIMARY KEY, '
         "position BIGINT NOT NULL CHECK (position >= 0), "
         "token BIGINT NOT NULL DEFAULT 0 CHECK (token >= 0))",
-        f"""CREATE TABLE {parked} (
+        f"""CREATE TABLE {p} (
             subscription TEXT COLLATE "C" NOT NULL,
             position BIGINT NOT NULL CHECK (position >= 1),
             stream_id BYTEA NOT NULL CHECK (octet_length(stream_id) > 0),
@@ -59,6 +83,22 @@ def checkpoint_tables(table: str, parked: str) -> tuple[str, str]:
             parked_at TIMESTAMPTZ NOT NULL,
             PRIMARY KEY (subscription, position)
         )""",
+    )
+    if not guarded:
+        return tables
+    guard = quoted(schema, f"{table}_guard")
+    return (
+        *tables,
+        f"""CREATE FUNCTION {guard}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('{_HANDLING}', true) = 'on' THEN
+                RAISE EXCEPTION 'busway refused a COMMIT run while projection handlers '
+                    'ran in the runner''s transaction; the batch is rolled back';
+            END IF;
+            RETURN NULL;
+        END $$""",
+        f"CREATE CONSTRAINT TRIGGER busway_guard AFTER INSERT OR UPDATE ON {t} "
+        f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {guard}()",
     )
 
 
@@ -75,8 +115,8 @@ class PostgresCheckpoints:
     """Positions, fencing tokens and parked events in checkpoint table *table* and *parked*.
 
     Every method returns a flow: run it with ``db.run`` (its own transaction) or with
-    ``drive``/``adrive`` on a connection in the caller's transaction, to commit it with the
-    caller's writes. *db* names the tables' schema and location; it is not used otherwise.
+    ``drive`` on a connection in the caller's transaction, to commit it with the caller's
+    writes. *db* names the tables' schema and location; it is not used otherwise.
     """
 
     def __init__(self, db: Database | AsyncDatabase, table: str, parked: str) -> None:
@@ -84,19 +124,20 @@ class PostgresCheckpoints:
         self.parked_table = parked
         self._location = db.location
         self._kind = db.layout.kind
+        self._key = f"busway checkpoint {db.schema}.{table} "
         t, p = db.table(table), db.table(parked)
-        self._sql_hold = (
-            f"INSERT INTO {t} (name, position, token) VALUES (%s, 0, 0) "
-            "ON CONFLICT (name) DO NOTHING"
-        )
-        self._sql_held = f"SELECT position, token FROM {t} WHERE name = %s FOR UPDATE"
         self._sql_row = f"SELECT position, token FROM {t} WHERE name = %s"
-        self._sql_rows = f"SELECT name, position FROM {t}"
+        self._sql_rows = f'SELECT name, position FROM {t} ORDER BY name COLLATE "C"'
         self._sql_save = (
             f"INSERT INTO {t} (name, position) VALUES (%s, %s) "
             "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
         )
-        self._sql_fence = f"UPDATE {t} SET token = %s WHERE name = %s"
+        # One statement on the way that matters: it stores the token unless a higher one is.
+        self._sql_fence = (
+            f"INSERT INTO {t} AS c (name, position, token) VALUES (%s, 0, %s) "
+            "ON CONFLICT (name) DO UPDATE SET token = excluded.token "
+            "WHERE c.token <= excluded.token RETURNING 1"
+        )
         self._sql_advance = (
             f"INSERT INTO {t} (name, position, token) VALUES (%s, %s, %s) ON CONFLICT (name) "
             "DO UPDATE SET position = excluded.position, token = excluded.token"
@@ -122,7 +163,7 @@ class PostgresCheckpoints:
     def positions(self) -> Flow[dict[str, int]]:
         """Return every checkpoint's position, by name (sorted)."""
         rows = yield Statement(self._sql_rows)
-        return dict(sorted(rows))
+        return dict(rows)
 
     def names(self) -> Flow[list[str]]:
         """Return the name of every checkpoint, sorted."""
@@ -130,7 +171,7 @@ class PostgresCheckpoints:
 
     def row(self, name: str) -> Flow[tuple[int, int]]:
         """Return checkpoint *name*'s position and token, ``(0, 0)`` if it has no row."""
-        rows = yield Statement(self._sql_row, (check_name(name),))
+        rows = yield Statement(self._sql_row, (check_key(name),))
         return (rows[0][0], rows[0][1]) if rows else (0, 0)
 
     def position(self, name: str) -> Flow[int]:
@@ -143,7 +184,7 @@ class PostgresCheckpoints:
 
     def parked(self, name: str) -> Flow[list[ParkedEvent]]:
         """Return the events parked on checkpoint *name*, by position."""
-        rows = yield Statement(self._sql_parked, (check_name(name),))
+        rows = yield Statement(self._sql_parked, (check_key(name),))
         events = []
         for stored in rows:
             row = list(stored)
@@ -154,34 +195,37 @@ class PostgresCheckpoints:
             )
         return events
 
-    # -- writing -------------------------------------------------------------------------
+    # -- holding -------------------------------------------------------------------------
 
-    def hold(self, name: str) -> Flow[tuple[int, int]]:
-        """Lock checkpoint *name*'s row until the transaction ends; return position and token.
+    def hold(self, name: str) -> Flow[None]:
+        """Lock checkpoint *name*, row or no row, until the transaction ends."""
+        yield Statement(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (self._key + check_key(name),)
+        )
 
-        A checkpoint without a row gets one at position 0 and token 0 first, so that it is
-        held too.
+    def guard(self, on: bool) -> Flow[None]:
+        """Turn on (or off) the refusal to commit, in tables made ``guarded``.
+
+        It is set in the transaction, not in a savepoint, whose rollback would undo it.
         """
-        yield Statement(self._sql_hold, (check_name(name),))
-        rows = yield Statement(self._sql_held, (name,))
-        return rows[0][0], rows[0][1]
+        yield Statement("SELECT set_config(%s, %s, true)", (_HANDLING, "on" if on else "off"))
+
+    # -- writing -------------------------------------------------------------------------
 
     def save(self, name: str, position: int) -> Flow[None]:
         """Set checkpoint *name* to *position*, whatever it was, keeping its token."""
         check_count("position", position, 0)
-        yield Statement(self._sql_save, (check_name(name), position))
+        yield Statement(self._sql_save, (check_key(name), position))
 
     def fence(self, name: str, token: int) -> Flow[None]:
         """Record *token* as checkpoint *name*'s; raise LeaseLostError if a later one moved it."""
         check_count("token", token, 0)
-        _, stored = yield from self.hold(name)
-        if stored > token:
-            raise LeaseLostError(name, token, stored)
-        yield Statement(self._sql_fence, (token, name))
+        if not (yield Statement(self._sql_fence, (check_key(name), token))):
+            raise LeaseLostError(name, token, (yield from self.token(name)))
 
     def park(self, name: str, parked: ParkedEvent) -> Flow[None]:
         """Keep *parked* on checkpoint *name*, in place of any event parked at its position."""
-        p = check_parked(parked, check_name(name))
+        p = check_parked(parked, check_key(name))
         yield Statement(
             self._sql_park,
             (
@@ -200,12 +244,13 @@ class PostgresCheckpoints:
     def unpark(self, name: str, position: int) -> Flow[bool]:
         """Forget the event parked on checkpoint *name* at *position*; tell whether one was."""
         check_count("position", position, 1)
-        return bool((yield Statement(self._sql_unpark, (check_name(name), position))))
+        return bool((yield Statement(self._sql_unpark, (check_key(name), position))))
 
     def check(self, advance: Advance) -> Flow[Advance]:
         """Return *advance*, checked, its checkpoint held; raise if it may not make that move."""
         advance = check_advance(advance)
-        refuse(advance, *(yield from self.hold(advance.name)))
+        yield from self.hold(check_key(advance.name, "checkpoint.name"))
+        refuse(advance, *(yield from self.row(advance.name)))
         return advance
 
     def advance(self, advance: Advance) -> Flow[None]:

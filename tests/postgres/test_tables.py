@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from busway.errors import CheckpointMovedError, LeaseLostError, StoreFormatError
+from busway.errors import (
+    CheckpointMovedError,
+    InvalidArgumentError,
+    LeaseLostError,
+    StoreFormatError,
+    StoreUnavailableError,
+)
 from busway.postgres._db import Database, Flow, Layout, drive
 from busway.postgres._tables import PostgresCheckpoints, checkpoint_tables
 from busway.subscriptions import Advance
@@ -21,7 +29,7 @@ def tables(postgres_dsn: str, pg_schema: str) -> Iterator[tuple[Database, Postgr
     layout = Layout(
         kind="a checkpoint store",
         tables=("cp", "cp_parked"),
-        create=checkpoint_tables(f'"{pg_schema}"."cp"', f'"{pg_schema}"."cp_parked"'),
+        create=checkpoint_tables(pg_schema, "cp", "cp_parked"),
         columns=CHECKPOINT_COLUMNS,
         beside=(("cp_parked", PARKED_COLUMNS),),
     )
@@ -89,3 +97,78 @@ def test_an_advance_is_a_compare_and_set_with_fencing(
         db.run(move(Advance("c", 5, 6, token=1)))
     db.run(move(Advance("c", 5, 6, token=2, unpark=3)))
     assert ((6, 2), []) == (db.run(rows.row("c")), db.run(rows.parked("c")))
+
+
+def test_a_name_postgresql_cannot_hold_is_refused(
+    tables: tuple[Database, PostgresCheckpoints],
+) -> None:
+    """A checkpoint name with NUL in it raises InvalidArgumentError, in an advance too."""
+    db, rows = tables
+    with pytest.raises(InvalidArgumentError, match="NUL"):
+        db.run(rows.row("a\x00b"))
+    with pytest.raises(InvalidArgumentError, match=r"checkpoint\.name.*NUL"):
+        db.run(rows.check(Advance("a\x00b", 0, 1)))
+
+
+def test_a_hold_waits_for_the_holder_and_leaves_no_row(
+    tables: tuple[Database, PostgresCheckpoints],
+) -> None:
+    """A second hold on a name without a row waits for the first; holding alone stores none."""
+    db, rows = tables
+    backend: list[int] = []
+    held = threading.Event()
+
+    def second() -> None:
+        with db.transaction() as conn:
+            backend.append(conn.info.backend_pid)
+            drive(conn, rows.hold("new"))
+            held.set()
+
+    def waiting() -> bool:
+        with db.transaction() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event = 'advisory'",
+                backend,
+            ).fetchall()
+        return bool(found)
+
+    with db.transaction() as conn:
+        drive(conn, rows.hold("new"))
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not (backend and waiting()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (False, True) == (held.is_set(), bool(backend) and waiting())
+    waiter.join(timeout=30)
+    assert held.is_set()
+    assert ([], (0, 0)) == (db.run(rows.names()), db.run(rows.row("new")))
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_only_guarded_tables_refuse_a_commit_while_handlers_run(
+    postgres_dsn: str, pg_schema: str, guarded: bool
+) -> None:
+    """With the guard on, guarded tables refuse to commit a checkpoint; the others commit it."""
+    layout = Layout(
+        kind="a checkpoint store",
+        tables=("cp", "cp_parked"),
+        create=checkpoint_tables(pg_schema, "cp", "cp_parked", guarded=guarded),
+    )
+    db = Database(postgres_dsn, layout, schema=pg_schema)
+    try:
+        db.ready()
+        rows = PostgresCheckpoints(db, "cp", "cp_parked")
+
+        def save_guarded() -> Flow[None]:
+            yield from rows.guard(True)
+            yield from rows.save("c", 1)
+
+        if guarded:
+            with pytest.raises(StoreUnavailableError, match="refused a COMMIT"):
+                db.run(save_guarded())
+        else:
+            db.run(save_guarded())
+        assert (0 if guarded else 1) == db.run(rows.position("c"))
+    finally:
+        db.close()
