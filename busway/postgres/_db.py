@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = TypeVar("P", ConnectionPool[Any], AsyncConnectionPool[Any])
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SCHEMA_TABLE: Final = "busway_schema"
@@ -336,6 +337,32 @@ def _writing(sent: list[Statement]) -> bool:
     return bool(sent) and sent[0].writes
 
 
+def _pool(dsn_or_pool: object, kind: type[P]) -> tuple[P, bool, str]:
+    """Return the pool a store uses, whether it is the store's own, and what it connects to.
+
+    Given a DSN, the store's own pool: up to 8 autocommit connections, each checked before
+    it is lent, so that one the server dropped is replaced instead of failing a call.
+    """
+    if isinstance(dsn_or_pool, kind):
+        return dsn_or_pool, False, connect_args(dsn_or_pool)[0]
+    if not isinstance(dsn_or_pool, str):
+        raise InvalidArgumentError(
+            "dsn_or_pool", dsn_or_pool, f"a DSN (str) or a psycopg_pool.{kind.__name__}"
+        )
+    conninfo = _check_dsn(dsn_or_pool)
+    pool = kind(
+        conninfo,
+        min_size=1,
+        max_size=8,
+        open=False,
+        timeout=_POOL_TIMEOUT,
+        check=kind.check_connection,
+        kwargs={"autocommit": True},
+        name="busway",
+    )
+    return pool, True, conninfo
+
+
 class _Where:
     """What both databases know: the layout, the schema, and how to name where they are."""
 
@@ -366,27 +393,7 @@ class Database(_Where):
     def __init__(
         self, dsn_or_pool: str | ConnectionPool[Any], layout: Layout, *, schema: str
     ) -> None:
-        if isinstance(dsn_or_pool, ConnectionPool):
-            self.owned = False
-            self.pool = dsn_or_pool
-            conninfo, _ = connect_args(dsn_or_pool)
-        elif isinstance(dsn_or_pool, str):
-            self.owned = True
-            conninfo = _check_dsn(dsn_or_pool)
-            self.pool = ConnectionPool(
-                conninfo,
-                min_size=1,
-                max_size=8,
-                open=False,
-                timeout=_POOL_TIMEOUT,
-                check=ConnectionPool.check_connection,
-                kwargs={"autocommit": True},
-                name="busway",
-            )
-        else:
-            raise InvalidArgumentError(
-                "dsn_or_pool", dsn_or_pool, "a DSN (str) or a psycopg_pool.ConnectionPool"
-            )
+        self.pool, self.owned, conninfo = _pool(dsn_or_pool, ConnectionPool)
         self._describe(conninfo, layout, schema)
         self._ready = False
         self._opening = threading.Lock()
@@ -455,27 +462,7 @@ class AsyncDatabase(_Where):
     def __init__(
         self, dsn_or_pool: str | AsyncConnectionPool[Any], layout: Layout, *, schema: str
     ) -> None:
-        if isinstance(dsn_or_pool, AsyncConnectionPool):
-            self.owned = False
-            self.pool = dsn_or_pool
-            conninfo, _ = connect_args(dsn_or_pool)
-        elif isinstance(dsn_or_pool, str):
-            self.owned = True
-            conninfo = _check_dsn(dsn_or_pool)
-            self.pool = AsyncConnectionPool(
-                conninfo,
-                min_size=1,
-                max_size=8,
-                open=False,
-                timeout=_POOL_TIMEOUT,
-                check=AsyncConnectionPool.check_connection,
-                kwargs={"autocommit": True},
-                name="busway",
-            )
-        else:
-            raise InvalidArgumentError(
-                "dsn_or_pool", dsn_or_pool, "a DSN (str) or a psycopg_pool.AsyncConnectionPool"
-            )
+        self.pool, self.owned, conninfo = _pool(dsn_or_pool, AsyncConnectionPool)
         self._describe(conninfo, layout, schema)
         self._ready = False
         self._opening = asyncio.Lock()
