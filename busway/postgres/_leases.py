@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from datetime import UTC
 from typing import Any, Final, final
 
 from psycopg_pool import ConnectionPool
 
-from .._closeable import Closeable
 from ..clock import Clock
 from ..subscriptions._leases import Decision, Lease, Leases, check_clock
 from ._db import Database, Flow, Layout, Statement, check_identifier, quoted
+from ._store import PostgresStore
 from ._tables import check_key
 
 __all__ = ["PostgresLeaseStore"]
@@ -22,7 +21,7 @@ _SELECT: Final = "SELECT name, owner, token, expires_at AT TIME ZONE 'UTC' FROM 
 
 
 @final
-class PostgresLeaseStore(Leases, Closeable):
+class PostgresLeaseStore(Leases, PostgresStore):
     """A :class:`~busway.subscriptions.LeaseStore` in a table of a PostgreSQL database.
 
     Each acquire, renew and release is one transaction that locks the name's row
@@ -60,8 +59,7 @@ class PostgresLeaseStore(Leases, Closeable):
             columns=_COLUMNS,
             component="leases",
         )
-        self._db = Database(dsn_or_pool, layout, schema=schema)
-        self._lock = threading.Lock()  # only closing takes it: the pool serves the threads
+        super().__init__(Database(dsn_or_pool, layout, schema=schema))
         self._sql_one = _SELECT.format(t=q) + " WHERE name = %s"
         self._sql_all = _SELECT.format(t=q)
         self._sql_insert = (
@@ -69,15 +67,6 @@ class PostgresLeaseStore(Leases, Closeable):
             "ON CONFLICT (name) DO NOTHING RETURNING name"
         )
         self._sql_update = f"UPDATE {q} SET owner = %s, token = %s, expires_at = %s WHERE name = %s"
-
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<PostgresLeaseStore {self._db.location}{state}>"
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        self._check_open()
-        self._db.ready()
-        return self._db.run(flow)
 
     def _change(self, name: str, decide: Decision) -> Lease | None:
         lease: Lease | None = self._run(self._changing(check_key(name), decide))
@@ -106,9 +95,6 @@ class PostgresLeaseStore(Leases, Closeable):
 
     def _every(self) -> Iterable[Lease]:
         return [_lease(row) for row in self._run(_rows(self._sql_all, ()))]
-
-    def _release(self) -> None:
-        self._db.close()
 
 
 def _rows(sql: str, params: tuple[object, ...]) -> Flow[list[tuple[Any, ...]]]:
