@@ -89,7 +89,7 @@ def test_the_wheel_needs_only_attrs_cattrs_and_typing_extensions(wheel: Path) ->
     requires = metadata(wheel).get_all("Requires-Dist") or []
     runtime = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
     assert ["attrs", "cattrs", "typing-extensions"] == runtime
-    assert ["bench", "dev", "fast", "postgres", "test"] == sorted(
+    assert ["bench", "dev", "docs", "fast", "postgres", "test"] == sorted(
         metadata(wheel).get_all("Provides-Extra") or []
     )
 
@@ -107,7 +107,7 @@ def test_the_wheel_links_to_the_repository(wheel: Path) -> None:
 
 
 def test_the_sdist_holds_the_tests_and_docs_but_not_ci(dist: Path) -> None:
-    """The sdist carries what runs the suite (tests, docs, conftest.py), not the CI script."""
+    """The sdist carries what runs the suite and builds the site (tests, docs), not the CI."""
     (sdist,) = dist.glob("busway-*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
@@ -119,6 +119,8 @@ def test_the_sdist_holds_the_tests_and_docs_but_not_ci(dist: Path) -> None:
         "busway/demo/__main__.py",
         "tests/orders/test_demo.py",
         "docs/tutorial.md",
+        "docs/reference/busway.md",
+        "mkdocs.yml",
         "examples/booking/__main__.py",
     } <= names
     assert [] == [name for name in names if name.startswith(".ci/") or "__pycache__" in name]
