@@ -8,7 +8,7 @@
 Each suite prints a table of medians with ratios and writes ``<results>/<suite>.json``
 (default ``benchmarks/results/``). A full run of every suite also draws PNG plots into
 ``docs/img/`` when matplotlib is installed; ``--plots DIR`` draws them anywhere, after any
-run.
+run, and ``python benchmarks/_plots.py RESULTS`` redraws them from saved results alone.
 """
 
 from __future__ import annotations
