@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import tempfile
 import uuid
@@ -286,6 +287,24 @@ def test_recording_times_are_read_in_utc(
     (recorded,) = store.read_stream("o-1")
     assert read == recorded.recorded_at
     assert UTC is recorded.recorded_at.tzinfo
+
+
+def test_recording_times_are_stored_in_utc_to_the_microsecond(
+    store: SQLiteEventStore, path: Path
+) -> None:
+    """Each append stores its time as ISO 8601 text in UTC with six digits of microseconds."""
+    before = datetime.now(UTC)
+    for n in range(3):
+        store.append(f"o-{n}", [OrderCancelled(f"o-{n}")])
+    after = datetime.now(UTC)
+    stored = [at for (at,) in _query(path, "SELECT recorded_at FROM events ORDER BY position")]
+    for text, (recorded,) in zip(
+        stored, (store.read_stream(f"o-{n}") for n in range(3)), strict=True
+    ):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", str(text))
+        assert before <= recorded.recorded_at <= after
+        assert datetime.fromisoformat(str(text)) == recorded.recorded_at
+    assert stored == sorted(stored)
 
 
 def test_unknown_type_in_the_file(store: SQLiteEventStore, path: Path) -> None:
