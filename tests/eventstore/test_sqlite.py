@@ -32,6 +32,7 @@ from busway.eventstore import (
     SQLiteEventStore,
     StoreClosedError,
     StoreFormatError,
+    StoreUnavailableError,
     UnknownEventTypeError,
 )
 
@@ -356,6 +357,35 @@ def test_a_given_connection_is_not_closed(tmp_path: Path) -> None:
     try:
         SQLiteEventStore(connection, types=types()).close()
         assert [(1,)] == connection.execute("SELECT 1").fetchall()
+    finally:
+        connection.close()
+
+
+def test_an_append_whose_commit_is_refused_stores_nothing(tmp_path: Path) -> None:
+    """An append SQLite refuses to commit is rolled back whole and raises StoreUnavailableError."""
+    connection = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    try:
+        with SQLiteEventStore(connection, types=types()) as store:
+            # A deferred foreign key is checked at COMMIT: a trigger breaking one makes
+            # SQLite refuse the commit and keep the transaction open.
+            connection.executescript(
+                """
+                PRAGMA foreign_keys = ON;
+                CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                CREATE TABLE child (
+                    parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED
+                );
+                CREATE TRIGGER orphan AFTER INSERT ON events BEGIN
+                    INSERT INTO child (parent) VALUES (99);
+                END;
+                """
+            )
+            with pytest.raises(StoreUnavailableError, match="FOREIGN KEY"):
+                store.append("o-1", [OrderCancelled("o-1")])
+            assert not connection.in_transaction
+            assert [] == store.read_stream("o-1")
+            connection.execute("DROP TRIGGER orphan")
+            assert 1 == store.append("o-1", [OrderCancelled("o-1")])
     finally:
         connection.close()
 
