@@ -386,7 +386,7 @@ class Database:
 
 
 class _Transaction:
-    """:meth:`Database.transaction`'s block: a class, not a generator, as it runs per append."""
+    """:meth:`Database.transaction`'s block: a class, not a generator: every write runs in it."""
 
     __slots__ = ("_conn", "_savepoint")
 
