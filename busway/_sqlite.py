@@ -370,43 +370,60 @@ class Database:
             "both may be read and written"
         )
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> _Transaction:
         """Run the block in a write transaction, or in a savepoint of the caller's one.
 
         Savepoints nest: a block inside a block undoes only its own writes when it raises.
         A block that ended the transaction itself (a commit, a rollback, or closing the
         connection) is left to say so.
         """
-        conn = self.conn
-        if conn.in_transaction:
-            conn.execute("SAVEPOINT busway")
-            try:
-                yield conn
-            except BaseException:
-                if _in_transaction(conn):
-                    conn.execute("ROLLBACK TO busway")
-                    conn.execute("RELEASE busway")
-                raise
-            if _in_transaction(conn):
-                conn.execute("RELEASE busway")
-            return
-        # IMMEDIATE takes the write lock before anything is read, so that what the block
-        # checks still holds when it writes, for every thread and process.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            if _in_transaction(conn):  # else the block ended it, and says so itself
-                conn.execute("COMMIT")
-        except BaseException:
-            if _in_transaction(conn):  # else SQLite already rolled back
-                conn.rollback()
-            raise
+        return _Transaction(self.conn)
 
     def close(self) -> None:
         """Close the connection if it was opened here; closing twice is harmless."""
         if self.owned:
             self.conn.close()
+
+
+class _Transaction:
+    """:meth:`Database.transaction`'s block: a class, not a generator: every write runs in it."""
+
+    __slots__ = ("_conn", "_savepoint")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        conn = self._conn
+        self._savepoint = conn.in_transaction
+        # IMMEDIATE takes the write lock before anything is read, so that what the block
+        # checks still holds when it writes, for every thread and process.
+        conn.execute("SAVEPOINT busway" if self._savepoint else "BEGIN IMMEDIATE")
+        return conn
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        if not _in_transaction(conn):
+            return  # the block ended it, and says so itself (or SQLite rolled back)
+        if self._savepoint:
+            if error is not None:
+                conn.execute("ROLLBACK TO busway")
+            conn.execute("RELEASE busway")
+            return
+        try:
+            if error is None:
+                conn.execute("COMMIT")
+                return
+        except BaseException:
+            if _in_transaction(conn):  # a commit SQLite refused leaves nothing half done
+                conn.rollback()
+            raise
+        conn.rollback()
 
 
 class _Turns(AbstractContextManager[None]):

@@ -162,7 +162,6 @@ class SQLiteEventStore(SQLiteStore):
         stream, expected, pending = prepare(
             self.types, stream_id, events, expected_version, metadata
         )
-        ids = [p[0] for p in pending]
         try:
             with self._lock:
                 self._check_open()
@@ -170,6 +169,7 @@ class SQLiteEventStore(SQLiteStore):
                     row = self._conn.execute(self._sql_version, (stream,)).fetchone()
                     current = 0 if row is None else row[0]
                     if not matches(expected, current):
+                        ids = [p[0] for p in pending]
                         found = self._find(ids)
                         if found:
                             return resolve_existing(stream, expected, ids, found)
@@ -184,6 +184,7 @@ class SQLiteEventStore(SQLiteStore):
                         raise _IdTaken from exc
         except _IdTaken:
             # The partial batch is rolled back; stored ids are never removed, so they are there.
+            ids = [p[0] for p in pending]
             with self._lock:
                 self._check_open()
                 found = self._find(ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import tempfile
 import uuid
@@ -31,6 +32,7 @@ from busway.eventstore import (
     SQLiteEventStore,
     StoreClosedError,
     StoreFormatError,
+    StoreUnavailableError,
     UnknownEventTypeError,
 )
 
@@ -288,6 +290,24 @@ def test_recording_times_are_read_in_utc(
     assert UTC is recorded.recorded_at.tzinfo
 
 
+def test_recording_times_are_stored_in_utc_to_the_microsecond(
+    store: SQLiteEventStore, path: Path
+) -> None:
+    """Each append stores its time as ISO 8601 text in UTC with six digits of microseconds."""
+    before = datetime.now(UTC)
+    for n in range(3):
+        store.append(f"o-{n}", [OrderCancelled(f"o-{n}")])
+    after = datetime.now(UTC)
+    stored = [str(at) for (at,) in _query(path, "SELECT recorded_at FROM events ORDER BY position")]
+    for text, (recorded,) in zip(
+        stored, (store.read_stream(f"o-{n}") for n in range(3)), strict=True
+    ):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", text)
+        assert before <= recorded.recorded_at <= after
+        assert datetime.fromisoformat(text) == recorded.recorded_at
+    assert stored == sorted(stored)
+
+
 def test_unknown_type_in_the_file(store: SQLiteEventStore, path: Path) -> None:
     """A row whose type no class is registered for names the type and the position."""
     store.append("o-1", [OrderCancelled("o-1")])
@@ -337,6 +357,35 @@ def test_a_given_connection_is_not_closed(tmp_path: Path) -> None:
     try:
         SQLiteEventStore(connection, types=types()).close()
         assert [(1,)] == connection.execute("SELECT 1").fetchall()
+    finally:
+        connection.close()
+
+
+def test_an_append_whose_commit_is_refused_stores_nothing(tmp_path: Path) -> None:
+    """An append SQLite refuses to commit is rolled back whole and raises StoreUnavailableError."""
+    connection = sqlite3.connect(tmp_path / "app.db", isolation_level=None)
+    try:
+        with SQLiteEventStore(connection, types=types()) as store:
+            # A deferred foreign key is checked at COMMIT: a trigger breaking one makes
+            # SQLite refuse the commit and keep the transaction open.
+            connection.executescript(
+                """
+                PRAGMA foreign_keys = ON;
+                CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                CREATE TABLE child (
+                    parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED
+                );
+                CREATE TRIGGER orphan AFTER INSERT ON events BEGIN
+                    INSERT INTO child (parent) VALUES (99);
+                END;
+                """
+            )
+            with pytest.raises(StoreUnavailableError, match="FOREIGN KEY"):
+                store.append("o-1", [OrderCancelled("o-1")])
+            assert not connection.in_transaction
+            assert [] == store.read_stream("o-1")
+            connection.execute("DROP TRIGGER orphan")
+            assert 1 == store.append("o-1", [OrderCancelled("o-1")])
     finally:
         connection.close()
 
