@@ -335,6 +335,7 @@ def test_an_untraced_batch_has_no_links_and_an_empty_one_no_span(
     runner = ProjectionRunner(store, Orders(), observer=observer)
     assert 1 == runner.run_until_caught_up()
     assert [] == links_of(spans(exporter)["process order.placed"])
+    assert "batches()" in repr(observer)
     with observer.batch("orders", "orders[1/2]", []):
         pass
     assert 1 == len(exporter.get_finished_spans())
