@@ -213,7 +213,7 @@ def test_a_batch_of_several_appends_links_to_each_once(
     """A batch counts its events, and links once to each append they came from."""
     store = traced(InMemoryEventStore(types=TYPES), tracer_provider=provider)
     store.append("order-1", [OrderPlaced("1"), OrderShipped("1")])
-    store.append("order-2", iter([OrderPlaced("2")]))
+    store.append("order-2", (e for e in [OrderPlaced("2")]))
     store.store.append("order-3", [OrderPlaced("3")])
     runner = ProjectionRunner(store, Orders(), observer=batches(tracer_provider=provider))
     assert 4 == runner.run_until_caught_up()
@@ -318,6 +318,8 @@ def test_metadata_the_caller_gives_is_kept_and_wins(
         store.append("order-1", [OrderPlaced("2")], metadata=cast(Any, ["not", "a", "mapping"]))
     with pytest.raises(InvalidArgumentError):
         store.append("order-1", cast(Any, "not events"))
+    with pytest.raises(InvalidArgumentError):
+        store.append("order-1", cast(Any, 42))
     with pytest.raises(UnknownEventTypeError):
         store.append("order-1", [object()])
     assert 1 == store.head_position()

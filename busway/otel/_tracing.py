@@ -165,8 +165,11 @@ def _sending(
 
 
 def _listed(events: Iterable[object]) -> Iterable[object]:
-    # An iterator is read once, to name its events, and the list appended.
-    return list(events) if isinstance(events, Iterator) else events
+    # Events given otherwise than as a list are read once, to name them, and the list
+    # appended; what is no list of events at all goes to the store, which says so.
+    if isinstance(events, list | tuple | str | bytes | Mapping) or not isinstance(events, Iterable):
+        return events
+    return list(events)
 
 
 def _no_signal(store: object) -> AttributeError:
