@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -422,3 +424,14 @@ def test_only_event_stores_are_wrapped() -> None:
         TracedEventStore(cast(Any, AsyncInMemoryEventStore(types=TYPES)))
     with pytest.raises(InvalidArgumentError, match="an AsyncEventStore"):
         AsyncTracedEventStore(cast(Any, InMemoryEventStore(types=TYPES)))
+
+
+def test_without_opentelemetry_the_import_says_which_extra_to_install() -> None:
+    """Importing busway.otel where OpenTelemetry is missing names the extra that brings it."""
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "try:\n    import busway.otel\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "pip install 'busway[otel]'" in out.stdout

@@ -9,6 +9,26 @@ follow OpenTelemetry's semantic conventions for messaging, with ``messaging.syst
 to ``"busway"``. ``import busway`` never imports this module, nor OpenTelemetry.
 """
 
-from ._tracing import AsyncTracedEventStore, TracedEventStore, batches, traced, tracing
+
+def _require_the_api() -> None:
+    """Say which extra to install when OpenTelemetry's API is missing."""
+    try:
+        import opentelemetry.trace  # noqa: F401 - imported only to see that it is there
+    except ImportError as error:  # pragma: no cover - run by a test in a process without it
+        raise ImportError(
+            "busway.otel needs OpenTelemetry's API: install it with pip install 'busway[otel]'",
+            name=error.name,
+        ) from error
+
+
+_require_the_api()
+
+from ._tracing import (  # noqa: E402 - after the check, which names the extra to install
+    AsyncTracedEventStore,
+    TracedEventStore,
+    batches,
+    traced,
+    tracing,
+)
 
 __all__ = ["AsyncTracedEventStore", "TracedEventStore", "batches", "traced", "tracing"]
