@@ -85,13 +85,16 @@ def metadata(wheel: Path) -> Message:
 
 
 def test_the_wheel_needs_only_attrs_cattrs_and_typing_extensions(wheel: Path) -> None:
-    """The runtime dependencies are three; msgspec, psycopg and the tools are extras."""
+    """The runtime dependencies are three; msgspec, psycopg, OTel and the tools are extras."""
     requires = metadata(wheel).get_all("Requires-Dist") or []
     runtime = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
     assert ["attrs", "cattrs", "typing-extensions"] == runtime
-    assert ["bench", "dev", "docs", "fast", "postgres", "test"] == sorted(
+    assert ["bench", "dev", "docs", "fast", "otel", "postgres", "test"] == sorted(
         metadata(wheel).get_all("Provides-Extra") or []
     )
+    # Tracing asks for the API alone: the application brings the SDK it exports with.
+    otel = [r.split(">")[0] for r in requires if r.endswith(("extra == 'otel'", 'extra == "otel"'))]
+    assert ["opentelemetry-api"] == otel
 
 
 def test_the_wheel_links_to_the_repository(wheel: Path) -> None:

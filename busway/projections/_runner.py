@@ -42,6 +42,7 @@ from ..subscriptions._engine import (
     Wait,
 )
 from ..subscriptions._leases import LeaseStore
+from ..subscriptions._observe import BatchObserver
 from ..subscriptions._policy import OnError
 from ..subscriptions._records import ParkedEvent
 from ._checkpoints import CheckpointStore, CheckpointTransaction, InMemoryCheckpointStore
@@ -116,10 +117,19 @@ class _Feed:
     Every method is a flow of one blocking call on the checkpoint store.
     """
 
-    def __init__(self, name: str, projection: ProjectionBase, checkpoints: CheckpointStore) -> None:
+    def __init__(
+        self,
+        name: str,
+        projection: ProjectionBase,
+        checkpoints: CheckpointStore,
+        observer: BatchObserver | None = None,
+    ) -> None:
         self.name = name
         self.projection = projection
         self.checkpoints = checkpoints
+        self._observer = observer
+        # Chosen once: a runner without an observer handles a batch as if none existed.
+        self._batch = self._apply if observer is None else self._observed
         # A WritingProjection writes only through the transaction's connection, whose
         # savepoints undo those writes: its batch runs in one savepoint, and after a failure
         # the events before it run again. What a projection in memory did stays done, so
@@ -151,7 +161,7 @@ class _Feed:
         pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
         applied: Applied = yield Call(
-            functools.partial(self._apply, key, events, through, expected, token, pause=pause)
+            functools.partial(self._batch, key, events, through, expected, token, pause=pause)
         )
         return applied
 
@@ -177,6 +187,24 @@ class _Feed:
             if self._undone:
                 return self._at_once(checkpoint, run, events, through, expected, pause=pause)
             return self._one_by_one(checkpoint, run, events, through, expected, pause=pause)
+
+    def _observed(
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        token: int,
+        *,
+        pause: Callable[[], bool] | None,
+    ) -> Applied:
+        observer = self._observer
+        assert observer is not None
+        with observer.batch(self.name, key, events):
+            applied = self._apply(key, events, through, expected, token, pause=pause)
+            if applied.failure is not None:
+                observer.failed(applied.failure)
+            return applied
 
     def _at_once(
         self,
@@ -393,6 +421,7 @@ class _Runner:
         owner: str | None,
         on_error: OnError | None,
         clock: Clock | None,
+        observer: BatchObserver | None,
     ) -> None:
         name = getattr(projection, "name", None)
         if not isinstance(projection, ProjectionBase):
@@ -415,7 +444,11 @@ class _Runner:
         self.projection = projection
         self.checkpoints = checkpoints
         self.name = name
-        self._feed = _Feed(name, projection, checkpoints)
+        if observer is not None and not isinstance(observer, BatchObserver):
+            raise RegistrationError(
+                f"observer= takes a BatchObserver, such as busway.otel.batches(), got {observer!r}"
+            )
+        self._feed = _Feed(name, projection, checkpoints, observer)
         self._follower = Follower(
             self._feed,
             name=name,
@@ -575,6 +608,7 @@ class ProjectionRunner(_Runner):
     one at a time runs each of its *partitions*; the others stand by and take over within
     *lease* seconds when it dies. A caught-up runner wakes as soon as an event is appended
     in this process, and looks every *poll_interval* seconds for those of other processes.
+    An *observer* (``busway.otel.batches()``, say) sees each batch as it is handled.
     """
 
     def __init__(
@@ -591,6 +625,7 @@ class ProjectionRunner(_Runner):
         owner: str | None = None,
         on_error: OnError | None = None,
         clock: Clock | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         if not isinstance(store, EventStore):
             raise RegistrationError(
@@ -612,6 +647,7 @@ class ProjectionRunner(_Runner):
             owner=owner,
             on_error=on_error,
             clock=clock,
+            observer=observer,
         )
         self.store = store
         self._driver = SyncDriver(store)
@@ -822,6 +858,7 @@ class AsyncProjectionRunner(_Runner):
         owner: str | None = None,
         on_error: OnError | None = None,
         clock: Clock | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         if not isinstance(store, AsyncEventStore | EventStore):
             raise RegistrationError(
@@ -839,6 +876,7 @@ class AsyncProjectionRunner(_Runner):
             owner=owner,
             on_error=on_error,
             clock=clock,
+            observer=observer,
         )
         self.store = store
         self._work = asyncio.Lock()

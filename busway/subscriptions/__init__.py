@@ -2,11 +2,13 @@
 
 from ._engine import PartitionStatus
 from ._leases import InMemoryLeaseStore, Lease, LeaseStore, SQLiteLeaseStore
+from ._observe import BatchObserver
 from ._policy import OnError, Park, Retry, Stop
 from ._records import Advance, ParkedEvent
 
 __all__ = [
     "Advance",
+    "BatchObserver",
     "InMemoryLeaseStore",
     "Lease",
     "LeaseStore",

@@ -1,0 +1,501 @@
+"""Spans after OpenTelemetry's messaging conventions, and the trace context in stored metadata.
+
+A bus dispatch is a span of kind INTERNAL (it runs in the caller's process, within the
+caller's span); an append is a PRODUCER ``send`` span, whose context every appended event
+carries in its metadata as ``traceparent``; a projection batch is a CONSUMER ``process``
+span, linked to the ``send`` spans of its events, as the conventions ask of a consumer that
+handles messages in batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractContextManager
+from importlib.metadata import version
+from typing import Any, Final, Self, TypeAlias, final, overload
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer, TracerProvider
+
+from .. import context
+from .._chain import ASYNC_VARIANT
+from .._effects import arun, run
+from .._messages import Command, Event, Query
+from .._registry import Middleware
+from .._signal import Notifying, Signal
+from ..errors import InvalidArgumentError, UnknownEventTypeError
+from ..eventstore import (
+    ANY,
+    AsyncEventStore,
+    AsyncLiveEvents,
+    EventStore,
+    EventTypes,
+    ExpectedVersion,
+    LiveEvents,
+    NewEvent,
+    RecordedEvent,
+)
+from ..subscriptions import BatchObserver
+
+__all__ = ["AsyncTracedEventStore", "TracedEventStore", "batches", "traced", "tracing"]
+
+_Attributes: TypeAlias = dict[str, str | int]
+
+SYSTEM: Final = "busway"
+TRACEPARENT: Final = "traceparent"
+
+
+def _tracer(tracer_provider: TracerProvider | None) -> Tracer:
+    return trace.get_tracer("busway", version("busway"), tracer_provider=tracer_provider)
+
+
+def _operation(message: object) -> str:
+    """Return the verb a bus dispatches *message* with: what the conventions call its name."""
+    if isinstance(message, Event):
+        return "publish"
+    if isinstance(message, Command | Query):
+        return "execute"
+    return "process"
+
+
+def _attributes(operation: str, kind: str, destination: str | None) -> _Attributes:
+    attributes: _Attributes = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": kind,
+    }
+    if destination is not None:
+        attributes["messaging.destination.name"] = destination
+    return attributes
+
+
+def _name(operation: str, destination: str | None) -> str:
+    # The conventions' span name: the operation, then the destination when there is one.
+    return operation if destination is None else f"{operation} {destination}"
+
+
+def tracing(*, tracer_provider: TracerProvider | None = None) -> Middleware:
+    """Make a span of each dispatch, named after its verb and message type.
+
+    ``execute PlaceOrder`` for a command or query, ``publish OrderPlaced`` for an event: an
+    INTERNAL span, the child of whatever span is current, with the messaging attributes and,
+    under :func:`busway.middleware.correlation` (put it before this one), the message's id
+    and its correlation id as ``messaging.message.conversation_id``. A handler's exception
+    is recorded on the span, which ends in error, and raised as it was. Spans go to
+    *tracer_provider*, by default OpenTelemetry's global one.
+    """
+    tracer = _tracer(tracer_provider)
+
+    def flow(message: Any) -> Generator[Any, Any, Any]:
+        operation = _operation(message)
+        destination = type(message).__qualname__
+        attributes = _attributes(operation, "process", destination)
+        ctx = context.current()
+        if ctx is not None:
+            attributes["messaging.message.id"] = str(ctx.message_id)
+            attributes["messaging.message.conversation_id"] = str(ctx.correlation_id)
+        with tracer.start_as_current_span(
+            _name(operation, destination), kind=SpanKind.INTERNAL, attributes=attributes
+        ):
+            return (yield message)
+
+    def layer(message: Any, next: Callable[[Any], Any]) -> Any:
+        return run(flow(message), next)
+
+    def async_layer(message: Any, next: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
+        return arun(flow(message), next)
+
+    layer.__qualname__ = "tracing()"
+    setattr(layer, ASYNC_VARIANT, async_layer)
+    return layer
+
+
+# -- appends ---------------------------------------------------------------------------------
+
+
+def _stored_name(types: EventTypes, item: object) -> str:
+    cls = type(item.event) if type(item) is NewEvent else type(item)
+    try:
+        return types.name_of(cls)
+    except UnknownEventTypeError:  # the store refuses the append, and says why
+        return cls.__qualname__
+
+
+@contextlib.contextmanager
+def _sending(
+    tracer: Tracer, types: EventTypes, stream_id: str, events: object, metadata: object
+) -> Iterator[object]:
+    """Run an append in a ``send`` span; give the metadata to store, with its trace context.
+
+    Values the store will refuse are given to it as they are, so that it says what is wrong.
+    """
+    items = events if isinstance(events, list | tuple) else ()
+    names = {_stored_name(types, item) for item in items}
+    destination = next(iter(names)) if len(names) == 1 else None
+    attributes = _attributes("send", "send", destination)
+    attributes["busway.stream_id"] = str(stream_id)
+    if len(items) > 1:
+        attributes["messaging.batch.message_count"] = len(items)
+    elif items and type(items[0]) is NewEvent:
+        attributes["messaging.message.id"] = str(items[0].event_id)
+    ctx = context.current()
+    if ctx is not None:
+        attributes["messaging.message.conversation_id"] = str(ctx.correlation_id)
+    with tracer.start_as_current_span(
+        _name("send", destination), kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        carrier: dict[str, Any] = {}
+        propagate.inject(carrier)
+        if metadata is None:
+            yield carrier
+        elif isinstance(metadata, Mapping):
+            yield {**carrier, **metadata}  # what the caller gives wins
+        else:
+            yield metadata
+
+
+def _listed(events: Iterable[object]) -> Iterable[object]:
+    # Events given otherwise than as a list are read once, to name them, and the list
+    # appended; what is no list of events at all goes to the store, which says so.
+    if isinstance(events, list | tuple | str | bytes | Mapping) or not isinstance(events, Iterable):
+        return events
+    return list(events)
+
+
+def _no_signal(store: object) -> AttributeError:
+    return AttributeError(f"{store!r} has no 'appended' signal: readers of it poll")
+
+
+@final
+class TracedEventStore:
+    """An :class:`~busway.eventstore.EventStore` whose appends are spans (see :func:`traced`)."""
+
+    __slots__ = ("_store", "_tracer")
+
+    def __init__(self, store: EventStore, *, tracer_provider: TracerProvider | None = None) -> None:
+        if not isinstance(store, EventStore):
+            raise InvalidArgumentError("store", store, "an EventStore, such as SQLiteEventStore")
+        self._store = store
+        self._tracer = _tracer(tracer_provider)
+
+    def __repr__(self) -> str:
+        return f"<TracedEventStore of {self._store!r}>"
+
+    @property
+    def store(self) -> EventStore:
+        """The store that holds the events."""
+        return self._store
+
+    @property
+    def types(self) -> EventTypes:
+        """The wrapped store's event types."""
+        return self._store.types
+
+    @property
+    def appended(self) -> Signal:
+        """The wrapped store's wake-up signal, if it has one, for readers that follow it."""
+        if isinstance(self._store, Notifying):
+            return self._store.appended
+        raise _no_signal(self._store)
+
+    def append(
+        self,
+        stream_id: str,
+        events: Iterable[object],
+        *,
+        expected_version: ExpectedVersion = ANY,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append in a ``send`` span, storing its trace context in the events' metadata."""
+        events = _listed(events)
+        with _sending(self._tracer, self.types, stream_id, events, metadata) as meta:
+            return self._store.append(
+                stream_id,
+                events,
+                expected_version=expected_version,
+                metadata=meta,  # type: ignore[arg-type]  # refused by the store as given
+            )
+
+    def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        """Return a stream's events, as the wrapped store does."""
+        return self._store.read_stream(
+            stream_id, from_version=from_version, limit=limit, backwards=backwards
+        )
+
+    def read_all(
+        self,
+        *,
+        from_position: int = 1,
+        limit: int | None = None,
+        types: Iterable[type | str] | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Iterate over every stream's events, as the wrapped store does."""
+        return self._store.read_all(from_position=from_position, limit=limit, types=types)
+
+    def stream_version(self, stream_id: str) -> int:
+        """Return the version of a stream's last event; 0 if it has none."""
+        return self._store.stream_version(stream_id)
+
+    def head_position(self) -> int:
+        """Return the position of the last event in the store; 0 if it is empty."""
+        return self._store.head_position()
+
+    def streams(
+        self, *, after: str | None = None, limit: int | None = None
+    ) -> Iterator[tuple[str, int]]:
+        """Iterate over ``(stream_id, version)`` of every stream, as the wrapped store does."""
+        return self._store.streams(after=after, limit=limit)
+
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> LiveEvents:
+        """Follow the store, as the wrapped store does."""
+        return self._store.subscribe(
+            from_position=from_position, types=types, poll_interval=poll_interval
+        )
+
+    def close(self) -> None:
+        """Close the wrapped store."""
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@final
+class AsyncTracedEventStore:
+    """An :class:`~busway.eventstore.AsyncEventStore` whose appends are spans."""
+
+    __slots__ = ("_store", "_tracer")
+
+    def __init__(
+        self, store: AsyncEventStore, *, tracer_provider: TracerProvider | None = None
+    ) -> None:
+        if not isinstance(store, AsyncEventStore):
+            raise InvalidArgumentError(
+                "store", store, "an AsyncEventStore, such as AsyncSQLiteEventStore"
+            )
+        self._store = store
+        self._tracer = _tracer(tracer_provider)
+
+    def __repr__(self) -> str:
+        return f"<AsyncTracedEventStore of {self._store!r}>"
+
+    @property
+    def store(self) -> AsyncEventStore:
+        """The store that holds the events."""
+        return self._store
+
+    @property
+    def types(self) -> EventTypes:
+        """The wrapped store's event types."""
+        return self._store.types
+
+    @property
+    def appended(self) -> Signal:
+        """The wrapped store's wake-up signal, if it has one, for readers that follow it."""
+        if isinstance(self._store, Notifying):
+            return self._store.appended
+        raise _no_signal(self._store)
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Iterable[object],
+        *,
+        expected_version: ExpectedVersion = ANY,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append in a ``send`` span, storing its trace context in the events' metadata."""
+        events = _listed(events)
+        with _sending(self._tracer, self.types, stream_id, events, metadata) as meta:
+            return await self._store.append(
+                stream_id,
+                events,
+                expected_version=expected_version,
+                metadata=meta,  # type: ignore[arg-type]  # refused by the store as given
+            )
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        *,
+        from_version: int | None = None,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        """Return a stream's events, as the wrapped store does."""
+        return await self._store.read_stream(
+            stream_id, from_version=from_version, limit=limit, backwards=backwards
+        )
+
+    def read_all(
+        self,
+        *,
+        from_position: int = 1,
+        limit: int | None = None,
+        types: Iterable[type | str] | None = None,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Iterate over every stream's events, as the wrapped store does."""
+        return self._store.read_all(from_position=from_position, limit=limit, types=types)
+
+    async def stream_version(self, stream_id: str) -> int:
+        """Return the version of a stream's last event; 0 if it has none."""
+        return await self._store.stream_version(stream_id)
+
+    async def head_position(self) -> int:
+        """Return the position of the last event in the store; 0 if it is empty."""
+        return await self._store.head_position()
+
+    def streams(
+        self, *, after: str | None = None, limit: int | None = None
+    ) -> AsyncIterator[tuple[str, int]]:
+        """Iterate over ``(stream_id, version)`` of every stream, as the wrapped store does."""
+        return self._store.streams(after=after, limit=limit)
+
+    def subscribe(
+        self,
+        *,
+        from_position: int = 1,
+        types: Iterable[type | str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> AsyncLiveEvents:
+        """Follow the store, as the wrapped store does."""
+        return self._store.subscribe(
+            from_position=from_position, types=types, poll_interval=poll_interval
+        )
+
+    async def aclose(self) -> None:
+        """Close the wrapped store."""
+        await self._store.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@overload
+def traced(
+    store: EventStore, *, tracer_provider: TracerProvider | None = None
+) -> TracedEventStore: ...
+@overload
+def traced(
+    store: AsyncEventStore, *, tracer_provider: TracerProvider | None = None
+) -> AsyncTracedEventStore: ...
+def traced(
+    store: EventStore | AsyncEventStore, *, tracer_provider: TracerProvider | None = None
+) -> TracedEventStore | AsyncTracedEventStore:
+    """Wrap *store* so that each append is a ``send`` span, whose context the events keep.
+
+    The span (kind PRODUCER, the child of the current span: a command's, under
+    :func:`tracing`) is named ``send`` and the events' stored type when they share one, and
+    its trace context goes into every appended event's metadata under ``traceparent`` (and
+    ``tracestate``, with the global propagator's other fields), where :func:`batches` finds
+    it in any process. Metadata the caller gives for those keys wins. Reads go to *store*
+    as they are; give the wrapper to repositories and runners in place of the store.
+    """
+    if isinstance(store, EventStore):
+        return TracedEventStore(store, tracer_provider=tracer_provider)
+    if isinstance(store, AsyncEventStore):
+        return AsyncTracedEventStore(store, tracer_provider=tracer_provider)
+    raise InvalidArgumentError("store", store, "an EventStore or an AsyncEventStore")
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def _links(events: Sequence[RecordedEvent]) -> list[Link]:
+    """Return a link to each append the events came from (events of one append share one)."""
+    found: dict[object, Link] = {}
+    for recorded in events:
+        metadata = recorded.metadata
+        parent = metadata.get(TRACEPARENT)
+        if parent is None or parent in found:
+            continue
+        span = trace.get_current_span(propagate.extract(metadata)).get_span_context()
+        if span.is_valid:
+            found[parent] = Link(span)
+    return list(found.values())
+
+
+@final
+class _Batches:
+    """Makes a CONSUMER ``process`` span of each batch a runner handles."""
+
+    __slots__ = ("_tracer",)
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+
+    def __repr__(self) -> str:
+        return "<busway.otel.batches()>"
+
+    def batch(
+        self, subscription: str, key: str, events: Sequence[RecordedEvent]
+    ) -> AbstractContextManager[object]:
+        if not events:  # a page that holds nothing of this partition
+            return contextlib.nullcontext()
+        names = {recorded.type for recorded in events}
+        destination = next(iter(names)) if len(names) == 1 else None
+        attributes = _attributes("process", "process", destination)
+        attributes["messaging.consumer.group.name"] = subscription
+        attributes["messaging.destination.subscription.name"] = key
+        if len(events) > 1:
+            attributes["messaging.batch.message_count"] = len(events)
+        else:
+            only = events[0]
+            attributes["messaging.message.id"] = str(only.event_id)
+            correlation = only.metadata.get("correlation_id")
+            if isinstance(correlation, str):
+                attributes["messaging.message.conversation_id"] = correlation
+        return self._tracer.start_as_current_span(
+            _name("process", destination),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=_links(events),
+        )
+
+    def failed(self, error: Exception) -> None:
+        span = trace.get_current_span()
+        span.record_exception(error)
+        span.set_attribute("error.type", type(error).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, str(error)))
+
+
+def batches(*, tracer_provider: TracerProvider | None = None) -> BatchObserver:
+    """Return a runner's observer that makes a span of each batch it handles.
+
+    Give it as ``ProjectionRunner(store, projection, observer=batches())``. Each batch is a
+    CONSUMER span named ``process`` and its events' stored type when they share one, with
+    the projection's name as ``messaging.consumer.group.name``, and a link to the ``send``
+    span of every append its events came from (found in their ``traceparent``), in this
+    process or another. The handlers run inside it, so what they do is its child. A handler
+    that fails is recorded on the span, which ends in error.
+    """
+    return _Batches(_tracer(tracer_provider))

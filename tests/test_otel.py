@@ -1,0 +1,437 @@
+"""busway.otel: spans after the messaging conventions, and the trace context in stored events."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+
+from busway import AsyncCommandBus, Command, CommandBus, Event, EventBus, Registry
+from busway.errors import (
+    InvalidArgumentError,
+    ProjectionError,
+    RegistrationError,
+    StoreClosedError,
+    UnknownEventTypeError,
+)
+from busway.eventstore import (
+    AsyncEventStore,
+    AsyncInMemoryEventStore,
+    EventStore,
+    EventTypes,
+    InMemoryEventStore,
+    NewEvent,
+    RecordedEvent,
+    SQLiteEventStore,
+)
+from busway.middleware import correlation
+from busway.otel import AsyncTracedEventStore, TracedEventStore, batches, traced, tracing
+from busway.projections import AsyncProjectionRunner, Projection, ProjectionRunner, when
+
+
+@attrs.frozen
+class PlaceOrder(Command[str]):
+    order_id: str
+
+
+@attrs.frozen
+class OrderPlaced(Event):
+    order_id: str
+
+
+@attrs.frozen
+class OrderShipped(Event):
+    order_id: str
+
+
+TYPES = EventTypes(OrderShipped)
+TYPES.add(OrderPlaced, name="order.placed")
+
+
+class Orders(Projection):
+    """Keeps the ids of placed orders, and tells an event bus about each (a nested dispatch)."""
+
+    name = "orders"
+
+    def __init__(self, events: EventBus | None = None, fail: str | None = None) -> None:
+        self.placed: list[str] = []
+        self.events = events
+        self.fail = fail
+        self.threads: set[str] = set()
+
+    @when(OrderPlaced)
+    def placed_(self, event: OrderPlaced, recorded: RecordedEvent) -> None:
+        self.threads.add(threading.current_thread().name)
+        if event.order_id == self.fail:
+            raise RuntimeError(f"cannot list {event.order_id}")
+        self.placed.append(event.order_id)
+        if self.events is not None:
+            self.events.publish(OrderShipped(event.order_id))
+
+    @when(OrderShipped)
+    def shipped(self, event: OrderShipped, recorded: RecordedEvent) -> None:
+        pass
+
+
+class Ping:
+    """A message of no busway kind."""
+
+
+@pytest.fixture
+def exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider
+    provider.shutdown()
+
+
+def spans(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
+    found = {span.name: span for span in exporter.get_finished_spans()}
+    assert len(found) == len(exporter.get_finished_spans())
+    return found
+
+
+def ids(span: ReadableSpan) -> tuple[int, int]:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    return ctx.trace_id, ctx.span_id
+
+
+def parent_of(span: ReadableSpan) -> tuple[int, int] | None:
+    return None if span.parent is None else (span.parent.trace_id, span.parent.span_id)
+
+
+def links_of(span: ReadableSpan) -> list[tuple[int, int]]:
+    return [(link.context.trace_id, link.context.span_id) for link in span.links]
+
+
+def traceparent(span: ReadableSpan) -> str:
+    ctx = span.get_span_context()
+    assert ctx is not None
+    return f"00-{format_trace_id(ctx.trace_id)}-{format_span_id(ctx.span_id)}-{ctx.trace_flags:02x}"
+
+
+def place_orders(store: EventStore, provider: TracerProvider) -> CommandBus:
+    handlers = Registry()
+
+    @handlers.command
+    def place(command: PlaceOrder) -> str:
+        store.append(f"order-{command.order_id}", [OrderPlaced(command.order_id)])
+        return command.order_id
+
+    bus = CommandBus(handlers)
+    bus.use(correlation())
+    bus.use(tracing(tracer_provider=provider))
+    return bus
+
+
+def test_a_command_its_events_and_a_projection_in_another_thread_make_one_story(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The command's span holds the append's; the projection's batch, on its thread, links to it."""
+    store = traced(SQLiteEventStore(tmp_path / "events.db", types=TYPES), tracer_provider=provider)
+    with store:
+        bus = place_orders(store, provider)
+        shipping = EventBus()
+        shipping.use(tracing(tracer_provider=provider))
+        shipping.subscribe(OrderShipped, lambda event: None)
+        orders = Orders(shipping)
+        runner = ProjectionRunner(store, orders, observer=batches(tracer_provider=provider))
+        with runner.running():
+            assert "o-1" == bus.execute(PlaceOrder("o-1"))
+            runner.wait_for(store.head_position())
+        [recorded] = store.read_all()
+    assert ["o-1"] == orders.placed
+    assert threading.current_thread().name not in orders.threads
+    found = spans(exporter)
+    assert {
+        "execute PlaceOrder",
+        "send order.placed",
+        "process order.placed",
+        "publish OrderShipped",
+    } == set(found)
+    command = found["execute PlaceOrder"]
+    send = found["send order.placed"]
+    batch = found["process order.placed"]
+    nested = found["publish OrderShipped"]
+    correlation_id = recorded.metadata["correlation_id"]
+    assert SpanKind.INTERNAL == command.kind
+    assert {
+        "messaging.system": "busway",
+        "messaging.operation.name": "execute",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "PlaceOrder",
+        "messaging.message.id": correlation_id,
+        "messaging.message.conversation_id": correlation_id,
+    } == dict(command.attributes or {})
+    assert command.parent is None
+    assert SpanKind.PRODUCER == send.kind
+    assert ids(command) == parent_of(send)
+    assert {
+        "messaging.system": "busway",
+        "messaging.operation.name": "send",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": "order.placed",
+        "messaging.message.conversation_id": correlation_id,
+        "busway.stream_id": "order-o-1",
+    } == dict(send.attributes or {})
+    assert traceparent(send) == recorded.metadata["traceparent"]
+    assert SpanKind.CONSUMER == batch.kind
+    assert batch.parent is None
+    assert [ids(send)] == links_of(batch)
+    assert {
+        "messaging.system": "busway",
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "order.placed",
+        "messaging.consumer.group.name": "orders",
+        "messaging.destination.subscription.name": "orders",
+        "messaging.message.id": str(recorded.event_id),
+        "messaging.message.conversation_id": correlation_id,
+    } == dict(batch.attributes or {})
+    assert ids(batch) == parent_of(nested)
+    assert "publish" == (nested.attributes or {})["messaging.operation.name"]
+
+
+def test_a_batch_of_several_appends_links_to_each_once(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A batch counts its events, and links once to each append they came from."""
+    store = traced(InMemoryEventStore(types=TYPES), tracer_provider=provider)
+    store.append("order-1", [OrderPlaced("1"), OrderShipped("1")])
+    store.append("order-2", (e for e in [OrderPlaced("2")]))
+    store.store.append("order-3", [OrderPlaced("3")])
+    runner = ProjectionRunner(store, Orders(), observer=batches(tracer_provider=provider))
+    assert 4 == runner.run_until_caught_up()
+    found = spans(exporter)
+    first, second = found["send"], found["send order.placed"]
+    assert 2 == (first.attributes or {})["messaging.batch.message_count"]
+    batch = found["process"]
+    assert [ids(first), ids(second)] == links_of(batch)
+    attributes = batch.attributes or {}
+    assert 4 == attributes["messaging.batch.message_count"]
+    assert "messaging.destination.name" not in attributes
+    assert "messaging.message.id" not in attributes
+
+
+def test_async_buses_stores_and_runners_make_the_same_spans(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Under asyncio the command's span holds the append's, and the batch links to it."""
+    store = traced(AsyncInMemoryEventStore(types=TYPES), tracer_provider=provider)
+    assert isinstance(store, AsyncTracedEventStore)
+    handlers = Registry()
+
+    @handlers.command
+    async def place(command: PlaceOrder) -> str:
+        await store.append(f"order-{command.order_id}", [OrderPlaced(command.order_id)])
+        return command.order_id
+
+    bus = AsyncCommandBus(handlers)
+    bus.use(tracing(tracer_provider=provider))
+    runner = AsyncProjectionRunner(store, Orders(), observer=batches(tracer_provider=provider))
+
+    async def scenario() -> None:
+        async with store:
+            assert "o-1" == await bus.execute(PlaceOrder("o-1"))
+            assert 1 == await runner.run_until_caught_up()
+
+    asyncio.run(scenario())
+    found = spans(exporter)
+    command, send = found["execute PlaceOrder"], found["send order.placed"]
+    assert ids(command) == parent_of(send)
+    assert [ids(send)] == links_of(found["process order.placed"])
+    # Without the correlation middleware there are no message ids to give.
+    assert "messaging.message.id" not in (command.attributes or {})
+
+
+def test_a_failing_handler_ends_its_span_in_error_and_raises_as_it_was(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The exception is recorded on the dispatch's span, and the caller gets it unchanged."""
+    handlers = Registry()
+
+    @handlers.command
+    def place(command: PlaceOrder) -> str:
+        raise KeyError(command.order_id)
+
+    bus = CommandBus(handlers)
+    bus.use(tracing(tracer_provider=provider))
+    with pytest.raises(KeyError, match="o-1"):
+        bus.execute(PlaceOrder("o-1"))
+    span = spans(exporter)["execute PlaceOrder"]
+    assert StatusCode.ERROR == span.status.status_code
+    assert ["exception"] == [event.name for event in span.events]
+
+
+def test_a_message_of_no_busway_kind_is_processed(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A plain class dispatched through the middleware gets the generic verb ``process``."""
+    layer = tracing(tracer_provider=provider)
+    assert "pong" == layer(Ping(), lambda message: "pong")
+    assert (
+        "process" == (spans(exporter)["process Ping"].attributes or {})["messaging.operation.name"]
+    )
+
+
+def test_a_failing_projection_handler_ends_the_batch_span_in_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The batch's span records the projection's failure; the runner raises it as ever."""
+    store = traced(InMemoryEventStore(types=TYPES), tracer_provider=provider)
+    store.append("order-1", [NewEvent(OrderPlaced("1"))])
+    runner = ProjectionRunner(store, Orders(fail="1"), observer=batches(tracer_provider=provider))
+    with pytest.raises(ProjectionError):
+        runner.run_until_caught_up()
+    batch = spans(exporter)["process order.placed"]
+    assert StatusCode.ERROR == batch.status.status_code
+    assert "ProjectionError" == (batch.attributes or {})["error.type"]
+    [recorded] = store.read_all()
+    send = spans(exporter)["send order.placed"]
+    assert str(recorded.event_id) == (send.attributes or {})["messaging.message.id"]
+
+
+def test_metadata_the_caller_gives_is_kept_and_wins(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The append's own metadata is stored beside the trace context, and overrides it."""
+    store = traced(InMemoryEventStore(types=TYPES), tracer_provider=provider)
+    store.append("order-1", [OrderPlaced("1")], metadata={"user": "ann", "traceparent": "mine"})
+    [recorded] = store.read_all()
+    assert {"user": "ann", "traceparent": "mine"} == dict(recorded.metadata)
+    with pytest.raises(InvalidArgumentError):
+        store.append("order-1", [OrderPlaced("2")], metadata=cast(Any, ["not", "a", "mapping"]))
+    with pytest.raises(InvalidArgumentError):
+        store.append("order-1", cast(Any, "not events"))
+    with pytest.raises(InvalidArgumentError):
+        store.append("order-1", cast(Any, 42))
+    with pytest.raises(UnknownEventTypeError):
+        store.append("order-1", [object()])
+    assert 1 == store.head_position()
+    refused = exporter.get_finished_spans()[-1]
+    assert ("send object", StatusCode.ERROR) == (refused.name, refused.status.status_code)
+
+
+def test_an_untraced_batch_has_no_links_and_an_empty_one_no_span(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Events appended without tracing give a batch no links; a partition's empty page no span."""
+    store = InMemoryEventStore(types=TYPES)
+    store.append("order-1", [OrderPlaced("1")], metadata={"traceparent": "not a trace context"})
+    observer = batches(tracer_provider=provider)
+    runner = ProjectionRunner(store, Orders(), observer=observer)
+    assert 1 == runner.run_until_caught_up()
+    assert [] == links_of(spans(exporter)["process order.placed"])
+    assert "batches()" in repr(observer)
+    with observer.batch("orders", "orders[1/2]", []):
+        pass
+    assert 1 == len(exporter.get_finished_spans())
+
+
+def test_a_runner_refuses_an_observer_that_is_none() -> None:
+    """Something that is not a BatchObserver is refused when the runner is made."""
+    with pytest.raises(RegistrationError, match="BatchObserver"):
+        ProjectionRunner(InMemoryEventStore(types=TYPES), Orders(), observer=cast(Any, print))
+
+
+def test_the_wrapper_reads_and_follows_as_the_store_does(tmp_path: Path) -> None:
+    """Every read, the live feed and the wake-up signal go to the wrapped store."""
+    inner = SQLiteEventStore(tmp_path / "events.db", types=TYPES)
+    with traced(inner) as store:
+        assert isinstance(store, TracedEventStore)
+        assert inner is store.store
+        assert inner.types is store.types
+        assert inner.appended is store.appended
+        assert "SQLiteEventStore" in repr(store)
+        store.append("order-1", [OrderPlaced("1"), OrderShipped("1")])
+        assert [2] == [r.version for r in store.read_stream("order-1", from_version=2)]
+        assert 2 == store.stream_version("order-1")
+        assert [("order-1", 2)] == list(store.streams())
+        with store.subscribe(from_position=2) as live:
+            assert 2 == next(live).position
+    with pytest.raises(StoreClosedError):
+        inner.head_position()
+
+
+def test_the_async_wrapper_reads_and_follows_as_the_store_does() -> None:
+    """The async wrapper's reads, feed and signal are the wrapped store's too."""
+    inner = AsyncInMemoryEventStore(types=TYPES)
+    store = AsyncTracedEventStore(inner)
+
+    async def scenario() -> None:
+        async with store:
+            assert inner is store.store
+            assert inner.types is store.types
+            assert inner.appended is store.appended
+            assert "AsyncTracedEventStore" in repr(store)
+            await store.append("order-1", [OrderPlaced("1"), OrderShipped("1")])
+            assert 2 == len(await store.read_stream("order-1"))
+            assert 2 == await store.stream_version("order-1")
+            assert 2 == await store.head_position()
+            assert [1, 2] == [r.position async for r in store.read_all()]
+            assert [("order-1", 2)] == [s async for s in store.streams()]
+            async with store.subscribe(from_position=2) as live:
+                assert 2 == (await anext(live)).position
+
+    asyncio.run(scenario())
+
+
+class Unsignalled:
+    """A store of another library: an EventStore without a wake-up signal."""
+
+    def __init__(self, store: object) -> None:
+        self._inner = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "appended":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_a_store_without_a_signal_is_wrapped_without_one() -> None:
+    """Readers of a wrapped store without a wake-up signal poll, as they would without tracing."""
+    store = traced(cast(EventStore, Unsignalled(InMemoryEventStore(types=TYPES))))
+    assert not hasattr(store, "appended")
+    with pytest.raises(AttributeError, match="appended"):
+        _ = store.appended
+    astore = traced(cast(AsyncEventStore, Unsignalled(AsyncInMemoryEventStore(types=TYPES))))
+    with pytest.raises(AttributeError, match="appended"):
+        _ = astore.appended
+
+
+def test_only_event_stores_are_wrapped() -> None:
+    """Anything else is refused with the kind of store that is wanted."""
+    with pytest.raises(InvalidArgumentError, match="EventStore or an AsyncEventStore"):
+        traced(cast(Any, object()))
+    with pytest.raises(InvalidArgumentError, match="an EventStore"):
+        TracedEventStore(cast(Any, AsyncInMemoryEventStore(types=TYPES)))
+    with pytest.raises(InvalidArgumentError, match="an AsyncEventStore"):
+        AsyncTracedEventStore(cast(Any, InMemoryEventStore(types=TYPES)))
+
+
+def test_without_opentelemetry_the_import_says_which_extra_to_install() -> None:
+    """Importing busway.otel where OpenTelemetry is missing names the extra that brings it."""
+    code = (
+        "import sys; sys.modules['opentelemetry'] = None\n"
+        "try:\n    import busway.otel\n"
+        "except ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "pip install 'busway[otel]'" in out.stdout
