@@ -4,6 +4,7 @@ from ._engine import PartitionStatus
 from ._leases import InMemoryLeaseStore, Lease, LeaseStore, SQLiteLeaseStore
 from ._policy import OnError, Park, Retry, Stop
 from ._records import Advance, ParkedEvent
+from ._status import subscription_status
 
 __all__ = [
     "Advance",
@@ -17,4 +18,5 @@ __all__ = [
     "Retry",
     "SQLiteLeaseStore",
     "Stop",
+    "subscription_status",
 ]
