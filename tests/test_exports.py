@@ -114,8 +114,16 @@ def test_invalid_argument_error_is_a_value_error_of_every_module() -> None:
 
 
 def test_importing_busway_stays_light() -> None:
-    """``import busway`` pulls in neither the test tools, pytest, hypothesis nor psycopg."""
-    optional = ("busway.testing", "busway.postgres", "pytest", "hypothesis", "psycopg")
+    """``import busway`` pulls in neither the test tools, the command, pytest, hypothesis, psycopg nor rich."""
+    optional = (
+        "busway.testing",
+        "busway.postgres",
+        "busway.cli",
+        "pytest",
+        "hypothesis",
+        "psycopg",
+        "rich",
+    )
     code = f"import sys, busway; print(sorted(m for m in {optional!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "[]" == out.stdout.strip()

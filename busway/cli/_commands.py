@@ -64,7 +64,10 @@ def parser() -> argparse.ArgumentParser:
     sub = add("tail", _tail, "follow new events as they are appended (Ctrl-C stops)")
     sub.add_argument("--type", action="append", dest="event_types", metavar="TYPE")
     sub.add_argument(
-        "--from-position", type=_count, default=None, metavar="N",
+        "--from-position",
+        type=_count,
+        default=None,
+        metavar="N",
         help="start here (default: after the head)",
     )
     sub.add_argument("--limit", type=_count, default=None, metavar="N", help="stop after N events")

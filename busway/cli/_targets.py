@@ -29,7 +29,7 @@ _POSTGRES = ("postgresql://", "postgres://")
 
 def is_dsn(location: str) -> bool:
     """Tell whether *location* names a PostgreSQL server rather than an SQLite file."""
-    return location.startswith(_POSTGRES) or "=" in location and not os.path.exists(location)
+    return location.startswith(_POSTGRES) or ("=" in location and not os.path.exists(location))
 
 
 @attrs.frozen
@@ -95,9 +95,7 @@ class Target:
         if not self.postgres:
             path = Path(self.location)
             return sum(
-                p.stat().st_size
-                for p in (path, path.with_name(f"{path.name}-wal"))
-                if p.exists()
+                p.stat().st_size for p in (path, path.with_name(f"{path.name}-wal")) if p.exists()
             )
         with self._connect(self.location) as conn:
             row = conn.execute(
