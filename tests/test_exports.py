@@ -114,7 +114,7 @@ def test_invalid_argument_error_is_a_value_error_of_every_module() -> None:
 
 
 def test_importing_busway_stays_light() -> None:
-    """``import busway`` pulls in neither the test tools, the command, pytest, hypothesis, psycopg nor rich."""
+    """``import busway`` pulls in no optional piece: test tools, the command, psycopg, rich."""
     optional = (
         "busway.testing",
         "busway.postgres",
