@@ -6,7 +6,9 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -205,9 +207,24 @@ def _show(args: argparse.Namespace) -> int:
     return OK
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Let Ctrl-C and SIGTERM end the command, even where it started with SIGINT ignored.
+
+    A shell starts a script's background jobs that way; a follower is stopped by a signal.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def _tail(args: argparse.Namespace) -> int:
     target = _target(args)
     seen = 0
+    _stop_on_signals()
     with target.event_store() as store:
         start = args.from_position or store.head_position() + 1
         live = store.subscribe(
@@ -294,7 +311,7 @@ def _rebuild(args: argparse.Namespace) -> int:
         finally:
             _give_back(leases, runner)
         position = runner.position
-    _render.mapping(args.json, {"projection": runner.name, "events": read, "position": position})
+    _render.mapping(args.json, {"projection": runner.name, "read": read, "position": position})
     return OK
 
 

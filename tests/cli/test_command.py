@@ -144,7 +144,7 @@ def test_rebuild_replays_every_event_with_a_progress_bar(db: Path) -> None:
     assert "rebuilding totals" in done.stderr
     assert as_json("rebuild", str(db), "tests.cli.app:forgiving") == {
         "projection": "totals",
-        "events": 3,
+        "read": 3,
         "position": 3,
     }
 
