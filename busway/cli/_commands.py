@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -216,14 +216,12 @@ def _stop_on_signals() -> None:
 
     A shell starts a script's background jobs that way; a follower is stopped by a signal.
     """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _tail(args: argparse.Namespace) -> int:
     target = _target(args)
-    seen = 0
     _stop_on_signals()
     with target.event_store() as store:
         start = args.from_position or store.head_position() + 1
@@ -232,11 +230,8 @@ def _tail(args: argparse.Namespace) -> int:
         )
         try:
             with live:
-                for recorded in live:
+                for recorded in itertools.islice(live, args.limit):
                     _render.event_line(args.json, _event(target.types, recorded))
-                    seen += 1
-                    if args.limit is not None and seen >= args.limit:
-                        break
         except KeyboardInterrupt:
             pass  # the way to stop following: a clean end
     return OK

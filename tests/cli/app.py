@@ -40,3 +40,16 @@ class Totals(Projection):
 def forgiving() -> Totals:
     """Return a Totals that takes negative deposits too (for replaying parked ones)."""
     return Totals(strict=False)
+
+
+class Interrupted(Projection):
+    """A projection whose handler is stopped as if by Ctrl-C."""
+
+    name = "interrupted"
+
+    @when(Deposited)
+    def on_deposit(self, event: Deposited, recorded: RecordedEvent) -> None:
+        raise KeyboardInterrupt
+
+    def reset(self) -> None:
+        pass

@@ -149,7 +149,8 @@ def test_rebuild_replays_every_event_with_a_progress_bar(db: Path) -> None:
     }
 
 
-def test_tail_follows_new_events_of_a_type_and_stops_on_ctrl_c(db: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_tail_follows_new_events_of_a_type_and_stops_on_ctrl_c(db: Path, stop: int) -> None:
     """tail prints events appended after it started, filtered by type; Ctrl-C ends it with 0."""
     with subprocess.Popen(
         [_COMMAND, "tail", str(db), "--json", "--type", "Deposited", "--from-position", "4"],
@@ -165,7 +166,7 @@ def test_tail_follows_new_events_of_a_type_and_stops_on_ctrl_c(db: Path) -> None
                 store.append("acct-9", [Deposited("acct-9", 42)])  # position 4
             event = json.loads(tail.stdout.readline())  # waits until tail prints it
             assert ("acct-9", 42) == (event["stream_id"], event["data"]["amount"])
-            tail.send_signal(signal.SIGINT)
+            tail.send_signal(stop)
             assert 0 == tail.wait(timeout=30)
             assert "Traceback" not in tail.stderr.read()
         finally:
@@ -229,6 +230,16 @@ def test_a_file_without_subscriptions_has_none(tmp_path: Path) -> None:
     assert {"subscriptions": []} == as_json("subscriptions", str(path))
     assert "no subscriptions" in busway("subscriptions", str(path)).stderr
     assert {"parked": []} == as_json("parked", "list", str(path))
+    rebuilt = as_json("rebuild", str(path), "tests.cli.app:forgiving")
+    assert {"projection": "totals", "read": 1, "position": 1} == rebuilt
+
+
+def test_a_projection_is_imported_from_the_working_directory(db: Path, tmp_path: Path) -> None:
+    """A module in the directory the command runs in can be named, as with python -m."""
+    (tmp_path / "my_view.py").write_text("from tests.cli.app import forgiving as make\n")
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    done = busway("rebuild", str(db), "my_view:make", "--json", cwd=tmp_path, env=env)
+    assert 0 == done.returncode, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -236,6 +247,8 @@ def test_a_file_without_subscriptions_has_none(tmp_path: Path) -> None:
     [
         (["info"], 2, "target"),
         (["show", "x.db", "s", "--limit", "0"], 2, "1 or more"),
+        (["streams", "x.db", "--limit", "ten"], 2, "1 or more"),
+        (["rebuild", "{db}", "tests.cli.app:Interrupted"], 130, "interrupted"),
         (["rebuild", "{db}", "no_colon"], 2, "MODULE:NAME"),
         (["rebuild", "{db}", "tests.cli.nowhere:X"], 2, "cannot load"),
         (["rebuild", "{db}", "tests.cli.app:TYPES"], 2, "not a Projection"),

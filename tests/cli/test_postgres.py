@@ -84,6 +84,21 @@ def test_a_schema_without_a_store_is_refused_and_left_empty(
     assert (0,) == tables
 
 
+def test_a_postgres_store_nothing_follows_has_no_subscriptions(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    """Without checkpoint and lease tables, subscriptions lists nothing and makes no table."""
+    with PostgresEventStore(postgres_dsn, types=TYPES, schema=pg_schema) as store:
+        store.append("a", [Deposited("a", 1)])
+    assert {"subscriptions": []} == as_json("subscriptions", postgres_dsn, "--schema", pg_schema)
+    with psycopg.connect(postgres_dsn) as conn:
+        found = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE %s",
+            (pg_schema, "%checkpoints%"),
+        ).fetchall()
+    assert [] == found
+
+
 def test_a_server_that_does_not_answer_is_a_refusal() -> None:
     """A DSN no server answers at exits with 1 and says so."""
     done = busway("info", "postgresql://postgres@127.0.0.1:1/none")

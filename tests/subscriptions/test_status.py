@@ -13,6 +13,7 @@ def test_status_by_subscription_and_partition() -> None:
     """Each checkpoint gives its subscription, partition, lag, last holder and parked events."""
     checkpoints = InMemoryCheckpointStore()
     checkpoints.save("b", 9)
+    checkpoints.save("a[workers]/worker-1", 0)  # a worker's own mark, not a partition
     checkpoints.save("a[1/2]", 4)
     checkpoints.save("a[0/2]", 6)
     with checkpoints.transaction("a[1/2]") as tx:
