@@ -114,14 +114,16 @@ def test_invalid_argument_error_is_a_value_error_of_every_module() -> None:
 
 
 def test_importing_busway_stays_light() -> None:
-    """``import busway`` pulls in neither the test tools, pytest, hypothesis, psycopg nor OTel."""
+    """``import busway`` pulls in no optional piece: test tools, the CLI, psycopg, rich, OTel."""
     optional = (
         "busway.testing",
         "busway.postgres",
         "busway.otel",
+        "busway.cli",
         "pytest",
         "hypothesis",
         "psycopg",
+        "rich",
         "opentelemetry",
     )
     code = f"import sys, busway; print(sorted(m for m in {optional!r} if m in sys.modules))"

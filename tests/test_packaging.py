@@ -80,16 +80,25 @@ def test_the_wheel_registers_the_pytest_plugin(wheel: Path) -> None:
     assert {"busway": "busway.testing.plugin"} == dict(entry_points["pytest11"])
 
 
+def test_the_wheel_installs_the_busway_command(wheel: Path) -> None:
+    """Installing the wheel puts a ``busway`` command on the path, beside ``python -m busway``."""
+    entry_points = configparser.ConfigParser()
+    entry_points.read_string(read_from_wheel(wheel, f"{DIST_INFO}/entry_points.txt"))
+    assert {"busway": "busway.cli:main"} == dict(entry_points["console_scripts"])
+    with zipfile.ZipFile(wheel) as archive:
+        assert "busway/__main__.py" in archive.namelist()
+
+
 def metadata(wheel: Path) -> Message:
     return Parser().parsestr(read_from_wheel(wheel, f"{DIST_INFO}/METADATA"))
 
 
 def test_the_wheel_needs_only_attrs_cattrs_and_typing_extensions(wheel: Path) -> None:
-    """The runtime dependencies are three; msgspec, psycopg, OTel and the tools are extras."""
+    """The runtime dependencies are three; msgspec, psycopg, rich, OTel and the tools are extras."""
     requires = metadata(wheel).get_all("Requires-Dist") or []
     runtime = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
     assert ["attrs", "cattrs", "typing-extensions"] == runtime
-    assert ["bench", "dev", "docs", "fast", "otel", "postgres", "test"] == sorted(
+    assert ["bench", "cli", "dev", "docs", "fast", "otel", "postgres", "test"] == sorted(
         metadata(wheel).get_all("Provides-Extra") or []
     )
     # Tracing asks for the API alone: the application brings the SDK it exports with.

@@ -25,7 +25,7 @@ from ._converter import make_default_converter
 from ._live import AsyncLiveEvents, LiveEvents
 from ._memory import InMemoryEventStore
 from ._protocol import AsyncEventStore, EventStore
-from ._serialization import CattrsSerializer, EventTypes, Serializer, Upcaster
+from ._serialization import CattrsSerializer, EventTypes, RawEvent, Serializer, Upcaster
 from ._sqlite import SCHEMA_VERSION, SQLiteEventStore, Synchronous
 from ._types import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion, NewEvent, RecordedEvent
 
@@ -51,6 +51,7 @@ __all__ = [
     "InvalidArgumentError",
     "LiveEvents",
     "NewEvent",
+    "RawEvent",
     "RecordedEvent",
     "SQLiteEventStore",
     "SerializationError",

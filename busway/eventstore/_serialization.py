@@ -18,7 +18,7 @@ from ..errors import RegistrationError, SerializationError, UnknownEventTypeErro
 from . import _json
 from ._converter import StoredValueError, make_default_converter
 
-__all__ = ["CattrsSerializer", "EventTypes", "Serializer", "Upcaster"]
+__all__ = ["CattrsSerializer", "EventTypes", "RawEvent", "Serializer", "Upcaster"]
 
 T = TypeVar("T")
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -91,6 +91,21 @@ class CattrsSerializer:
         return self.converter.structure(data, cls)
 
 
+@final
+@attrs.frozen
+class RawEvent:
+    """A stored event whose type an :class:`EventTypes` does not know, left undecoded.
+
+    Only a registry made with ``raw_unknown=True`` returns these: tools that show a store
+    without its application's classes (the ``busway`` command) read every event this way.
+    ``data`` is the stored JSON payload as written, at schema ``version``, not upcast.
+    """
+
+    type: str
+    version: int
+    data: dict[str, Any]
+
+
 @attrs.frozen
 class _Registration:
     cls: type
@@ -128,10 +143,18 @@ class EventTypes:
 
     Classes that are not events may be registered too: a nested class that is a member of
     a union is tagged with its registered name, so it can be renamed like an event.
+
+    A stored name that is not registered raises
+    :class:`~busway.errors.UnknownEventTypeError` on read; with ``raw_unknown=True`` it is
+    read as a :class:`RawEvent` instead, for tools that inspect stores of any application.
     """
 
-    def __init__(self, *classes: type, serializer: Serializer | None = None) -> None:
+    def __init__(
+        self, *classes: type, serializer: Serializer | None = None, raw_unknown: bool = False
+    ) -> None:
         self.serializer: Serializer = serializer if serializer is not None else CattrsSerializer()
+        self.raw_unknown = raw_unknown
+        """Whether unregistered stored types are read as :class:`RawEvent` rather than refused."""
         self._by_class: dict[type, _Registration] = {}
         self._by_name: dict[str, _Registration] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
@@ -239,7 +262,7 @@ class EventTypes:
     def decode(self, name: str, version: int, payload: str, *, position: int) -> object:
         """Return the event stored at *position* as *name* at schema *version*."""
         reg = self._by_name.get(name)
-        if reg is None:
+        if reg is None and not self.raw_unknown:
             raise UnknownEventTypeError(name, self._by_name, position=position)
         try:
             data = _json.parse(payload)
@@ -249,6 +272,8 @@ class EventTypes:
             raise _corrupt(name, position, f"its payload is not JSON ({exc})") from exc
         if data.__class__ is not dict:
             raise _corrupt(name, position, "its payload is not a JSON object")
+        if reg is None:
+            return RawEvent(name, version, data)
         if version != reg.version:
             data = self._upcast(reg, version, data, position)
         try:

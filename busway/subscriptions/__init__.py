@@ -5,6 +5,7 @@ from ._leases import InMemoryLeaseStore, Lease, LeaseStore, SQLiteLeaseStore
 from ._observe import BatchObserver
 from ._policy import OnError, Park, Retry, Stop
 from ._records import Advance, ParkedEvent
+from ._status import subscription_status
 
 __all__ = [
     "Advance",
@@ -19,4 +20,5 @@ __all__ = [
     "Retry",
     "SQLiteLeaseStore",
     "Stop",
+    "subscription_status",
 ]

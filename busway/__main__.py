@@ -1,0 +1,5 @@
+"""``python -m busway``: the ``busway`` command."""
+
+from busway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,360 @@
+"""The subcommands: each reads its arguments, opens what it needs, and prints a result."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ..eventstore import SCHEMA_VERSION, EventTypes, RawEvent, RecordedEvent
+from ..projections import Projection, ProjectionRunner, WritingProjection
+from ..subscriptions import LeaseStore, PartitionStatus, subscription_status
+from . import _render
+from ._exit import OK, REFUSED, USAGE, Failure
+from ._targets import Target
+
+Run = Callable[[argparse.Namespace], int]
+
+
+def parser() -> argparse.ArgumentParser:
+    """Return the parser of the whole command line."""
+    top = argparse.ArgumentParser(
+        prog="busway",
+        description="Look inside busway event stores and the subscriptions that follow them.",
+        epilog="exit codes: 0 ok, 1 busway refused, 2 usage error, 3 no store there, "
+        "4 the cli extra is missing, 130 interrupted",
+    )
+    commands = top.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("target", help="an SQLite file, or a PostgreSQL DSN (postgresql://...)")
+    common.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    common.add_argument("--schema", default="public", help="the PostgreSQL schema")
+    common.add_argument("--events-table", default="events", metavar="NAME")
+    common.add_argument("--checkpoints-table", default="projection_checkpoints", metavar="NAME")
+    common.add_argument("--leases-table", default="subscription_leases", metavar="NAME")
+    common.add_argument(
+        "--checkpoints",
+        metavar="TARGET",
+        help="where the checkpoints and leases are, if not beside the events",
+    )
+    common.add_argument(
+        "--types",
+        metavar="MODULE:NAME",
+        help="the application's EventTypes (or a function returning them), to decode payloads",
+    )
+
+    def add(name: str, run: Run, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    add("info", _info, "the store's schema version, events, streams, head position and size")
+    sub = add("streams", _streams, "the streams, by id, a page at a time")
+    sub.add_argument("--after", metavar="STREAM", help="start after this stream id")
+    sub.add_argument("--limit", type=_count, default=50, help="streams per page (default 50)")
+    sub = add("show", _show, "a stream's events, with their metadata")
+    sub.add_argument("stream")
+    sub.add_argument("--from-version", type=_count, default=1, metavar="N")
+    sub.add_argument("--limit", type=_count, default=None, metavar="N")
+    sub = add("tail", _tail, "follow new events as they are appended (Ctrl-C stops)")
+    sub.add_argument("--type", action="append", dest="event_types", metavar="TYPE")
+    sub.add_argument(
+        "--from-position",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="start here (default: after the head)",
+    )
+    sub.add_argument("--limit", type=_count, default=None, metavar="N", help="stop after N events")
+    sub.add_argument("--poll-interval", type=float, default=0.2, metavar="SECONDS")
+    add("subscriptions", _subscriptions, "each subscription's position, lag, holder and parked")
+    sub = add("rebuild", _rebuild, "rebuild a projection from the first event")
+    _projection_options(sub)
+    parked = commands.add_parser("parked", help="events subscriptions set aside")
+    actions = parked.add_subparsers(title="actions", required=True, metavar="ACTION")
+    sub = actions.add_parser("list", parents=[common], help="list parked events")
+    sub.set_defaults(run=_parked_list)
+    sub.add_argument("--subscription", metavar="NAME", help="only this subscription's")
+    sub = actions.add_parser("replay", parents=[common], help="run a projection's handlers again")
+    sub.set_defaults(run=_parked_replay)
+    _projection_options(sub)
+    sub.add_argument("--position", type=_count, default=None, help="only the event parked here")
+    return top
+
+
+def _projection_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "projection",
+        metavar="PROJECTION",
+        help="MODULE:NAME of a projection, its class, or a function returning one",
+    )
+    sub.add_argument("--partitions", type=_count, default=1, help="as the workers run it")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return value
+
+
+# -- what the command line names ---------------------------------------------------------
+
+
+def load(path: str, what: str) -> object:
+    """Import the object *path* names (``module:attribute``), from the working directory on."""
+    module_name, colon, attribute = path.partition(":")
+    if not colon or not module_name or not attribute:
+        raise Failure(USAGE, f"{what} must be given as MODULE:NAME, not {path!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does
+    try:
+        found: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise Failure(USAGE, f"cannot load {what} {path!r}: {exc}") from exc
+    return found
+
+
+def _types(args: argparse.Namespace, fallback: Iterable[type] = ()) -> EventTypes:
+    if args.types is None:
+        return EventTypes(*fallback, raw_unknown=True)
+    found = load(args.types, "--types")
+    if not isinstance(found, EventTypes) and callable(found):
+        found = found()
+    if not isinstance(found, EventTypes):
+        raise Failure(USAGE, f"--types {args.types!r} is {found!r}, not an EventTypes")
+    return found
+
+
+def _projection(args: argparse.Namespace) -> Projection | WritingProjection[Any]:
+    found = load(args.projection, "the projection")
+    if not isinstance(found, Projection | WritingProjection) and callable(found):
+        found = found()
+    if not isinstance(found, Projection | WritingProjection):
+        raise Failure(
+            USAGE, f"{args.projection!r} gives {found!r}, not a Projection or WritingProjection"
+        )
+    return found
+
+
+def _target(args: argparse.Namespace, types: EventTypes | None = None) -> Target:
+    return Target(
+        args.target,
+        types if types is not None else _types(args),
+        schema=args.schema,
+        events=args.events_table,
+        checkpoints=args.checkpoints_table,
+        leases=args.leases_table,
+        checkpoints_at=args.checkpoints,
+    )
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _info(args: argparse.Namespace) -> int:
+    target = _target(args)
+    with target.event_store() as store:
+        streams = events = 0
+        for _, version in store.streams():
+            streams += 1
+            events += version
+        head = store.head_position()
+    found = {
+        "target": "postgresql" if target.postgres else str(target.location),
+        "schema_version": SCHEMA_VERSION,
+        "events": events,
+        "streams": streams,
+        "head_position": head,
+        "size_bytes": target.size(),
+    }
+    _render.mapping(args.json, found)
+    return OK
+
+
+def _streams(args: argparse.Namespace) -> int:
+    with _target(args).event_store() as store:
+        page = list(store.streams(after=args.after, limit=args.limit + 1))
+    more = len(page) > args.limit
+    page = page[: args.limit]
+    after = page[-1][0] if more else None
+    rows = [{"stream_id": s, "version": v} for s, v in page]
+    _render.table(args.json, "streams", rows, extra={"next_after": after})
+    if after is not None and not args.json:
+        _render.note(f"more: --after {after!r}")
+    return OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    target = _target(args)
+    with target.event_store() as store:
+        events = store.read_stream(args.stream, from_version=args.from_version, limit=args.limit)
+    if not events and not args.json:
+        _render.note(f"stream {args.stream!r} has no events from version {args.from_version}")
+    _render.events(args.json, [_event(target.types, e) for e in events])
+    return OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Let Ctrl-C and SIGTERM end the command, even where it started with SIGINT ignored.
+
+    A shell starts a script's background jobs that way; a follower is stopped by a signal.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _tail(args: argparse.Namespace) -> int:
+    target = _target(args)
+    _stop_on_signals()
+    with target.event_store() as store:
+        start = args.from_position or store.head_position() + 1
+        live = store.subscribe(
+            from_position=start, types=args.event_types, poll_interval=args.poll_interval
+        )
+        try:
+            with live:
+                for recorded in itertools.islice(live, args.limit):
+                    _render.event_line(args.json, _event(target.types, recorded))
+        except KeyboardInterrupt:
+            pass  # the way to stop following: a clean end
+    return OK
+
+
+def _statuses(target: Target) -> list[PartitionStatus]:
+    with target.event_store() as store:
+        head = store.head_position()
+    with target.checkpoint_store() as checkpoints, target.lease_store() as leases:
+        if checkpoints is None:
+            return []
+        return subscription_status(checkpoints, head=head, leases=leases)
+
+
+def _subscriptions(args: argparse.Namespace) -> int:
+    rows = [
+        {
+            "subscription": s.subscription,
+            "partition": s.partition,
+            "partitions": s.partitions,
+            "position": s.position,
+            "head": s.head,
+            "lag": s.lag,
+            "holder": s.holder.owner if s.holder else None,
+            "holder_expires_at": s.holder.expires_at.isoformat() if s.holder else None,
+            "parked": len(s.parked),
+        }
+        for s in _statuses(_target(args))
+    ]
+    _render.table(args.json, "subscriptions", rows)
+    return OK
+
+
+def _parked_list(args: argparse.Namespace) -> int:
+    rows = [
+        {
+            "subscription": p.subscription,
+            "position": p.position,
+            "stream_id": p.stream_id,
+            "version": p.version,
+            "type": p.type,
+            "attempts": p.attempts,
+            "parked_at": p.parked_at.isoformat(),
+            "error": p.error,
+        }
+        for s in _statuses(_target(args))
+        if args.subscription in (None, s.subscription)
+        for p in s.parked
+    ]
+    _render.table(args.json, "parked", rows)
+    return OK
+
+
+def _runner_target(args: argparse.Namespace) -> tuple[Target, Projection | WritingProjection[Any]]:
+    projection = _projection(args)
+    return _target(args, _types(args, projection.handled_types())), projection
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    target, projection = _runner_target(args)
+    with (
+        target.event_store(writable=True) as store,
+        target.checkpoint_store(writable=True) as checkpoints,
+        target.lease_store(writable=True) as leases,
+    ):
+        runner = ProjectionRunner(
+            store, projection, checkpoints=checkpoints, leases=leases, partitions=args.partitions
+        )
+        try:
+            with _render.progress(args.json, f"rebuilding {runner.name}") as report:
+                read = runner.rebuild(progress=report)
+        finally:
+            _give_back(leases, runner)
+        position = runner.position
+    _render.mapping(args.json, {"projection": runner.name, "read": read, "position": position})
+    return OK
+
+
+def _parked_replay(args: argparse.Namespace) -> int:
+    target, projection = _runner_target(args)
+    with (
+        target.event_store(writable=True) as store,
+        target.checkpoint_store(writable=True) as checkpoints,
+        target.lease_store(writable=True) as leases,
+    ):
+        runner = ProjectionRunner(
+            store, projection, checkpoints=checkpoints, leases=leases, partitions=args.partitions
+        )
+        try:
+            passed = runner.replay_parked(args.position)
+        finally:
+            _give_back(leases, runner)
+        left = [p for p in runner.parked() if args.position in (None, p.position)]
+    _render.mapping(
+        args.json, {"projection": runner.name, "replayed": passed, "still_parked": len(left)}
+    )
+    return REFUSED if left else OK
+
+
+def _give_back(leases: LeaseStore | None, runner: ProjectionRunner) -> None:
+    """Release the leases *runner* took, so that the workers take over at once."""
+    if leases is None:
+        return
+    for lease in leases.leases(runner.name):
+        if lease.owner == runner.owner:
+            leases.release(lease)
+
+
+def _event(types: EventTypes, recorded: RecordedEvent) -> dict[str, Any]:
+    event = recorded.event
+    data: Mapping[str, Any] = (
+        event.data if isinstance(event, RawEvent) else types.serializer.to_dict(event)
+    )
+    return {
+        "position": recorded.position,
+        "stream_id": recorded.stream_id,
+        "version": recorded.version,
+        "type": recorded.type,
+        "event_id": str(recorded.event_id),
+        "recorded_at": recorded.recorded_at.isoformat(),
+        "metadata": dict(recorded.metadata),
+        "data": json.loads(json.dumps(data, default=str)),
+    }
+
+
+__all__ = ["load", "parser"]
