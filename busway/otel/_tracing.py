@@ -22,7 +22,7 @@ from collections.abc import (
 )
 from contextlib import AbstractContextManager
 from importlib.metadata import version
-from typing import Any, Final, Self, TypeAlias, final, overload
+from typing import Any, Final, Generic, Self, TypeAlias, TypeVar, final, overload
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -52,6 +52,8 @@ __all__ = ["AsyncTracedEventStore", "TracedEventStore", "batches", "traced", "tr
 _Attributes: TypeAlias = dict[str, str | int]
 
 SYSTEM: Final = "busway"
+S = TypeVar("S", EventStore, AsyncEventStore)
+
 TRACEPARENT: Final = "traceparent"
 
 
@@ -176,23 +178,22 @@ def _no_signal(store: object) -> AttributeError:
     return AttributeError(f"{store!r} has no 'appended' signal: readers of it poll")
 
 
-@final
-class TracedEventStore:
-    """An :class:`~busway.eventstore.EventStore` whose appends are spans (see :func:`traced`)."""
+class _Traced(Generic[S]):
+    """What both traced stores share: the wrapped store, its types and signal, a tracer."""
 
     __slots__ = ("_store", "_tracer")
+    _store: S
+    _tracer: Tracer
 
-    def __init__(self, store: EventStore, *, tracer_provider: TracerProvider | None = None) -> None:
-        if not isinstance(store, EventStore):
-            raise InvalidArgumentError("store", store, "an EventStore, such as SQLiteEventStore")
+    def __init__(self, store: S, tracer_provider: TracerProvider | None) -> None:
         self._store = store
         self._tracer = _tracer(tracer_provider)
 
     def __repr__(self) -> str:
-        return f"<TracedEventStore of {self._store!r}>"
+        return f"<{type(self).__name__} of {self._store!r}>"
 
     @property
-    def store(self) -> EventStore:
+    def store(self) -> S:
         """The store that holds the events."""
         return self._store
 
@@ -207,6 +208,18 @@ class TracedEventStore:
         if isinstance(self._store, Notifying):
             return self._store.appended
         raise _no_signal(self._store)
+
+
+@final
+class TracedEventStore(_Traced[EventStore]):
+    """An :class:`~busway.eventstore.EventStore` whose appends are spans (see :func:`traced`)."""
+
+    __slots__ = ()
+
+    def __init__(self, store: EventStore, *, tracer_provider: TracerProvider | None = None) -> None:
+        if not isinstance(store, EventStore):
+            raise InvalidArgumentError("store", store, "an EventStore, such as SQLiteEventStore")
+        super().__init__(store, tracer_provider)
 
     def append(
         self,
@@ -287,10 +300,10 @@ class TracedEventStore:
 
 
 @final
-class AsyncTracedEventStore:
+class AsyncTracedEventStore(_Traced[AsyncEventStore]):
     """An :class:`~busway.eventstore.AsyncEventStore` whose appends are spans."""
 
-    __slots__ = ("_store", "_tracer")
+    __slots__ = ()
 
     def __init__(
         self, store: AsyncEventStore, *, tracer_provider: TracerProvider | None = None
@@ -299,28 +312,7 @@ class AsyncTracedEventStore:
             raise InvalidArgumentError(
                 "store", store, "an AsyncEventStore, such as AsyncSQLiteEventStore"
             )
-        self._store = store
-        self._tracer = _tracer(tracer_provider)
-
-    def __repr__(self) -> str:
-        return f"<AsyncTracedEventStore of {self._store!r}>"
-
-    @property
-    def store(self) -> AsyncEventStore:
-        """The store that holds the events."""
-        return self._store
-
-    @property
-    def types(self) -> EventTypes:
-        """The wrapped store's event types."""
-        return self._store.types
-
-    @property
-    def appended(self) -> Signal:
-        """The wrapped store's wake-up signal, if it has one, for readers that follow it."""
-        if isinstance(self._store, Notifying):
-            return self._store.appended
-        raise _no_signal(self._store)
+        super().__init__(store, tracer_provider)
 
     async def append(
         self,
