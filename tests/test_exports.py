@@ -120,6 +120,8 @@ def test_importing_busway_stays_light() -> None:
         "busway.postgres",
         "busway.otel",
         "busway.cli",
+        "busway.web",
+        "strawberry",
         "pytest",
         "hypothesis",
         "psycopg",
