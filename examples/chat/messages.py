@@ -32,6 +32,7 @@ __all__ = [
     "RoomOpened",
     "RoomPage",
     "RoomView",
+    "WelcomeMember",
     "Written",
 ]
 
@@ -152,6 +153,18 @@ class DeleteMessage(Command[Written]):
 
     message_id: str
     author: str
+
+
+@attrs.frozen
+class WelcomeMember(Command[Written]):
+    """Post the welcome for *user*'s join under *message_id*; sent by the welcome saga.
+
+    Sending it again with the same id posts nothing more, so a resend is harmless.
+    """
+
+    room_id: str
+    user: str
+    message_id: str
 
 
 # -- queries ---------------------------------------------------------------------------------
