@@ -186,7 +186,7 @@ def _user(value: str) -> str | None:
     if not 1 <= len(value) <= USER_MAX or value != value.strip() or not value.isprintable():
         return f"must be 1 to {USER_MAX} printable characters, without spaces around them"
     if value == WELCOME_AUTHOR:
-        return "is the chat's own name; choose another"
+        return "must be another name than the chat's own"
     return None
 
 

@@ -2,9 +2,9 @@
 
 Everything lives in the one file: the events, the read model's tables and their
 checkpoint, the welcome sagas and theirs. Commands are checked (:func:`domain.problems`)
-before any handler runs, each in a correlation scope, so the events a command causes,
-welcomes included, carry its correlation id; a command that lost a race for a room or
-message runs again on its fresh state.
+before any handler runs, each in a correlation scope of its own, whose ids the events it
+stores carry in their metadata; a command that lost a race for a room or message runs
+again on its fresh state.
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ class Chat:
         self.commands = AsyncCommandBus(handlers)
         self.commands.use(correlation())
         self.commands.use(validation(problems))
-        # Two users changing one room at once: the loser loads it again and re-decides.
-        self.commands.use(retry(on=(ConcurrencyError,), attempts=5, backoff=0.001))
+        # Users changing one room at once: each loser loads it again and re-decides, so up
+        # to ten at once all get through.
+        self.commands.use(retry(on=(ConcurrencyError,), attempts=10, backoff=0.001))
         self.queries = AsyncQueryBus(handlers)
         self.queries.use(validation(problems))
 
