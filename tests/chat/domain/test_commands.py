@@ -78,7 +78,7 @@ def test_joining_twice_is_harmless(chat: Driven) -> None:
     before = chat.head()
     assert chat.execute(JoinRoom("r1", "alice")) == Written("r1", room_head)
     assert chat.execute(JoinRoom("r1", "bob")) == Written("r1", room_head)
-    assert chat.head() == before
+    assert chat.changes(before) == []
     chat.settle()
     assert chat.ask(GetRoom("r1")).members == ("alice", "bob")
 

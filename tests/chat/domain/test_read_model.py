@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from busway import AggregateNotFoundError, InvalidArgumentError, ProjectionTimeoutError
+from busway import (
+    AggregateNotFoundError,
+    InvalidArgumentError,
+    ProjectionError,
+    ProjectionTimeoutError,
+)
 from busway.eventstore import SQLiteEventStore
 from busway.projections import ProjectionRunner, SQLiteCheckpointStore
 from examples.chat.messages import (
@@ -23,8 +28,10 @@ from examples.chat.messages import (
     LeaveRoom,
     ListMessages,
     ListRooms,
+    MemberLeft,
     OpenRoom,
     PostMessage,
+    RoomOpened,
     RoomView,
 )
 from examples.chat.read_model import ChatProjection, InvalidCursorError
@@ -172,3 +179,19 @@ def tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
             t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
             for t in ("rooms", "members", "messages")
         }
+
+
+def test_events_that_do_not_fit_the_tables_stop_the_projection(tmp_path: Path) -> None:
+    """A leave of someone never there (a damaged store) stops the projection, saying to rebuild."""
+    path = tmp_path / "chat.db"
+    with (
+        SQLiteEventStore(path, types=EVENT_TYPES) as store,
+        SQLiteCheckpointStore(path) as checkpoints,
+    ):
+        store.append("room-r1", [RoomOpened("r1", "Lobby", "alice"), MemberLeft("r1", "ghost")])
+        runner = ProjectionRunner(store, ChatProjection(), checkpoints=checkpoints)
+        with pytest.raises(ProjectionError) as caught:
+            runner.run_until_caught_up()
+    assert isinstance(caught.value.__cause__, LookupError)
+    assert "rebuild the read model" in str(caught.value.__cause__)
+    assert caught.value.position == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from busway.eventstore import SQLiteEventStore
 from examples.chat.messages import (
     EVENT_TYPES,
@@ -93,3 +95,19 @@ def test_a_welcome_sent_again_posts_nothing_more(chat: Driven) -> None:
     )
     assert chat.head() == before
     assert texts(chat, "r1") == ["Welcome to Lobby, zoe!"]
+
+
+def test_a_welcome_that_cannot_be_posted_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A join whose room is not there (a damaged store) is logged, and the chat goes on."""
+    path = tmp_path / "chat.db"
+    with SQLiteEventStore(path, types=EVENT_TYPES) as store:
+        store.append("elsewhere", [MemberJoined("ghost", "bob")])
+    with opened(path) as chat:
+        chat.until(lambda: caplog.records, bool)
+        chat.execute(OpenRoom("r1", "Lobby", "alice"))
+        chat.execute(JoinRoom("r1", "bob"))
+        assert len(chat.welcomes("r1", 1)) == 1
+    [record] = [r for r in caplog.records if r.name == "examples.chat"]
+    assert "no room has the id 'ghost'" in record.getMessage()
