@@ -30,7 +30,7 @@ from busway.middleware import correlation, retry, validation
 from busway.projections import AsyncProjectionRunner, SQLiteCheckpointStore
 from busway.sagas import AsyncSagaManager, SQLiteSagaStore
 
-from .domain import WELCOME_AUTHOR, Message, NotFoundError, Room, problems
+from .domain import WELCOME_AUTHOR, IdTakenError, Message, NotFoundError, Room, problems
 from .messages import (
     EVENT_TYPES,
     DeleteMessage,
@@ -178,7 +178,7 @@ class Chat:
         message = Message.post(command.message_id, room.id, WELCOME_AUTHOR, text)
         try:
             return await self._save(self._messages, message)
-        except AggregateExistsError:  # sent again after a stop: it is posted already
+        except IdTakenError:  # sent again after a stop: it is posted already
             stream = self._messages.stream_id(command.message_id)
             return await self._written(stream, command.message_id, None)
 
@@ -195,7 +195,12 @@ class Chat:
             raise NotFoundError(Message, message_id, "it was never posted") from None
 
     async def _save(self, repository: AsyncRepository[A], aggregate: A) -> Written:
-        version = await repository.save(aggregate)
+        try:
+            version = await repository.save(aggregate)
+        except AggregateExistsError as exc:
+            raise IdTakenError(
+                exc.aggregate_type, exc.aggregate_id, exc.stream_id, exc.actual
+            ) from exc
         return await self._written(repository.stream_id(aggregate.id), aggregate.id, version)
 
     async def _written(self, stream: str, aggregate_id: str, version: int | None) -> Written:

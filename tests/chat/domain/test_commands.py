@@ -169,8 +169,14 @@ def test_taken_ids_conflict(chat: Driven) -> None:
     """A room id or message id used twice is a conflict, and nothing is stored."""
     lobby(chat)
     chat.execute(PostMessage("r1", "alice", "first", "m"))
-    chat.refused(OpenRoom("r1", "Other", "bob"), AggregateExistsError)
-    chat.refused(PostMessage("r1", "alice", "second", "m"), AggregateExistsError)
+    room = chat.refused(OpenRoom("r1", "Other", "bob"), AggregateExistsError)
+    message = chat.refused(PostMessage("r1", "alice", "second", "m"), AggregateExistsError)
+    assert (
+        str(room)
+        == "a room with the id 'r1' is there already; nothing was stored. Choose another id"
+    )
+    assert "message with the id 'm'" in str(message)
+    assert "leave message_id out" in str(message)
 
 
 @pytest.mark.parametrize(
