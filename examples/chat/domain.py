@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from busway import AggregateNotFoundError, ValidationError
+from busway import AggregateExistsError, AggregateNotFoundError, ValidationError
 from busway.aggregates import Aggregate, when
 
 from .messages import (
@@ -34,6 +34,7 @@ __all__ = [
     "USER_MAX",
     "WELCOME_AUTHOR",
     "ChatRuleError",
+    "IdTakenError",
     "Message",
     "NotFoundError",
     "Room",
@@ -67,6 +68,18 @@ class NotFoundError(AggregateNotFoundError):
         self.aggregate_id = aggregate_id
         self.stream_id = f"{kind.__name__.lower()}-{aggregate_id}"
         Exception.__init__(self, f"no {kind.__name__.lower()} has the id {aggregate_id!r}; {hint}")
+
+
+class IdTakenError(AggregateExistsError):
+    """A new room or message was given the id of one there is; nothing was stored."""
+
+    def _explain(self, stream_id: str, expected: object, actual: int) -> str:
+        kind = self.aggregate_type.__name__.lower()
+        advice = ", or leave message_id out to get a new one" if kind == "message" else ""
+        return (
+            f"a {kind} with the id {self.aggregate_id!r} is there already; nothing was "
+            f"stored. Choose another id{advice}"
+        )
 
 
 class Room(Aggregate):
@@ -186,7 +199,7 @@ def _user(value: str) -> str | None:
     if not 1 <= len(value) <= USER_MAX or value != value.strip() or not value.isprintable():
         return f"must be 1 to {USER_MAX} printable characters, without spaces around them"
     if value == WELCOME_AUTHOR:
-        return "is the chat's own name; choose another"
+        return "must be another name than the chat's own"
     return None
 
 

@@ -2,9 +2,9 @@
 
 Everything lives in the one file: the events, the read model's tables and their
 checkpoint, the welcome sagas and theirs. Commands are checked (:func:`domain.problems`)
-before any handler runs, each in a correlation scope, so the events a command causes,
-welcomes included, carry its correlation id; a command that lost a race for a room or
-message runs again on its fresh state.
+before any handler runs, each in a correlation scope of its own, whose ids the events it
+stores carry in their metadata; a command that lost a race for a room or message runs
+again on its fresh state.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from busway.middleware import correlation, retry, validation
 from busway.projections import AsyncProjectionRunner, SQLiteCheckpointStore
 from busway.sagas import AsyncSagaManager, SQLiteSagaStore
 
-from .domain import WELCOME_AUTHOR, Message, NotFoundError, Room, problems
+from .domain import WELCOME_AUTHOR, IdTakenError, Message, NotFoundError, Room, problems
 from .messages import (
     EVENT_TYPES,
     DeleteMessage,
@@ -101,8 +101,9 @@ class Chat:
         self.commands = AsyncCommandBus(handlers)
         self.commands.use(correlation())
         self.commands.use(validation(problems))
-        # Two users changing one room at once: the loser loads it again and re-decides.
-        self.commands.use(retry(on=(ConcurrencyError,), attempts=5, backoff=0.001))
+        # Users changing one room at once: each loser loads it again and re-decides, so up
+        # to ten at once all get through.
+        self.commands.use(retry(on=(ConcurrencyError,), attempts=10, backoff=0.001))
         self.queries = AsyncQueryBus(handlers)
         self.queries.use(validation(problems))
 
@@ -177,7 +178,7 @@ class Chat:
         message = Message.post(command.message_id, room.id, WELCOME_AUTHOR, text)
         try:
             return await self._save(self._messages, message)
-        except AggregateExistsError:  # sent again after a stop: it is posted already
+        except IdTakenError:  # sent again after a stop: it is posted already
             stream = self._messages.stream_id(command.message_id)
             return await self._written(stream, command.message_id, None)
 
@@ -194,7 +195,12 @@ class Chat:
             raise NotFoundError(Message, message_id, "it was never posted") from None
 
     async def _save(self, repository: AsyncRepository[A], aggregate: A) -> Written:
-        version = await repository.save(aggregate)
+        try:
+            version = await repository.save(aggregate)
+        except AggregateExistsError as exc:
+            raise IdTakenError(
+                exc.aggregate_type, exc.aggregate_id, exc.stream_id, exc.actual
+            ) from exc
         return await self._written(repository.stream_id(aggregate.id), aggregate.id, version)
 
     async def _written(self, stream: str, aggregate_id: str, version: int | None) -> Written:
