@@ -38,6 +38,7 @@ from busway.eventstore import (
 from busway.middleware import correlation
 from busway.otel import AsyncTracedEventStore, TracedEventStore, batches, traced, tracing
 from busway.projections import AsyncProjectionRunner, Projection, ProjectionRunner, when
+from busway.sagas import AsyncSagaManager, InMemorySagaStore, Saga, SagaManager, starts
 
 
 @attrs.frozen
@@ -82,6 +83,25 @@ class Orders(Projection):
     @when(OrderShipped)
     def shipped(self, event: OrderShipped, recorded: RecordedEvent) -> None:
         pass
+
+
+@attrs.frozen
+class ShipOrder(Command[None]):
+    order_id: str
+
+
+@attrs.define
+class Shipping(Saga):
+    """Ships each placed order; refuses the order id ``fail``."""
+
+    order_id: str = ""
+
+    @starts(OrderPlaced, key="order_id")
+    def placed(self, event: OrderPlaced) -> None:
+        if event.order_id == "fail":
+            raise RuntimeError("cannot ship fail")
+        self.order_id = event.order_id
+        self.send(ShipOrder(event.order_id))
 
 
 class Ping:
@@ -435,3 +455,101 @@ def test_without_opentelemetry_the_import_says_which_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "pip install 'busway[otel]'" in out.stdout
+
+
+def shipping_commands(shipped: list[str]) -> Registry:
+    handlers = Registry()
+
+    @handlers.command
+    def ship(command: ShipOrder) -> None:
+        shipped.append(command.order_id)
+
+    return handlers
+
+
+def test_a_saga_batch_links_to_the_append_and_holds_the_commands_it_sends(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A saga manager's batch is a span linked to the stored event's append, over its commands."""
+    store = traced(SQLiteEventStore(tmp_path / "events.db", types=TYPES), tracer_provider=provider)
+    shipped: list[str] = []
+    commands = CommandBus(shipping_commands(shipped))
+    commands.use(tracing(tracer_provider=provider))
+    manager = SagaManager(Shipping, store=InMemorySagaStore(), commands=commands)
+    with store:
+        place_orders(store, provider).execute(PlaceOrder("o-1"))
+        [recorded] = store.read_all()
+        assert 1 == manager.catch_up(store, observer=batches(tracer_provider=provider))
+    assert ["o-1"] == shipped
+    found = spans(exporter)
+    send, batch = found["send order.placed"], found["process order.placed"]
+    assert traceparent(send) == recorded.metadata["traceparent"]
+    assert SpanKind.CONSUMER == batch.kind
+    assert [ids(send)] == links_of(batch)
+    attributes = batch.attributes or {}
+    assert ("sagas", "sagas") == (
+        attributes["messaging.consumer.group.name"],
+        attributes["messaging.destination.subscription.name"],
+    )
+    assert str(recorded.event_id) == attributes["messaging.message.id"]
+    assert ids(batch) == parent_of(found["execute ShipOrder"])
+
+
+def test_async_saga_managers_make_the_same_batch_spans_in_the_background(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """An async manager's background runner makes the batch span, holding its command's span."""
+    store = traced(AsyncInMemoryEventStore(types=TYPES), tracer_provider=provider)
+    shipped: list[str] = []
+    handlers = Registry()
+
+    @handlers.command
+    async def ship(command: ShipOrder) -> None:
+        shipped.append(command.order_id)
+
+    commands = AsyncCommandBus(handlers)
+    commands.use(tracing(tracer_provider=provider))
+    manager = AsyncSagaManager(Shipping, store=InMemorySagaStore(), commands=commands)
+    observer = batches(tracer_provider=provider)
+
+    async def scenario() -> None:
+        async with store:
+            await store.append("order-1", [OrderPlaced("o-1")])
+            async with manager.background(events=store, interval=0.01, observer=observer):
+                while not shipped:
+                    await asyncio.sleep(0.01)
+            await store.append("order-2", [OrderPlaced("o-2")])
+            assert 1 == await manager.catch_up(store, observer=observer)
+
+    asyncio.run(scenario())
+    assert ["o-1", "o-2"] == shipped
+    finished = exporter.get_finished_spans()
+    sends = [s for s in finished if s.name == "send order.placed"]
+    processed = [s for s in finished if s.name == "process order.placed"]
+    executed = [s for s in finished if s.name == "execute ShipOrder"]
+    assert [[ids(s)] for s in sends] == [links_of(s) for s in processed]
+    assert [ids(s) for s in processed] == [parent_of(s) for s in executed]
+
+
+def test_a_failing_saga_ends_its_batch_span_in_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The batch's span records the saga's failure, which the manager raises as ever."""
+    store = InMemoryEventStore(types=TYPES)
+    store.append("order-1", [OrderPlaced("fail")])
+    manager = SagaManager(Shipping, store=InMemorySagaStore(), commands=CommandBus())
+    with pytest.raises(RuntimeError, match="cannot ship fail"):
+        manager.catch_up(store, observer=batches(tracer_provider=provider))
+    batch = spans(exporter)["process order.placed"]
+    assert StatusCode.ERROR == batch.status.status_code
+    assert "RuntimeError" == (batch.attributes or {})["error.type"]
+
+
+def test_saga_managers_refuse_an_observer_that_is_none_and_one_without_events() -> None:
+    """A wrong observer is refused, and so is one given to a runner that follows no store."""
+    store = InMemoryEventStore(types=TYPES)
+    manager = SagaManager(Shipping, store=InMemorySagaStore(), commands=CommandBus())
+    with pytest.raises(RegistrationError, match="BatchObserver"):
+        manager.catch_up(store, observer=cast(Any, print))
+    with pytest.raises(RegistrationError, match="observer="):
+        manager.background(observer=batches())
