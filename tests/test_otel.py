@@ -12,12 +12,29 @@ from typing import Any, cast
 
 import attrs
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    SpanKind,
+    StatusCode,
+    format_span_id,
+    format_trace_id,
+)
 
-from busway import AsyncCommandBus, Command, CommandBus, Event, EventBus, Registry
+from busway import (
+    AsyncCommandBus,
+    AsyncQueryBus,
+    Command,
+    CommandBus,
+    Event,
+    EventBus,
+    Query,
+    Registry,
+)
 from busway.errors import (
     InvalidArgumentError,
     ProjectionError,
@@ -43,6 +60,11 @@ from busway.sagas import AsyncSagaManager, InMemorySagaStore, Saga, SagaManager,
 
 @attrs.frozen
 class PlaceOrder(Command[str]):
+    order_id: str
+
+
+@attrs.frozen
+class FindOrder(Query[str]):
     order_id: str
 
 
@@ -553,3 +575,51 @@ def test_saga_managers_refuse_an_observer_that_is_none_and_one_without_events() 
         manager.catch_up(store, observer=cast(Any, print))
     with pytest.raises(RegistrationError, match="observer="):
         manager.background(observer=batches())
+
+
+def test_without_an_sdk_a_dispatch_goes_straight_on() -> None:
+    """With no SDK, tracing() hands the message on, sync or async, and no span is current."""
+    seen: list[bool] = []
+    handlers = Registry()
+
+    @handlers.command
+    def place(command: PlaceOrder) -> str:
+        seen.append(trace.get_current_span().get_span_context().is_valid)
+        return command.order_id
+
+    @handlers.query
+    async def find(query: FindOrder) -> str:
+        seen.append(trace.get_current_span().get_span_context().is_valid)
+        return query.order_id
+
+    bus = CommandBus(handlers)
+    bus.use(tracing(tracer_provider=NoOpTracerProvider()))
+    assert "o-1" == bus.execute(PlaceOrder("o-1"))
+    queries = AsyncQueryBus(handlers)
+    queries.use(tracing(tracer_provider=NoOpTracerProvider()))
+    assert "o-2" == asyncio.run(queries.execute(FindOrder("o-2")))
+    assert [False, False] == seen
+
+
+def test_a_dispatch_a_sampler_leaves_out_still_carries_its_trace(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """A span sampled out is current in the handler, so that its children are left out too."""
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    current: list[trace.SpanContext] = []
+    handlers = Registry()
+
+    @handlers.command
+    def place(command: PlaceOrder) -> str:
+        current.append(trace.get_current_span().get_span_context())
+        return command.order_id
+
+    bus = CommandBus(handlers)
+    bus.use(correlation())
+    bus.use(tracing(tracer_provider=provider))
+    assert "o-1" == bus.execute(PlaceOrder("o-1"))
+    [context] = current
+    assert context.is_valid
+    assert not context.trace_flags.sampled
+    assert () == exporter.get_finished_spans()

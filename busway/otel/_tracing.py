@@ -25,7 +25,7 @@ from importlib.metadata import version
 from typing import Any, Final, Generic, Self, TypeAlias, TypeVar, final, overload
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from .. import context
 from .._chain import ASYNC_VARIANT
@@ -95,27 +95,45 @@ def tracing(*, tracer_provider: TracerProvider | None = None) -> Middleware:
     and its correlation id as ``messaging.message.conversation_id``. A handler's exception
     is recorded on the span, which ends in error, and raised as it was. Spans go to
     *tracer_provider*, by default OpenTelemetry's global one.
+
+    Where no SDK is set up, the tracer's span is not recording and carries no trace: the
+    dispatch then goes straight on, at the cost of asking for that span alone. A span a
+    sampler left out is still made current, so that what the handler does is left out too.
     """
     tracer = _tracer(tracer_provider)
 
-    def flow(message: Any) -> Generator[Any, Any, Any]:
+    def start(message: object) -> Span:
         operation = _operation(message)
         destination = type(message).__qualname__
-        attributes = _attributes(operation, "process", destination)
+        return tracer.start_span(
+            _name(operation, destination),
+            kind=SpanKind.INTERNAL,
+            attributes=_attributes(operation, "process", destination),
+        )
+
+    def flow(message: Any, span: Span) -> Generator[Any, Any, Any]:
         ctx = context.current()
-        if ctx is not None:
-            attributes["messaging.message.id"] = str(ctx.message_id)
-            attributes["messaging.message.conversation_id"] = str(ctx.correlation_id)
-        with tracer.start_as_current_span(
-            _name(operation, destination), kind=SpanKind.INTERNAL, attributes=attributes
-        ):
+        if ctx is not None and span.is_recording():
+            span.set_attributes(
+                {
+                    "messaging.message.id": str(ctx.message_id),
+                    "messaging.message.conversation_id": str(ctx.correlation_id),
+                }
+            )
+        with trace.use_span(span, end_on_exit=True):
             return (yield message)
 
     def layer(message: Any, next: Callable[[Any], Any]) -> Any:
-        return run(flow(message), next)
+        span = start(message)
+        if not span.get_span_context().is_valid:  # no SDK: nothing to record or carry on
+            return next(message)
+        return run(flow(message, span), next)
 
     def async_layer(message: Any, next: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
-        return arun(flow(message), next)
+        span = start(message)
+        if not span.get_span_context().is_valid:
+            return next(message)
+        return arun(flow(message, span), next)
 
     layer.__qualname__ = "tracing()"
     setattr(layer, ASYNC_VARIANT, async_layer)
