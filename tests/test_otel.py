@@ -230,6 +230,7 @@ def test_a_command_its_events_and_a_projection_in_another_thread_make_one_story(
         "messaging.operation.name": "send",
         "messaging.operation.type": "send",
         "messaging.destination.name": "order.placed",
+        "messaging.message.id": str(recorded.event_id),
         "messaging.message.conversation_id": correlation_id,
         "busway.stream_id": "order-o-1",
     } == dict(send.attributes or {})
@@ -251,25 +252,55 @@ def test_a_command_its_events_and_a_projection_in_another_thread_make_one_story(
     assert "publish" == (nested.attributes or {})["messaging.operation.name"]
 
 
-def test_a_batch_of_several_appends_links_to_each_once(
+def test_each_event_of_an_append_has_a_create_span_the_send_and_the_batch_link_to(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    """A batch counts its events, and links once to each append they came from."""
+    """Events appended together each carry a context of their own, named by their id."""
     store = traced(InMemoryEventStore(types=TYPES), tracer_provider=provider)
-    store.append("order-1", [OrderPlaced("1"), OrderShipped("1")])
+    given = NewEvent(OrderShipped("1"), metadata={"user": "ann"})
+    store.append("order-1", [OrderPlaced("1"), given], metadata={"tracestate": "mine=1"})
     store.append("order-2", (e for e in [OrderPlaced("2")]))
     store.store.append("order-3", [OrderPlaced("3")])
     runner = ProjectionRunner(store, Orders(), observer=batches(tracer_provider=provider))
     assert 4 == runner.run_until_caught_up()
-    found = spans(exporter)
-    first, second = found["send"], found["send order.placed"]
-    assert 2 == (first.attributes or {})["messaging.batch.message_count"]
-    batch = found["process"]
-    assert [ids(first), ids(second)] == links_of(batch)
+    recorded = list(store.read_all())
+    found = exporter.get_finished_spans()
+    creates = [s for s in found if (s.attributes or {})["messaging.operation.type"] == "create"]
+    assert ["create order.placed", "create OrderShipped"] == [s.name for s in creates]
+    assert [str(r.event_id) for r in recorded[:2]] == [
+        (s.attributes or {})["messaging.message.id"] for s in creates
+    ]
+    assert given.event_id == recorded[1].event_id
+    assert [traceparent(s) for s in creates] == [r.metadata["traceparent"] for r in recorded[:2]]
+    assert {"user": "ann", "tracestate": "mine=1"}.items() <= recorded[1].metadata.items()
+    by_name = {s.name: s for s in found}
+    send, single = by_name["send"], by_name["send order.placed"]
+    assert SpanKind.CLIENT == send.kind
+    assert [ids(s) for s in creates] == links_of(send)
+    assert [(s.attributes or {})["messaging.message.id"] for s in creates] == [
+        (link.attributes or {})["messaging.message.id"] for link in send.links
+    ]
+    assert 2 == (send.attributes or {})["messaging.batch.message_count"]
+    assert "messaging.message.id" not in (send.attributes or {})
+    assert SpanKind.PRODUCER == single.kind
+    batch = by_name["process"]
+    assert [ids(creates[0]), ids(creates[1]), ids(single)] == links_of(batch)
+    assert [str(r.event_id) for r in recorded[:3]] == [
+        (link.attributes or {})["messaging.message.id"] for link in batch.links
+    ]
     attributes = batch.attributes or {}
     assert 4 == attributes["messaging.batch.message_count"]
     assert "messaging.destination.name" not in attributes
     assert "messaging.message.id" not in attributes
+
+
+def test_without_an_sdk_appends_store_the_events_as_given() -> None:
+    """With no SDK, a traced store appends what it is given, with no trace context added."""
+    store = traced(InMemoryEventStore(types=TYPES), tracer_provider=NoOpTracerProvider())
+    store.append("order-1", [OrderPlaced("1")], metadata={"user": "ann"})
+    store.append("order-1", [OrderPlaced("2"), OrderShipped("2")])
+    assert 3 == store.append("order-1", [])
+    assert [{"user": "ann"}, {}, {}] == [dict(r.metadata) for r in store.read_all()]
 
 
 def test_async_buses_stores_and_runners_make_the_same_spans(

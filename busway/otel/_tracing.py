@@ -151,37 +151,84 @@ def _stored_name(types: EventTypes, item: object) -> str:
         return cls.__qualname__
 
 
+def _identified(item: object) -> NewEvent:
+    """Return *item* as a NewEvent, whose id the spans can name before the store writes it."""
+    return item if type(item) is NewEvent else NewEvent(item)
+
+
+def _carrier(span: Span, given: object) -> dict[str, Any]:
+    """Return *span*'s trace context as metadata, less the keys the caller's *given* has."""
+    carrier: dict[str, Any] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    if isinstance(given, Mapping):
+        for key in given.keys() & carrier.keys():
+            del carrier[key]  # what the caller gives wins
+    return carrier
+
+
 @contextlib.contextmanager
 def _sending(
     tracer: Tracer, types: EventTypes, stream_id: str, events: object, metadata: object
-) -> Iterator[object]:
-    """Run an append in a ``send`` span; give the metadata to store, with its trace context.
+) -> Iterator[tuple[object, object]]:
+    """Run an append in a ``send`` span; give the events and metadata to store, with contexts.
 
-    Values the store will refuse are given to it as they are, so that it says what is wrong.
+    One event carries the ``send`` span's context. Each of several gets a ``create`` span
+    of its own, whose context it carries, and the ``send`` span links to each, as the
+    conventions ask of a batch. Values the store will refuse are given to it as they are,
+    so that it says what is wrong.
     """
-    items = events if isinstance(events, list | tuple) else ()
-    names = {_stored_name(types, item) for item in items}
-    destination = next(iter(names)) if len(names) == 1 else None
+    items = [_identified(item) for item in events] if isinstance(events, list | tuple) else []
+    if not items:  # nothing to append, or what the store refuses
+        yield events, metadata
+        return
+    names = [_stored_name(types, item) for item in items]
+    destination = names[0] if len(set(names)) == 1 else None
     attributes = _attributes("send", "send", destination)
     attributes["busway.stream_id"] = str(stream_id)
-    if len(items) > 1:
-        attributes["messaging.batch.message_count"] = len(items)
-    elif items and type(items[0]) is NewEvent:
-        attributes["messaging.message.id"] = str(items[0].event_id)
     ctx = context.current()
     if ctx is not None:
         attributes["messaging.message.conversation_id"] = str(ctx.correlation_id)
+    if len(items) == 1:
+        attributes["messaging.message.id"] = str(items[0].event_id)
+        send = tracer.start_span(
+            _name("send", destination), kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        if not send.get_span_context().is_valid:  # no SDK: store the events as they are
+            yield events, metadata
+            return
+        with trace.use_span(send, end_on_exit=True):
+            carrier = _carrier(send, metadata)
+            if metadata is None or isinstance(metadata, Mapping):
+                yield items, {**carrier, **(metadata or {})}
+            else:
+                yield items, metadata
+        return
+    stored = []
+    links = []
+    for item, name in zip(items, names, strict=True):
+        message_id = str(item.event_id)
+        create = tracer.start_span(
+            _name("create", name),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                **_attributes("create", "create", name),
+                "messaging.message.id": message_id,
+                "busway.stream_id": str(stream_id),
+            },
+        )
+        create.end()
+        if not create.get_span_context().is_valid:
+            yield events, metadata
+            return
+        own = {**_carrier(create, metadata), **item.metadata}
+        stored.append(NewEvent(item.event, event_id=item.event_id, metadata=own))
+        links.append(Link(create.get_span_context(), {"messaging.message.id": message_id}))
+    attributes["messaging.batch.message_count"] = len(items)
+    # Its context is no event's creation context: the conventions make it a CLIENT span.
     with tracer.start_as_current_span(
-        _name("send", destination), kind=SpanKind.PRODUCER, attributes=attributes
+        _name("send", destination), kind=SpanKind.CLIENT, attributes=attributes, links=links
     ):
-        carrier: dict[str, Any] = {}
-        propagate.inject(carrier)
-        if metadata is None:
-            yield carrier
-        elif isinstance(metadata, Mapping):
-            yield {**carrier, **metadata}  # what the caller gives wins
-        else:
-            yield metadata
+        yield stored, metadata
 
 
 def _listed(events: Iterable[object]) -> Iterable[object]:
@@ -248,13 +295,13 @@ class TracedEventStore(_Traced[EventStore]):
         metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Append in a ``send`` span, storing its trace context in the events' metadata."""
-        events = _listed(events)
-        with _sending(self._tracer, self.types, stream_id, events, metadata) as meta:
+        given = _listed(events)
+        with _sending(self._tracer, self.types, stream_id, given, metadata) as (items, meta):
             return self._store.append(
                 stream_id,
-                events,
+                items,  # type: ignore[arg-type]  # refused by the store as given
                 expected_version=expected_version,
-                metadata=meta,  # type: ignore[arg-type]  # refused by the store as given
+                metadata=meta,  # type: ignore[arg-type]
             )
 
     def read_stream(
@@ -341,13 +388,13 @@ class AsyncTracedEventStore(_Traced[AsyncEventStore]):
         metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Append in a ``send`` span, storing its trace context in the events' metadata."""
-        events = _listed(events)
-        with _sending(self._tracer, self.types, stream_id, events, metadata) as meta:
+        given = _listed(events)
+        with _sending(self._tracer, self.types, stream_id, given, metadata) as (items, meta):
             return await self._store.append(
                 stream_id,
-                events,
+                items,  # type: ignore[arg-type]  # refused by the store as given
                 expected_version=expected_version,
-                metadata=meta,  # type: ignore[arg-type]  # refused by the store as given
+                metadata=meta,  # type: ignore[arg-type]
             )
 
     async def read_stream(
@@ -441,17 +488,16 @@ def traced(
 
 
 def _links(events: Sequence[RecordedEvent]) -> list[Link]:
-    """Return a link to each append the events came from (events of one append share one)."""
-    found: dict[object, Link] = {}
+    """Return a link to each event's creation context, naming the event (the conventions')."""
+    found = []
     for recorded in events:
         metadata = recorded.metadata
-        parent = metadata.get(TRACEPARENT)
-        if parent is None or parent in found:
+        if TRACEPARENT not in metadata:
             continue
         span = trace.get_current_span(propagate.extract(metadata)).get_span_context()
         if span.is_valid:
-            found[parent] = Link(span)
-    return list(found.values())
+            found.append(Link(span, {"messaging.message.id": str(recorded.event_id)}))
+    return found
 
 
 @final
