@@ -1,9 +1,10 @@
 """Spans after OpenTelemetry's messaging conventions, and the trace context in stored metadata.
 
 A bus dispatch is a span of kind INTERNAL (it runs in the caller's process, within the
-caller's span); an append is a PRODUCER ``send`` span, whose context every appended event
-carries in its metadata as ``traceparent``; a projection batch is a CONSUMER ``process``
-span, linked to the ``send`` spans of its events, as the conventions ask of a consumer that
+caller's span); an append is a ``send`` span, and each event carries a creation context
+in its metadata as ``traceparent`` (the ``send`` span's for one event, a ``create`` span's
+of its own for each of several); a projection's or saga's batch is a CONSUMER ``process``
+span, linked to its events' creation contexts, as the conventions ask of a consumer that
 handles messages in batches.
 """
 
@@ -470,12 +471,14 @@ def traced(
 ) -> TracedEventStore | AsyncTracedEventStore:
     """Wrap *store* so that each append is a ``send`` span, whose context the events keep.
 
-    The span (kind PRODUCER, the child of the current span: a command's, under
-    :func:`tracing`) is named ``send`` and the events' stored type when they share one, and
-    its trace context goes into every appended event's metadata under ``traceparent`` (and
-    ``tracestate``, with the global propagator's other fields), where :func:`batches` finds
-    it in any process. Metadata the caller gives for those keys wins. Reads go to *store*
-    as they are; give the wrapper to repositories and runners in place of the store.
+    The span (the child of the current span: a command's, under :func:`tracing`) is named
+    ``send`` and the events' stored type when they share one. One event's append is a
+    PRODUCER span, whose trace context goes into the event's metadata under
+    ``traceparent`` (and ``tracestate``, with the global propagator's other fields), where
+    :func:`batches` finds it in any process. Of several, each event gets a PRODUCER
+    ``create`` span with its id, whose context it keeps, and the ``send`` span (CLIENT)
+    links to each. Metadata the caller gives for those keys wins. Reads go to *store* as
+    they are; give the wrapper to repositories and runners in place of the store.
     """
     if isinstance(store, EventStore):
         return TracedEventStore(store, tracer_provider=tracer_provider)
@@ -547,11 +550,13 @@ class _Batches:
 def batches(*, tracer_provider: TracerProvider | None = None) -> BatchObserver:
     """Return a runner's observer that makes a span of each batch it handles.
 
-    Give it as ``ProjectionRunner(store, projection, observer=batches())``. Each batch is a
-    CONSUMER span named ``process`` and its events' stored type when they share one, with
-    the projection's name as ``messaging.consumer.group.name``, and a link to the ``send``
-    span of every append its events came from (found in their ``traceparent``), in this
-    process or another. The handlers run inside it, so what they do is its child. A handler
-    that fails is recorded on the span, which ends in error.
+    Give it as ``ProjectionRunner(store, projection, observer=batches())``, or to a saga
+    manager's ``catch_up()`` or ``background()``. Each batch is a CONSUMER span named
+    ``process`` and its events' stored type when they share one, with the projection's (or
+    saga subscription's) name as ``messaging.consumer.group.name``, and a link to the
+    context each event was stored with (its ``traceparent``), naming the event's id, in
+    this process or another. The handlers run inside it, so what they do (a saga's
+    commands) is its child. A handler that fails is recorded on the span, which ends in
+    error.
     """
     return _Batches(_tracer(tracer_provider))
