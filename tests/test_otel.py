@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -654,3 +655,60 @@ def test_a_dispatch_a_sampler_leaves_out_still_carries_its_trace(
     assert context.is_valid
     assert not context.trace_flags.sampled
     assert () == exporter.get_finished_spans()
+
+
+_WORKER = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from busway.eventstore import SQLiteEventStore
+from busway.otel import batches
+from busway.projections import ProjectionRunner, SQLiteCheckpointStore
+from tests.test_otel import TYPES, Orders
+
+path, spans = sys.argv[1], sys.argv[2]
+with open(spans, "w") as out:
+    provider = TracerProvider()
+    lines = lambda span: span.to_json(indent=None) + "\\n"
+    exporter = ConsoleSpanExporter(out=out, formatter=lines)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with SQLiteEventStore(path, types=TYPES) as store, SQLiteCheckpointStore(path) as checkpoints:
+        runner = ProjectionRunner(
+            store, Orders(), checkpoints=checkpoints, observer=batches(tracer_provider=provider)
+        )
+        print(runner.run_until_caught_up())
+    provider.shutdown()
+"""
+
+
+def test_a_worker_in_another_process_continues_the_trace_from_the_stored_events(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A projection worker process reading the file links its batch to this process's appends."""
+    path = tmp_path / "events.db"
+    with traced(SQLiteEventStore(path, types=TYPES), tracer_provider=provider) as store:
+        place_orders(store, provider).execute(PlaceOrder("o-1"))
+        store.append("order-2", [OrderPlaced("2"), OrderShipped("2")])
+        stored = list(store.read_all())
+    worker = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(path), str(tmp_path / "spans.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
+    assert 0 == worker.returncode, worker.stderr
+    assert "3" == worker.stdout.strip()
+    [batch] = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
+    assert ("process", "SpanKind.CONSUMER") == (batch["name"], batch["kind"])
+    here = {s.name: s for s in exporter.get_finished_spans() if s.name != "send"}
+    creates = [s for s in exporter.get_finished_spans() if s.name.startswith("create ")]
+    expected = [here["send order.placed"], *creates]
+    assert [
+        (f"0x{format_trace_id(t)}", f"0x{format_span_id(s)}") for t, s in map(ids, expected)
+    ] == [(link["context"]["trace_id"], link["context"]["span_id"]) for link in batch["links"]]
+    assert [str(r.event_id) for r in stored] == [
+        link["attributes"]["messaging.message.id"] for link in batch["links"]
+    ]
+    assert here["send order.placed"].parent is not None  # the command's: one story
