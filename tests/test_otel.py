@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -12,12 +13,29 @@ from typing import Any, cast
 
 import attrs
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import (
+    NoOpTracerProvider,
+    SpanKind,
+    StatusCode,
+    format_span_id,
+    format_trace_id,
+)
 
-from busway import AsyncCommandBus, Command, CommandBus, Event, EventBus, Registry
+from busway import (
+    AsyncCommandBus,
+    AsyncQueryBus,
+    Command,
+    CommandBus,
+    Event,
+    EventBus,
+    Query,
+    Registry,
+)
 from busway.errors import (
     InvalidArgumentError,
     ProjectionError,
@@ -38,10 +56,16 @@ from busway.eventstore import (
 from busway.middleware import correlation
 from busway.otel import AsyncTracedEventStore, TracedEventStore, batches, traced, tracing
 from busway.projections import AsyncProjectionRunner, Projection, ProjectionRunner, when
+from busway.sagas import AsyncSagaManager, InMemorySagaStore, Saga, SagaManager, starts
 
 
 @attrs.frozen
 class PlaceOrder(Command[str]):
+    order_id: str
+
+
+@attrs.frozen
+class FindOrder(Query[str]):
     order_id: str
 
 
@@ -82,6 +106,25 @@ class Orders(Projection):
     @when(OrderShipped)
     def shipped(self, event: OrderShipped, recorded: RecordedEvent) -> None:
         pass
+
+
+@attrs.frozen
+class ShipOrder(Command[None]):
+    order_id: str
+
+
+@attrs.define
+class Shipping(Saga):
+    """Ships each placed order; refuses the order id ``fail``."""
+
+    order_id: str = ""
+
+    @starts(OrderPlaced, key="order_id")
+    def placed(self, event: OrderPlaced) -> None:
+        if event.order_id == "fail":
+            raise RuntimeError("cannot ship fail")
+        self.order_id = event.order_id
+        self.send(ShipOrder(event.order_id))
 
 
 class Ping:
@@ -188,6 +231,7 @@ def test_a_command_its_events_and_a_projection_in_another_thread_make_one_story(
         "messaging.operation.name": "send",
         "messaging.operation.type": "send",
         "messaging.destination.name": "order.placed",
+        "messaging.message.id": str(recorded.event_id),
         "messaging.message.conversation_id": correlation_id,
         "busway.stream_id": "order-o-1",
     } == dict(send.attributes or {})
@@ -209,25 +253,55 @@ def test_a_command_its_events_and_a_projection_in_another_thread_make_one_story(
     assert "publish" == (nested.attributes or {})["messaging.operation.name"]
 
 
-def test_a_batch_of_several_appends_links_to_each_once(
+def test_each_event_of_an_append_has_a_create_span_the_send_and_the_batch_link_to(
     provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
-    """A batch counts its events, and links once to each append they came from."""
+    """Events appended together each carry a context of their own, named by their id."""
     store = traced(InMemoryEventStore(types=TYPES), tracer_provider=provider)
-    store.append("order-1", [OrderPlaced("1"), OrderShipped("1")])
+    given = NewEvent(OrderShipped("1"), metadata={"user": "ann"})
+    store.append("order-1", [OrderPlaced("1"), given], metadata={"tracestate": "mine=1"})
     store.append("order-2", (e for e in [OrderPlaced("2")]))
     store.store.append("order-3", [OrderPlaced("3")])
     runner = ProjectionRunner(store, Orders(), observer=batches(tracer_provider=provider))
     assert 4 == runner.run_until_caught_up()
-    found = spans(exporter)
-    first, second = found["send"], found["send order.placed"]
-    assert 2 == (first.attributes or {})["messaging.batch.message_count"]
-    batch = found["process"]
-    assert [ids(first), ids(second)] == links_of(batch)
+    recorded = list(store.read_all())
+    found = exporter.get_finished_spans()
+    creates = [s for s in found if (s.attributes or {})["messaging.operation.type"] == "create"]
+    assert ["create order.placed", "create OrderShipped"] == [s.name for s in creates]
+    assert [str(r.event_id) for r in recorded[:2]] == [
+        (s.attributes or {})["messaging.message.id"] for s in creates
+    ]
+    assert given.event_id == recorded[1].event_id
+    assert [traceparent(s) for s in creates] == [r.metadata["traceparent"] for r in recorded[:2]]
+    assert {"user": "ann", "tracestate": "mine=1"}.items() <= recorded[1].metadata.items()
+    by_name = {s.name: s for s in found}
+    send, single = by_name["send"], by_name["send order.placed"]
+    assert SpanKind.CLIENT == send.kind
+    assert [ids(s) for s in creates] == links_of(send)
+    assert [(s.attributes or {})["messaging.message.id"] for s in creates] == [
+        (link.attributes or {})["messaging.message.id"] for link in send.links
+    ]
+    assert 2 == (send.attributes or {})["messaging.batch.message_count"]
+    assert "messaging.message.id" not in (send.attributes or {})
+    assert SpanKind.PRODUCER == single.kind
+    batch = by_name["process"]
+    assert [ids(creates[0]), ids(creates[1]), ids(single)] == links_of(batch)
+    assert [str(r.event_id) for r in recorded[:3]] == [
+        (link.attributes or {})["messaging.message.id"] for link in batch.links
+    ]
     attributes = batch.attributes or {}
     assert 4 == attributes["messaging.batch.message_count"]
     assert "messaging.destination.name" not in attributes
     assert "messaging.message.id" not in attributes
+
+
+def test_without_an_sdk_appends_store_the_events_as_given() -> None:
+    """With no SDK, a traced store appends what it is given, with no trace context added."""
+    store = traced(InMemoryEventStore(types=TYPES), tracer_provider=NoOpTracerProvider())
+    store.append("order-1", [OrderPlaced("1")], metadata={"user": "ann"})
+    store.append("order-1", [OrderPlaced("2"), OrderShipped("2")])
+    assert 3 == store.append("order-1", [])
+    assert [{"user": "ann"}, {}, {}] == [dict(r.metadata) for r in store.read_all()]
 
 
 def test_async_buses_stores_and_runners_make_the_same_spans(
@@ -435,3 +509,206 @@ def test_without_opentelemetry_the_import_says_which_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "pip install 'busway[otel]'" in out.stdout
+
+
+def shipping_commands(shipped: list[str]) -> Registry:
+    handlers = Registry()
+
+    @handlers.command
+    def ship(command: ShipOrder) -> None:
+        shipped.append(command.order_id)
+
+    return handlers
+
+
+def test_a_saga_batch_links_to_the_append_and_holds_the_commands_it_sends(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A saga manager's batch is a span linked to the stored event's append, over its commands."""
+    store = traced(SQLiteEventStore(tmp_path / "events.db", types=TYPES), tracer_provider=provider)
+    shipped: list[str] = []
+    commands = CommandBus(shipping_commands(shipped))
+    commands.use(tracing(tracer_provider=provider))
+    manager = SagaManager(Shipping, store=InMemorySagaStore(), commands=commands)
+    with store:
+        place_orders(store, provider).execute(PlaceOrder("o-1"))
+        [recorded] = store.read_all()
+        assert 1 == manager.catch_up(store, observer=batches(tracer_provider=provider))
+    assert ["o-1"] == shipped
+    found = spans(exporter)
+    send, batch = found["send order.placed"], found["process order.placed"]
+    assert traceparent(send) == recorded.metadata["traceparent"]
+    assert SpanKind.CONSUMER == batch.kind
+    assert [ids(send)] == links_of(batch)
+    attributes = batch.attributes or {}
+    assert ("sagas", "sagas") == (
+        attributes["messaging.consumer.group.name"],
+        attributes["messaging.destination.subscription.name"],
+    )
+    assert str(recorded.event_id) == attributes["messaging.message.id"]
+    assert ids(batch) == parent_of(found["execute ShipOrder"])
+
+
+def test_async_saga_managers_make_the_same_batch_spans_in_the_background(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """An async manager's background runner makes the batch span, holding its command's span."""
+    store = traced(AsyncInMemoryEventStore(types=TYPES), tracer_provider=provider)
+    shipped: list[str] = []
+    handlers = Registry()
+
+    @handlers.command
+    async def ship(command: ShipOrder) -> None:
+        shipped.append(command.order_id)
+
+    commands = AsyncCommandBus(handlers)
+    commands.use(tracing(tracer_provider=provider))
+    manager = AsyncSagaManager(Shipping, store=InMemorySagaStore(), commands=commands)
+    observer = batches(tracer_provider=provider)
+
+    async def scenario() -> None:
+        async with store:
+            await store.append("order-1", [OrderPlaced("o-1")])
+            async with manager.background(events=store, interval=0.01, observer=observer):
+                while not shipped:
+                    await asyncio.sleep(0.01)
+            await store.append("order-2", [OrderPlaced("o-2")])
+            assert 1 == await manager.catch_up(store, observer=observer)
+
+    asyncio.run(scenario())
+    assert ["o-1", "o-2"] == shipped
+    finished = exporter.get_finished_spans()
+    sends = [s for s in finished if s.name == "send order.placed"]
+    processed = [s for s in finished if s.name == "process order.placed"]
+    executed = [s for s in finished if s.name == "execute ShipOrder"]
+    assert [[ids(s)] for s in sends] == [links_of(s) for s in processed]
+    assert [ids(s) for s in processed] == [parent_of(s) for s in executed]
+
+
+def test_a_failing_saga_ends_its_batch_span_in_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The batch's span records the saga's failure, which the manager raises as ever."""
+    store = InMemoryEventStore(types=TYPES)
+    store.append("order-1", [OrderPlaced("fail")])
+    manager = SagaManager(Shipping, store=InMemorySagaStore(), commands=CommandBus())
+    with pytest.raises(RuntimeError, match="cannot ship fail"):
+        manager.catch_up(store, observer=batches(tracer_provider=provider))
+    batch = spans(exporter)["process order.placed"]
+    assert StatusCode.ERROR == batch.status.status_code
+    assert "RuntimeError" == (batch.attributes or {})["error.type"]
+
+
+def test_saga_managers_refuse_an_observer_that_is_none_and_one_without_events() -> None:
+    """A wrong observer is refused, and so is one given to a runner that follows no store."""
+    store = InMemoryEventStore(types=TYPES)
+    manager = SagaManager(Shipping, store=InMemorySagaStore(), commands=CommandBus())
+    with pytest.raises(RegistrationError, match="BatchObserver"):
+        manager.catch_up(store, observer=cast(Any, print))
+    with pytest.raises(RegistrationError, match="observer="):
+        manager.background(observer=batches())
+
+
+def test_without_an_sdk_a_dispatch_goes_straight_on() -> None:
+    """With no SDK, tracing() hands the message on, sync or async, and no span is current."""
+    seen: list[bool] = []
+    handlers = Registry()
+
+    @handlers.command
+    def place(command: PlaceOrder) -> str:
+        seen.append(trace.get_current_span().get_span_context().is_valid)
+        return command.order_id
+
+    @handlers.query
+    async def find(query: FindOrder) -> str:
+        seen.append(trace.get_current_span().get_span_context().is_valid)
+        return query.order_id
+
+    bus = CommandBus(handlers)
+    bus.use(tracing(tracer_provider=NoOpTracerProvider()))
+    assert "o-1" == bus.execute(PlaceOrder("o-1"))
+    queries = AsyncQueryBus(handlers)
+    queries.use(tracing(tracer_provider=NoOpTracerProvider()))
+    assert "o-2" == asyncio.run(queries.execute(FindOrder("o-2")))
+    assert [False, False] == seen
+
+
+def test_a_dispatch_a_sampler_leaves_out_still_carries_its_trace(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """A span sampled out is current in the handler, so that its children are left out too."""
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    current: list[trace.SpanContext] = []
+    handlers = Registry()
+
+    @handlers.command
+    def place(command: PlaceOrder) -> str:
+        current.append(trace.get_current_span().get_span_context())
+        return command.order_id
+
+    bus = CommandBus(handlers)
+    bus.use(correlation())
+    bus.use(tracing(tracer_provider=provider))
+    assert "o-1" == bus.execute(PlaceOrder("o-1"))
+    [context] = current
+    assert context.is_valid
+    assert not context.trace_flags.sampled
+    assert () == exporter.get_finished_spans()
+
+
+_WORKER = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from busway.eventstore import SQLiteEventStore
+from busway.otel import batches
+from busway.projections import ProjectionRunner, SQLiteCheckpointStore
+from tests.test_otel import TYPES, Orders
+
+path, spans = sys.argv[1], sys.argv[2]
+with open(spans, "w") as out:
+    provider = TracerProvider()
+    lines = lambda span: span.to_json(indent=None) + "\\n"
+    exporter = ConsoleSpanExporter(out=out, formatter=lines)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with SQLiteEventStore(path, types=TYPES) as store, SQLiteCheckpointStore(path) as checkpoints:
+        runner = ProjectionRunner(
+            store, Orders(), checkpoints=checkpoints, observer=batches(tracer_provider=provider)
+        )
+        print(runner.run_until_caught_up())
+    provider.shutdown()
+"""
+
+
+def test_a_worker_in_another_process_continues_the_trace_from_the_stored_events(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A projection worker process reading the file links its batch to this process's appends."""
+    path = tmp_path / "events.db"
+    with traced(SQLiteEventStore(path, types=TYPES), tracer_provider=provider) as store:
+        place_orders(store, provider).execute(PlaceOrder("o-1"))
+        store.append("order-2", [OrderPlaced("2"), OrderShipped("2")])
+        stored = list(store.read_all())
+    worker = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(path), str(tmp_path / "spans.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
+    assert 0 == worker.returncode, worker.stderr
+    assert "3" == worker.stdout.strip()
+    [batch] = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text().splitlines()]
+    assert ("process", "SpanKind.CONSUMER") == (batch["name"], batch["kind"])
+    here = {s.name: s for s in exporter.get_finished_spans() if s.name != "send"}
+    creates = [s for s in exporter.get_finished_spans() if s.name.startswith("create ")]
+    expected = [here["send order.placed"], *creates]
+    assert [
+        (f"0x{format_trace_id(t)}", f"0x{format_span_id(s)}") for t, s in map(ids, expected)
+    ] == [(link["context"]["trace_id"], link["context"]["span_id"]) for link in batch["links"]]
+    assert [str(r.event_id) for r in stored] == [
+        link["attributes"]["messaging.message.id"] for link in batch["links"]
+    ]
+    assert here["send order.placed"].parent is not None  # the command's: one story

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import itertools
 import json
@@ -12,11 +13,17 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import attrs
+
+from .._async_buses import AsyncCommandBus
+from .._buses import CommandBus
 from ..eventstore import SCHEMA_VERSION, EventTypes, RawEvent, RecordedEvent
 from ..projections import Projection, ProjectionRunner, WritingProjection
-from ..subscriptions import LeaseStore, PartitionStatus, subscription_status
+from ..sagas import AsyncSagaManager, Saga, SagaManager
+from ..subscriptions import LeaseStore, ParkedEvent, PartitionStatus, subscription_status
+from ..subscriptions._engine import default_owner
 from . import _render
-from ._exit import OK, REFUSED, USAGE, Failure
+from ._exit import NO_STORE, OK, REFUSED, USAGE, Failure
 from ._targets import Target
 
 Run = Callable[[argparse.Namespace], int]
@@ -39,10 +46,11 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--events-table", default="events", metavar="NAME")
     common.add_argument("--checkpoints-table", default="projection_checkpoints", metavar="NAME")
     common.add_argument("--leases-table", default="subscription_leases", metavar="NAME")
+    common.add_argument("--sagas-table", default="sagas", metavar="NAME")
     common.add_argument(
         "--checkpoints",
         metavar="TARGET",
-        help="where the checkpoints and leases are, if not beside the events",
+        help="where the checkpoints, sagas and leases are, if not beside the events",
     )
     common.add_argument(
         "--types",
@@ -82,17 +90,37 @@ def parser() -> argparse.ArgumentParser:
     sub = actions.add_parser("list", parents=[common], help="list parked events")
     sub.set_defaults(run=_parked_list)
     sub.add_argument("--subscription", metavar="NAME", help="only this subscription's")
-    sub = actions.add_parser("replay", parents=[common], help="run a projection's handlers again")
+    sub = actions.add_parser(
+        "replay", parents=[common], help="run a projection's handlers, or the sagas, again"
+    )
     sub.set_defaults(run=_parked_replay)
-    _projection_options(sub)
+    _projection_options(sub, optional=True)
     sub.add_argument("--position", type=_count, default=None, help="only the event parked here")
+    sub.add_argument(
+        "--saga",
+        action="append",
+        dest="sagas",
+        metavar="MODULE:NAME",
+        help="a saga class the manager runs (once for each), instead of a PROJECTION",
+    )
+    sub.add_argument(
+        "--commands",
+        metavar="MODULE:NAME",
+        help="the CommandBus or AsyncCommandBus (or a function returning one) the sagas send to",
+    )
+    sub.add_argument(
+        "--subscription",
+        metavar="NAME",
+        help="the saga manager's subscription (default: sagas)",
+    )
     return top
 
 
-def _projection_options(sub: argparse.ArgumentParser) -> None:
+def _projection_options(sub: argparse.ArgumentParser, *, optional: bool = False) -> None:
     sub.add_argument(
         "projection",
         metavar="PROJECTION",
+        nargs="?" if optional else None,
         help="MODULE:NAME of a projection, its class, or a function returning one",
     )
     sub.add_argument("--partitions", type=_count, default=1, help="as the workers run it")
@@ -149,6 +177,33 @@ def _projection(args: argparse.Namespace) -> Projection | WritingProjection[Any]
     return found
 
 
+def _sagas(args: argparse.Namespace) -> tuple[type[Saga], ...]:
+    found = []
+    for path in args.sagas:
+        cls = load(path, "--saga")
+        if not isinstance(cls, type) or not issubclass(cls, Saga):
+            raise Failure(USAGE, f"--saga {path!r} is {cls!r}, not a Saga class")
+        found.append(cls)
+    return tuple(found)
+
+
+def _commands(args: argparse.Namespace) -> CommandBus | AsyncCommandBus:
+    if args.commands is None:
+        raise Failure(
+            USAGE,
+            "--saga needs --commands MODULE:NAME, the command bus the sagas' commands go to "
+            "(as the workers send them)",
+        )
+    found = load(args.commands, "--commands")
+    if not isinstance(found, CommandBus | AsyncCommandBus) and callable(found):
+        found = found()
+    if not isinstance(found, CommandBus | AsyncCommandBus):
+        raise Failure(
+            USAGE, f"--commands {args.commands!r} is {found!r}, not a CommandBus or AsyncCommandBus"
+        )
+    return found
+
+
 def _target(args: argparse.Namespace, types: EventTypes | None = None) -> Target:
     return Target(
         args.target,
@@ -158,6 +213,7 @@ def _target(args: argparse.Namespace, types: EventTypes | None = None) -> Target
         checkpoints=args.checkpoints_table,
         leases=args.leases_table,
         checkpoints_at=args.checkpoints,
+        sagas=args.sagas_table,
     )
 
 
@@ -237,19 +293,31 @@ def _tail(args: argparse.Namespace) -> int:
     return OK
 
 
-def _statuses(target: Target) -> list[PartitionStatus]:
+_KINDS = ("projection", "saga")
+
+
+def _statuses(target: Target) -> list[tuple[str, PartitionStatus]]:
+    """Return each stored partition's status, with the kind of subscription it is of."""
     with target.event_store() as store:
         head = store.head_position()
-    with target.checkpoint_store() as checkpoints, target.lease_store() as leases:
-        if checkpoints is None:
-            return []
-        return subscription_status(checkpoints, head=head, leases=leases)
+    with (
+        target.checkpoint_store() as checkpoints,
+        target.saga_store() as sagas,
+        target.lease_store() as leases,
+    ):
+        return [
+            (kind, status)
+            for kind, where in zip(_KINDS, (checkpoints, sagas), strict=True)
+            if where is not None
+            for status in subscription_status(where, head=head, leases=leases)
+        ]
 
 
 def _subscriptions(args: argparse.Namespace) -> int:
     rows = [
         {
             "subscription": s.subscription,
+            "kind": kind,
             "partition": s.partition,
             "partitions": s.partitions,
             "position": s.position,
@@ -259,7 +327,7 @@ def _subscriptions(args: argparse.Namespace) -> int:
             "holder_expires_at": s.holder.expires_at.isoformat() if s.holder else None,
             "parked": len(s.parked),
         }
-        for s in _statuses(_target(args))
+        for kind, s in _statuses(_target(args))
     ]
     _render.table(args.json, "subscriptions", rows)
     return OK
@@ -269,6 +337,7 @@ def _parked_list(args: argparse.Namespace) -> int:
     rows = [
         {
             "subscription": p.subscription,
+            "kind": kind,
             "position": p.position,
             "stream_id": p.stream_id,
             "version": p.version,
@@ -277,7 +346,7 @@ def _parked_list(args: argparse.Namespace) -> int:
             "parked_at": p.parked_at.isoformat(),
             "error": p.error,
         }
-        for s in _statuses(_target(args))
+        for kind, s in _statuses(_target(args))
         if args.subscription in (None, s.subscription)
         for p in s.parked
     ]
@@ -304,13 +373,21 @@ def _rebuild(args: argparse.Namespace) -> int:
             with _render.progress(args.json, f"rebuilding {runner.name}") as report:
                 read = runner.rebuild(progress=report)
         finally:
-            _give_back(leases, runner)
+            _give_back(leases, runner.name, runner.owner)
         position = runner.position
     _render.mapping(args.json, {"projection": runner.name, "read": read, "position": position})
     return OK
 
 
 def _parked_replay(args: argparse.Namespace) -> int:
+    if args.sagas:
+        if args.projection is not None:
+            raise Failure(USAGE, "name a PROJECTION or the sagas (--saga), not both")
+        return _replay_sagas(args)
+    if args.projection is None:
+        raise Failure(USAGE, "name a PROJECTION (MODULE:NAME), or the sagas with --saga")
+    if args.subscription is not None or args.commands is not None:
+        raise Failure(USAGE, "--subscription and --commands go with --saga")
     target, projection = _runner_target(args)
     with (
         target.event_store(writable=True) as store,
@@ -323,20 +400,85 @@ def _parked_replay(args: argparse.Namespace) -> int:
         try:
             passed = runner.replay_parked(args.position)
         finally:
-            _give_back(leases, runner)
-        left = [p for p in runner.parked() if args.position in (None, p.position)]
+            _give_back(leases, runner.name, runner.owner)
+        left = _left(runner.parked(), args.position)
     _render.mapping(
         args.json, {"projection": runner.name, "replayed": passed, "still_parked": len(left)}
     )
     return REFUSED if left else OK
 
 
-def _give_back(leases: LeaseStore | None, runner: ProjectionRunner) -> None:
-    """Release the leases *runner* took, so that the workers take over at once."""
+def _replay_sagas(args: argparse.Namespace) -> int:
+    """Hand a saga subscription's parked events to the sagas named, as a worker would.
+
+    The command takes the subscription's leases, as a worker taking over does: it sends
+    what earlier workers left in the sagas' outboxes, then each parked event's new
+    commands, through the application's bus. It gives the leases back when done.
+    """
+    sagas, commands = _sagas(args), _commands(args)
+    name = args.subscription or "sagas"
+    owner = f"busway-cli-{default_owner()}"
+    given = _types(args) if args.types is not None else None
+    target = _target(args, EventTypes())
+    with target.saga_store(writable=True) as saga_store:
+        if saga_store is None:
+            where = "schema " + repr(args.schema) if target.postgres else target.subscriptions
+            raise Failure(
+                NO_STORE,
+                f"{where} holds no busway saga store in table {args.sagas_table!r}; check "
+                "the target, --checkpoints and --sagas-table",
+            )
+        manager: SagaManager | AsyncSagaManager = (
+            AsyncSagaManager(*sagas, store=saga_store, commands=commands, types=given)
+            if isinstance(commands, AsyncCommandBus)
+            else SagaManager(*sagas, store=saga_store, commands=commands, types=given)
+        )
+        types = given if given is not None else _types(args, manager.event_types)
+        events = attrs.evolve(target, types=types)
+        with (
+            events.event_store(writable=True) as store,
+            target.lease_store(writable=True) as leases,
+        ):
+            settings: dict[str, Any] = {
+                "events": store,
+                "subscription": name,
+                "leases": leases,
+                "partitions": args.partitions,
+                "owner": owner,
+            }
+            try:
+                if isinstance(manager, AsyncSagaManager):
+                    passed, parked = asyncio.run(_areplay(manager, settings, args.position))
+                else:
+                    runner = manager.background(**settings)
+                    passed, parked = runner.replay_parked(args.position), runner.parked()
+            finally:
+                _give_back(leases, name, owner)
+    left = _left(parked, args.position)
+    _render.mapping(
+        args.json, {"subscription": name, "replayed": passed, "still_parked": len(left)}
+    )
+    return REFUSED if left else OK
+
+
+async def _areplay(
+    manager: AsyncSagaManager, settings: dict[str, Any], position: int | None
+) -> tuple[int, list[ParkedEvent]]:
+    runner = manager.background(**settings)
+    return await runner.replay_parked(position), await runner.parked()
+
+
+def _left(parked: list[ParkedEvent], position: int | None) -> list[ParkedEvent]:
+    """Return the events of *parked* a replay of *position* (None: all) was asked to clear."""
+    return [p for p in parked if position in (None, p.position)]
+
+
+def _give_back(leases: LeaseStore | None, name: str, owner: str) -> None:
+    """Release the leases *owner* took on subscription *name*, so the workers take over."""
     if leases is None:
         return
-    for lease in leases.leases(runner.name):
-        if lease.owner == runner.owner:
+    for lease in leases.leases(name):
+        if lease.owner == owner:
             leases.release(lease)
 
 

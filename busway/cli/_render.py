@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -25,7 +26,10 @@ from rich.text import Text
 
 from ..projections import Progress as Report
 
-_out = Console(highlight=False, soft_wrap=True)
+# Piped into a file or another program, a table is as wide as it needs (up to 200), rather
+# than the 80 columns rich assumes where it finds no terminal.
+_PIPED = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+_out = Console(highlight=False, soft_wrap=True, width=200 if _PIPED else None)
 _err = Console(stderr=True, highlight=False)
 
 

@@ -18,6 +18,7 @@ import attrs
 from ..errors import StoreFormatError, StoreUnavailableError
 from ..eventstore import EventStore, EventTypes, SQLiteEventStore
 from ..projections import CheckpointStore, SQLiteCheckpointStore
+from ..sagas import SagaStore, SQLiteSagaStore
 from ..subscriptions import LeaseStore, SQLiteLeaseStore
 from ._exit import NO_STORE, Failure
 
@@ -43,7 +44,8 @@ class Target:
     checkpoints: str = "projection_checkpoints"
     leases: str = "subscription_leases"
     checkpoints_at: str | None = None
-    """Where the checkpoints and leases are, if not beside the events (a read model's file)."""
+    """Where the checkpoints, sagas and leases are, if not beside the events."""
+    sagas: str = "sagas"
 
     @property
     def postgres(self) -> bool:
@@ -52,7 +54,7 @@ class Target:
 
     @property
     def subscriptions(self) -> str:
-        """Where the checkpoint and lease stores are."""
+        """Where the checkpoint, saga and lease stores are."""
         return self.checkpoints_at or self.location
 
     # -- event store -----------------------------------------------------------------------
@@ -160,6 +162,35 @@ class Target:
                 return
             store.close()
         with SQLiteLeaseStore(path, table=self.leases) as store:
+            yield store
+
+    @contextlib.contextmanager
+    def saga_store(self, *, writable: bool = False) -> Iterator[SagaStore | None]:
+        """Open the saga store, read-only unless *writable*; None if there is none."""
+        where = self.subscriptions
+        if is_dsn(where):
+            from ..postgres import PostgresSagaStore
+
+            if not self._exists(where, self.sagas):
+                yield None
+                return
+            dsn = where if writable else read_only(where)
+            with PostgresSagaStore(dsn, schema=self.schema, table=self.sagas) as pg:
+                yield pg
+            return
+        path = existing(where)
+        with _sqlite(path) as conn:
+            try:
+                store = SQLiteSagaStore(conn, table=self.sagas)
+            except StoreUnavailableError:  # no tables, which a read-only file cannot get
+                yield None
+                return
+            if not writable:
+                with store:
+                    yield store
+                return
+            store.close()
+        with SQLiteSagaStore(path, table=self.sagas) as store:
             yield store
 
     # -- PostgreSQL ------------------------------------------------------------------------

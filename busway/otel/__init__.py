@@ -1,12 +1,13 @@
-"""OpenTelemetry tracing: spans for dispatches, appends and projection batches.
+"""OpenTelemetry tracing: spans for dispatches, appends, and projection and saga batches.
 
 Install ``busway[otel]`` (``opentelemetry-api`` alone; the application picks an SDK and
 exporter). :func:`tracing` is a middleware for every bus; :func:`traced` wraps an event
 store so that each append is a span whose trace context is stored in the events' metadata
-(``traceparent``); :func:`batches` is a runner's observer that makes a span of each batch,
-linked to the appends its events came from, in whichever process or thread it runs. Spans
-follow OpenTelemetry's semantic conventions for messaging, with ``messaging.system`` set
-to ``"busway"``. ``import busway`` never imports this module, nor OpenTelemetry.
+(``traceparent``); :func:`batches` is an observer of projection runners and saga managers
+that makes a span of each batch, linked to the appends its events came from, in whichever
+process or thread it runs. Spans follow OpenTelemetry's semantic conventions for
+messaging, with ``messaging.system`` set to ``"busway"``. ``import busway`` never imports
+this module, nor OpenTelemetry.
 """
 
 

@@ -1,9 +1,10 @@
 """Spans after OpenTelemetry's messaging conventions, and the trace context in stored metadata.
 
 A bus dispatch is a span of kind INTERNAL (it runs in the caller's process, within the
-caller's span); an append is a PRODUCER ``send`` span, whose context every appended event
-carries in its metadata as ``traceparent``; a projection batch is a CONSUMER ``process``
-span, linked to the ``send`` spans of its events, as the conventions ask of a consumer that
+caller's span); an append is a ``send`` span, and each event carries a creation context
+in its metadata as ``traceparent`` (the ``send`` span's for one event, a ``create`` span's
+of its own for each of several); a projection's or saga's batch is a CONSUMER ``process``
+span, linked to its events' creation contexts, as the conventions ask of a consumer that
 handles messages in batches.
 """
 
@@ -25,7 +26,7 @@ from importlib.metadata import version
 from typing import Any, Final, Generic, Self, TypeAlias, TypeVar, final, overload
 
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode, Tracer, TracerProvider
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from .. import context
 from .._chain import ASYNC_VARIANT
@@ -95,27 +96,45 @@ def tracing(*, tracer_provider: TracerProvider | None = None) -> Middleware:
     and its correlation id as ``messaging.message.conversation_id``. A handler's exception
     is recorded on the span, which ends in error, and raised as it was. Spans go to
     *tracer_provider*, by default OpenTelemetry's global one.
+
+    Where no SDK is set up, the tracer's span is not recording and carries no trace: the
+    dispatch then goes straight on, at the cost of asking for that span alone. A span a
+    sampler left out is still made current, so that what the handler does is left out too.
     """
     tracer = _tracer(tracer_provider)
 
-    def flow(message: Any) -> Generator[Any, Any, Any]:
+    def start(message: object) -> Span:
         operation = _operation(message)
         destination = type(message).__qualname__
-        attributes = _attributes(operation, "process", destination)
+        return tracer.start_span(
+            _name(operation, destination),
+            kind=SpanKind.INTERNAL,
+            attributes=_attributes(operation, "process", destination),
+        )
+
+    def flow(message: Any, span: Span) -> Generator[Any, Any, Any]:
         ctx = context.current()
-        if ctx is not None:
-            attributes["messaging.message.id"] = str(ctx.message_id)
-            attributes["messaging.message.conversation_id"] = str(ctx.correlation_id)
-        with tracer.start_as_current_span(
-            _name(operation, destination), kind=SpanKind.INTERNAL, attributes=attributes
-        ):
+        if ctx is not None and span.is_recording():
+            span.set_attributes(
+                {
+                    "messaging.message.id": str(ctx.message_id),
+                    "messaging.message.conversation_id": str(ctx.correlation_id),
+                }
+            )
+        with trace.use_span(span, end_on_exit=True):
             return (yield message)
 
     def layer(message: Any, next: Callable[[Any], Any]) -> Any:
-        return run(flow(message), next)
+        span = start(message)
+        if not span.get_span_context().is_valid:  # no SDK: nothing to record or carry on
+            return next(message)
+        return run(flow(message, span), next)
 
     def async_layer(message: Any, next: Callable[[Any], Awaitable[Any]]) -> Awaitable[Any]:
-        return arun(flow(message), next)
+        span = start(message)
+        if not span.get_span_context().is_valid:
+            return next(message)
+        return arun(flow(message, span), next)
 
     layer.__qualname__ = "tracing()"
     setattr(layer, ASYNC_VARIANT, async_layer)
@@ -133,37 +152,84 @@ def _stored_name(types: EventTypes, item: object) -> str:
         return cls.__qualname__
 
 
+def _identified(item: object) -> NewEvent:
+    """Return *item* as a NewEvent, whose id the spans can name before the store writes it."""
+    return item if type(item) is NewEvent else NewEvent(item)
+
+
+def _carrier(span: Span, given: object) -> dict[str, Any]:
+    """Return *span*'s trace context as metadata, less the keys the caller's *given* has."""
+    carrier: dict[str, Any] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    if isinstance(given, Mapping):
+        for key in given.keys() & carrier.keys():
+            del carrier[key]  # what the caller gives wins
+    return carrier
+
+
 @contextlib.contextmanager
 def _sending(
     tracer: Tracer, types: EventTypes, stream_id: str, events: object, metadata: object
-) -> Iterator[object]:
-    """Run an append in a ``send`` span; give the metadata to store, with its trace context.
+) -> Iterator[tuple[object, object]]:
+    """Run an append in a ``send`` span; give the events and metadata to store, with contexts.
 
-    Values the store will refuse are given to it as they are, so that it says what is wrong.
+    One event carries the ``send`` span's context. Each of several gets a ``create`` span
+    of its own, whose context it carries, and the ``send`` span links to each, as the
+    conventions ask of a batch. Values the store will refuse are given to it as they are,
+    so that it says what is wrong.
     """
-    items = events if isinstance(events, list | tuple) else ()
-    names = {_stored_name(types, item) for item in items}
-    destination = next(iter(names)) if len(names) == 1 else None
+    items = [_identified(item) for item in events] if isinstance(events, list | tuple) else []
+    if not items:  # nothing to append, or what the store refuses
+        yield events, metadata
+        return
+    names = [_stored_name(types, item) for item in items]
+    destination = names[0] if len(set(names)) == 1 else None
     attributes = _attributes("send", "send", destination)
     attributes["busway.stream_id"] = str(stream_id)
-    if len(items) > 1:
-        attributes["messaging.batch.message_count"] = len(items)
-    elif items and type(items[0]) is NewEvent:
-        attributes["messaging.message.id"] = str(items[0].event_id)
     ctx = context.current()
     if ctx is not None:
         attributes["messaging.message.conversation_id"] = str(ctx.correlation_id)
+    if len(items) == 1:
+        attributes["messaging.message.id"] = str(items[0].event_id)
+        send = tracer.start_span(
+            _name("send", destination), kind=SpanKind.PRODUCER, attributes=attributes
+        )
+        if not send.get_span_context().is_valid:  # no SDK: store the events as they are
+            yield events, metadata
+            return
+        with trace.use_span(send, end_on_exit=True):
+            carrier = _carrier(send, metadata)
+            if metadata is None or isinstance(metadata, Mapping):
+                yield items, {**carrier, **(metadata or {})}
+            else:
+                yield items, metadata
+        return
+    stored = []
+    links = []
+    for item, name in zip(items, names, strict=True):
+        message_id = str(item.event_id)
+        create = tracer.start_span(
+            _name("create", name),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                **_attributes("create", "create", name),
+                "messaging.message.id": message_id,
+                "busway.stream_id": str(stream_id),
+            },
+        )
+        create.end()
+        if not create.get_span_context().is_valid:
+            yield events, metadata
+            return
+        own = {**_carrier(create, metadata), **item.metadata}
+        stored.append(NewEvent(item.event, event_id=item.event_id, metadata=own))
+        links.append(Link(create.get_span_context(), {"messaging.message.id": message_id}))
+    attributes["messaging.batch.message_count"] = len(items)
+    # Its context is no event's creation context: the conventions make it a CLIENT span.
     with tracer.start_as_current_span(
-        _name("send", destination), kind=SpanKind.PRODUCER, attributes=attributes
+        _name("send", destination), kind=SpanKind.CLIENT, attributes=attributes, links=links
     ):
-        carrier: dict[str, Any] = {}
-        propagate.inject(carrier)
-        if metadata is None:
-            yield carrier
-        elif isinstance(metadata, Mapping):
-            yield {**carrier, **metadata}  # what the caller gives wins
-        else:
-            yield metadata
+        yield stored, metadata
 
 
 def _listed(events: Iterable[object]) -> Iterable[object]:
@@ -230,13 +296,13 @@ class TracedEventStore(_Traced[EventStore]):
         metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Append in a ``send`` span, storing its trace context in the events' metadata."""
-        events = _listed(events)
-        with _sending(self._tracer, self.types, stream_id, events, metadata) as meta:
+        given = _listed(events)
+        with _sending(self._tracer, self.types, stream_id, given, metadata) as (items, meta):
             return self._store.append(
                 stream_id,
-                events,
+                items,  # type: ignore[arg-type]  # refused by the store as given
                 expected_version=expected_version,
-                metadata=meta,  # type: ignore[arg-type]  # refused by the store as given
+                metadata=meta,  # type: ignore[arg-type]
             )
 
     def read_stream(
@@ -323,13 +389,13 @@ class AsyncTracedEventStore(_Traced[AsyncEventStore]):
         metadata: Mapping[str, Any] | None = None,
     ) -> int:
         """Append in a ``send`` span, storing its trace context in the events' metadata."""
-        events = _listed(events)
-        with _sending(self._tracer, self.types, stream_id, events, metadata) as meta:
+        given = _listed(events)
+        with _sending(self._tracer, self.types, stream_id, given, metadata) as (items, meta):
             return await self._store.append(
                 stream_id,
-                events,
+                items,  # type: ignore[arg-type]  # refused by the store as given
                 expected_version=expected_version,
-                metadata=meta,  # type: ignore[arg-type]  # refused by the store as given
+                metadata=meta,  # type: ignore[arg-type]
             )
 
     async def read_stream(
@@ -405,12 +471,14 @@ def traced(
 ) -> TracedEventStore | AsyncTracedEventStore:
     """Wrap *store* so that each append is a ``send`` span, whose context the events keep.
 
-    The span (kind PRODUCER, the child of the current span: a command's, under
-    :func:`tracing`) is named ``send`` and the events' stored type when they share one, and
-    its trace context goes into every appended event's metadata under ``traceparent`` (and
-    ``tracestate``, with the global propagator's other fields), where :func:`batches` finds
-    it in any process. Metadata the caller gives for those keys wins. Reads go to *store*
-    as they are; give the wrapper to repositories and runners in place of the store.
+    The span (the child of the current span: a command's, under :func:`tracing`) is named
+    ``send`` and the events' stored type when they share one. One event's append is a
+    PRODUCER span, whose trace context goes into the event's metadata under
+    ``traceparent`` (and ``tracestate``, with the global propagator's other fields), where
+    :func:`batches` finds it in any process. Of several, each event gets a PRODUCER
+    ``create`` span with its id, whose context it keeps, and the ``send`` span (CLIENT)
+    links to each. Metadata the caller gives for those keys wins. Reads go to *store* as
+    they are; give the wrapper to repositories and runners in place of the store.
     """
     if isinstance(store, EventStore):
         return TracedEventStore(store, tracer_provider=tracer_provider)
@@ -423,17 +491,16 @@ def traced(
 
 
 def _links(events: Sequence[RecordedEvent]) -> list[Link]:
-    """Return a link to each append the events came from (events of one append share one)."""
-    found: dict[object, Link] = {}
+    """Return a link to each event's creation context, naming the event (the conventions')."""
+    found = []
     for recorded in events:
         metadata = recorded.metadata
-        parent = metadata.get(TRACEPARENT)
-        if parent is None or parent in found:
+        if TRACEPARENT not in metadata:
             continue
         span = trace.get_current_span(propagate.extract(metadata)).get_span_context()
         if span.is_valid:
-            found[parent] = Link(span)
-    return list(found.values())
+            found.append(Link(span, {"messaging.message.id": str(recorded.event_id)}))
+    return found
 
 
 @final
@@ -483,11 +550,13 @@ class _Batches:
 def batches(*, tracer_provider: TracerProvider | None = None) -> BatchObserver:
     """Return a runner's observer that makes a span of each batch it handles.
 
-    Give it as ``ProjectionRunner(store, projection, observer=batches())``. Each batch is a
-    CONSUMER span named ``process`` and its events' stored type when they share one, with
-    the projection's name as ``messaging.consumer.group.name``, and a link to the ``send``
-    span of every append its events came from (found in their ``traceparent``), in this
-    process or another. The handlers run inside it, so what they do is its child. A handler
-    that fails is recorded on the span, which ends in error.
+    Give it as ``ProjectionRunner(store, projection, observer=batches())``, or to a saga
+    manager's ``catch_up()`` or ``background()``. Each batch is a CONSUMER span named
+    ``process`` and its events' stored type when they share one, with the projection's (or
+    saga subscription's) name as ``messaging.consumer.group.name``, and a link to the
+    context each event was stored with (its ``traceparent``), naming the event's id, in
+    this process or another. The handlers run inside it, so what they do (a saga's
+    commands) is its child. A handler that fails is recorded on the span, which ends in
+    error.
     """
     return _Batches(_tracer(tracer_provider))

@@ -42,7 +42,7 @@ from ..subscriptions._engine import (
     Wait,
 )
 from ..subscriptions._leases import LeaseStore
-from ..subscriptions._observe import BatchObserver
+from ..subscriptions._observe import BatchObserver, check_observer, observed
 from ..subscriptions._policy import OnError
 from ..subscriptions._records import ParkedEvent
 from ._checkpoints import CheckpointStore, CheckpointTransaction, InMemoryCheckpointStore
@@ -128,8 +128,6 @@ class _Feed:
         self.projection = projection
         self.checkpoints = checkpoints
         self._observer = observer
-        # Chosen once: a runner without an observer handles a batch as if none existed.
-        self._batch = self._apply if observer is None else self._observed
         # A WritingProjection writes only through the transaction's connection, whose
         # savepoints undo those writes: its batch runs in one savepoint, and after a failure
         # the events before it run again. What a projection in memory did stays done, so
@@ -160,8 +158,23 @@ class _Feed:
         token: int,
         pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
+        flow = self._call(key, events, through, expected, token, pause=pause)
+        if self._observer is not None:  # without one, a batch is handled as if none existed
+            flow = observed(self._observer, self.name, key, events, flow)
+        return (yield from flow)
+
+    def _call(
+        self,
+        key: str,
+        events: Sequence[RecordedEvent],
+        through: int,
+        expected: int,
+        token: int,
+        *,
+        pause: Callable[[], bool] | None,
+    ) -> Flow[Applied]:
         applied: Applied = yield Call(
-            functools.partial(self._batch, key, events, through, expected, token, pause=pause)
+            functools.partial(self._apply, key, events, through, expected, token, pause=pause)
         )
         return applied
 
@@ -187,24 +200,6 @@ class _Feed:
             if self._undone:
                 return self._at_once(checkpoint, run, events, through, expected, pause=pause)
             return self._one_by_one(checkpoint, run, events, through, expected, pause=pause)
-
-    def _observed(
-        self,
-        key: str,
-        events: Sequence[RecordedEvent],
-        through: int,
-        expected: int,
-        token: int,
-        *,
-        pause: Callable[[], bool] | None,
-    ) -> Applied:
-        observer = self._observer
-        assert observer is not None
-        with observer.batch(self.name, key, events):
-            applied = self._apply(key, events, through, expected, token, pause=pause)
-            if applied.failure is not None:
-                observer.failed(applied.failure)
-            return applied
 
     def _at_once(
         self,
@@ -444,11 +439,7 @@ class _Runner:
         self.projection = projection
         self.checkpoints = checkpoints
         self.name = name
-        if observer is not None and not isinstance(observer, BatchObserver):
-            raise RegistrationError(
-                f"observer= takes a BatchObserver, such as busway.otel.batches(), got {observer!r}"
-            )
-        self._feed = _Feed(name, projection, checkpoints, observer)
+        self._feed = _Feed(name, projection, checkpoints, check_observer(observer))
         self._follower = Follower(
             self._feed,
             name=name,

@@ -17,6 +17,7 @@ import attrs
 from ..errors import CheckpointMovedError, LeaseLostError
 from ..eventstore import RecordedEvent
 from ..subscriptions._engine import Applied, Flow
+from ..subscriptions._observe import BatchObserver, observed
 from ..subscriptions._records import Advance, ParkedEvent
 from ._core import Checkpoint, Commit, Core, group
 from ._store import SagaStore
@@ -39,8 +40,10 @@ _REFUSED = (CheckpointMovedError, LeaseLostError)
 class SagaFeed:
     """Feeds a saga manager's core the events of its subscription."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, name: str, observer: BatchObserver | None = None) -> None:
         self.core = core
+        self.name = name
+        self._observer = observer
 
     def load(self, key: str) -> Flow[int]:
         position: int = yield Checkpoint(key)
@@ -71,9 +74,10 @@ class SagaFeed:
         token: int,
         pause: Callable[[], bool] | None = None,
     ) -> Flow[Applied]:
-        applied: Applied = yield from self.core.exclusive(
-            self._apply(key, events, through, expected, token, pause=pause)
-        )
+        flow = self._apply(key, events, through, expected, token, pause=pause)
+        if self._observer is not None:  # the sagas and their commands run in its block
+            flow = observed(self._observer, self.name, key, events, flow)
+        applied: Applied = yield from self.core.exclusive(flow)
         return applied
 
     def _apply(

@@ -26,6 +26,7 @@ from ..eventstore import AsyncEventStore, EventStore, EventTypes
 from ..subscriptions._drive import AsyncDriver, Stopped, SyncDriver
 from ..subscriptions._engine import Follower, PartitionStatus
 from ..subscriptions._leases import LeaseStore
+from ..subscriptions._observe import BatchObserver, check_observer
 from ..subscriptions._policy import OnError
 from ..subscriptions._records import ParkedEvent
 from ._core import PAGE, Acquire, Core, Effect, Flow, Send
@@ -165,9 +166,10 @@ class _Manager:
         partitions: int = 1,
         owner: str | None = None,
         poll_interval: float = 0.5,
+        observer: BatchObserver | None = None,
     ) -> Follower:
         return Follower(
-            SagaFeed(self._core),
+            SagaFeed(self._core, subscription, check_observer(observer)),
             name=subscription,
             partitions=partitions,
             leases=leases,
@@ -253,17 +255,24 @@ class SagaManager(_Manager):
         return self._run(self._core.exclusive(self._core.recover()))
 
     def catch_up(
-        self, events: EventStore, *, subscription: str = "sagas", on_error: OnError | None = None
+        self,
+        events: EventStore,
+        *,
+        subscription: str = "sagas",
+        on_error: OnError | None = None,
+        observer: BatchObserver | None = None,
     ) -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many.
 
         Each event's saga changes are committed with the checkpoint's move to its position,
         in one transaction, and only if no other worker moved it first, so no event is
         handled twice or skipped, after a crash or beside other workers. *on_error* says
-        what to do when a saga fails on an event (default: stop there and raise).
+        what to do when a saga fails on an event (default: stop there and raise). An
+        *observer* (``busway.otel.batches()``, say) sees each batch, with the commands its
+        sagas send, as it is handled.
         """
         self._feed(events, subscription)
-        follower = self._follower(subscription, on_error=on_error)
+        follower = self._follower(subscription, on_error=on_error, observer=observer)
         return SyncDriver(events, self._perform).run(follower.catch_up())
 
     def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
@@ -282,6 +291,7 @@ class SagaManager(_Manager):
         lease: float = 5.0,
         partitions: int = 1,
         owner: str | None = None,
+        observer: BatchObserver | None = None,
     ) -> BackgroundRunner:
         """Return a runner that works the manager on a thread (start it, or use ``with``)."""
         return BackgroundRunner(
@@ -295,6 +305,7 @@ class SagaManager(_Manager):
             lease=lease,
             partitions=partitions,
             owner=owner,
+            observer=observer,
         )
 
 
@@ -363,10 +374,11 @@ class AsyncSagaManager(_Manager):
         *,
         subscription: str = "sagas",
         on_error: OnError | None = None,
+        observer: BatchObserver | None = None,
     ) -> int:
         """Handle the events stored after the *subscription*'s checkpoint; return how many."""
         self._feed(events, subscription)
-        follower = self._follower(subscription, on_error=on_error)
+        follower = self._follower(subscription, on_error=on_error, observer=observer)
         return await AsyncDriver(events, self._perform).run(follower.catch_up())
 
     async def find(self, saga_class: type[S], key: str, value: object) -> list[S]:
@@ -385,6 +397,7 @@ class AsyncSagaManager(_Manager):
         lease: float = 5.0,
         partitions: int = 1,
         owner: str | None = None,
+        observer: BatchObserver | None = None,
     ) -> AsyncBackgroundRunner:
         """Return a runner that works the manager in a task (start it, or ``async with``)."""
         return AsyncBackgroundRunner(
@@ -398,6 +411,7 @@ class AsyncSagaManager(_Manager):
             lease=lease,
             partitions=partitions,
             owner=owner,
+            observer=observer,
         )
 
 
@@ -420,6 +434,7 @@ class _Runner(Generic[M]):
         lease: float,
         partitions: int,
         owner: str | None,
+        observer: BatchObserver | None,
     ) -> None:
         if (
             isinstance(interval, bool)
@@ -448,11 +463,13 @@ class _Runner(Generic[M]):
                 partitions=partitions,
                 owner=owner,
                 poll_interval=interval,
+                observer=observer,
             )
-        elif leases is not None or partitions != 1 or on_error is not None:
+        elif leases is not None or partitions != 1 or on_error is not None or observer is not None:
             raise RegistrationError(
-                "background(leases=..., partitions=..., on_error=...) are about following "
-                "the event store: give events= too (to hear of failed passes, use report=)"
+                "background(leases=..., partitions=..., on_error=..., observer=...) are about "
+                "following the event store: give events= too (to hear of failed passes, use "
+                "report=)"
             )
         self._recovered = False
 
@@ -492,7 +509,8 @@ class BackgroundRunner(_Runner[SagaManager]):
     every *interval* seconds at least. A failure goes to *report* (default: logged) and the
     runner carries on; *on_error* says what to do with an event the sagas fail on (default:
     stop there, and try it again on the next pass). With *leases*, one worker at a time
-    runs each of the subscription's *partitions*; the others stand by.
+    runs each of the subscription's *partitions*; the others stand by. An *observer*
+    (``busway.otel.batches()``, say) sees each batch of events it handles.
     """
 
     def __init__(
@@ -508,6 +526,7 @@ class BackgroundRunner(_Runner[SagaManager]):
         lease: float = 5.0,
         partitions: int = 1,
         owner: str | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         super().__init__(
             manager,
@@ -520,6 +539,7 @@ class BackgroundRunner(_Runner[SagaManager]):
             lease=lease,
             partitions=partitions,
             owner=owner,
+            observer=observer,
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -637,6 +657,7 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
         lease: float = 5.0,
         partitions: int = 1,
         owner: str | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         super().__init__(
             manager,
@@ -649,6 +670,7 @@ class AsyncBackgroundRunner(_Runner[AsyncSagaManager]):
             lease=lease,
             partitions=partitions,
             owner=owner,
+            observer=observer,
         )
         self._driver = None if events is None else AsyncDriver(events, manager._perform)
         self._task: asyncio.Task[None] | None = None

@@ -11,6 +11,7 @@ process; a checkpoint moves in the same transaction as the sagas its event chang
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, final
@@ -81,11 +82,13 @@ def _layout(t: str) -> Layout:
 class SQLiteSagaStore(SQLiteStore):
     """A :class:`SagaStore` in an SQLite database file, kept across restarts.
 
-    The store opens its own connection in WAL mode (readers never wait for the writer),
-    with a busy *timeout* in seconds and ``synchronous`` durability (default ``"full"``: a
-    committed saga survives a power cut), and closes it on :meth:`close`. It may share a
-    database file with an :class:`~busway.eventstore.SQLiteEventStore`; threads may share
-    it, and several processes may use the same file.
+    Given a path, the store opens its own connection in WAL mode (readers never wait for
+    the writer), with a busy *timeout* in seconds and ``synchronous`` durability (default
+    ``"full"``: a committed saga survives a power cut), and closes it on :meth:`close`;
+    given a connection (a read-only one, say, to look at a saga store another process
+    writes), it uses it and leaves it open. It may share a database file with an
+    :class:`~busway.eventstore.SQLiteEventStore`; threads may share it, and several
+    processes may use the same file.
     """
 
     _holds = "sagas"
@@ -93,7 +96,7 @@ class SQLiteSagaStore(SQLiteStore):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path_or_connection: str | os.PathLike[str] | sqlite3.Connection,
         *,
         table: str = "sagas",
         synchronous: Synchronous = "full",
@@ -101,7 +104,9 @@ class SQLiteSagaStore(SQLiteStore):
     ) -> None:
         # At most 40: the tables beside it take its name and a suffix.
         self.table = check_table(table, longest=40)
-        super().__init__(Database(path, _layout(table), timeout=timeout, synchronous=synchronous))
+        super().__init__(
+            Database(path_or_connection, _layout(table), timeout=timeout, synchronous=synchronous)
+        )
         t = self.table
         self._checkpoints = SQLiteCheckpoints(
             self._db, f"{t}_checkpoints", f"{t}_parked", advice="restore the table from a backup"

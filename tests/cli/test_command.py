@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 
 from busway.eventstore import SQLiteEventStore
-from busway.projections import ProjectionRunner, SQLiteCheckpointStore
-from busway.subscriptions import Park, SQLiteLeaseStore
 
-from .app import TYPES, Deposited, Totals
+from .app import TYPES, Deposited
 
 _ROOT = Path(__file__).parent.parent.parent  # where tests.cli.app imports from
 _COMMAND = shutil.which("busway", path=os.path.dirname(sys.executable)) or "busway"
@@ -25,7 +23,11 @@ _COMMAND = shutil.which("busway", path=os.path.dirname(sys.executable)) or "busw
 def busway(
     *args: str, cwd: Path = _ROOT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed command; return what it printed and its exit code."""
+    """Run the installed command as a script would, its output piped; return what it printed.
+
+    The terminal size pytest exports is left out, as a pipe has none.
+    """
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "COLUMNS"}
     return subprocess.run(
         [_COMMAND, *args], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=60
     )
@@ -36,26 +38,6 @@ def as_json(*args: str) -> object:
     done = busway(*args, "--json")
     assert 0 == done.returncode, done.stderr
     return json.loads(done.stdout)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    """An SQLite store with two streams, a partitioned projection and one parked event."""
-    path = tmp_path / "events.db"
-    with (
-        SQLiteEventStore(path, types=TYPES) as store,
-        SQLiteCheckpointStore(path) as checkpoints,
-        SQLiteLeaseStore(path) as leases,
-    ):
-        store.append("acct-1", [Deposited("acct-1", 5)], metadata={"user": "ann"})
-        store.append("acct-2", [Deposited("acct-2", 7), Deposited("acct-2", -1)])
-        runner = ProjectionRunner(
-            store, Totals(), checkpoints=checkpoints, leases=leases, on_error=Park()
-        )
-        with runner.running():  # which gives its lease back when it stops
-            runner.wait_for(3, timeout=30)
-        assert 1 == len(runner.parked())
-    return path
 
 
 def test_info_counts_events_and_streams(db: Path) -> None:

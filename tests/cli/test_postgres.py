@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from busway.postgres import PostgresCheckpointStore, PostgresEventStore, PostgresLeaseStore
+from busway.postgres import (
+    PostgresCheckpointStore,
+    PostgresEventStore,
+    PostgresLeaseStore,
+    PostgresSagaStore,
+)
 from busway.projections import ProjectionRunner
+from busway.sagas import SagaManager
 from busway.subscriptions import Park
 
-from .app import TYPES, Deposited, Totals
+from .app import LENIENT, NOTES, TYPES, Deposited, Notifier, Totals, commands
 from .test_command import as_json, busway
 
 
@@ -104,3 +111,41 @@ def test_a_server_that_does_not_answer_is_a_refusal() -> None:
     done = busway("info", "postgresql://postgres@127.0.0.1:1/none")
     assert 1 == done.returncode
     assert "PostgreSQL" in done.stderr
+
+
+def test_saga_subscriptions_on_postgres(
+    postgres_dsn: str, pg_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """subscriptions, parked list and parked replay read and run a schema's saga store."""
+    notes = tmp_path / "notes.txt"
+    notes.touch()
+    monkeypatch.setenv(NOTES, str(notes))
+    with (
+        PostgresEventStore(postgres_dsn, types=TYPES, schema=pg_schema) as store,
+        PostgresSagaStore(postgres_dsn, schema=pg_schema) as sagas,
+        PostgresLeaseStore(postgres_dsn, schema=pg_schema) as leases,
+    ):
+        store.append("acct-1", [Deposited("acct-1", 5)])
+        store.append("acct-2", [Deposited("acct-2", -1)])
+        manager = SagaManager(Notifier, store=sagas, commands=commands(), types=TYPES)
+        runner = manager.background(events=store, leases=leases, on_error=Park(), owner="w-1")
+        while sagas.checkpoint("sagas") < 2:
+            runner.tick()
+        holder = leases.holder("sagas")
+        assert holder is not None
+        leases.release(holder)
+    where = ("--schema", pg_schema)
+    found = as_json("subscriptions", postgres_dsn, *where)
+    assert isinstance(found, dict)
+    assert [("sagas", "saga", 2, 1)] == [
+        (s["subscription"], s["kind"], s["position"], s["parked"]) for s in found["subscriptions"]
+    ]
+    parked = as_json("parked", "list", postgres_dsn, *where)
+    assert isinstance(parked, dict)
+    assert [(2, "acct-2")] == [(p["position"], p["stream_id"]) for p in parked["parked"]]
+    saga = ("--saga", "tests.cli.app:Notifier", "--commands", "tests.cli.app:commands")
+    assert 1 == busway("parked", "replay", postgres_dsn, *saga, *where).returncode
+    monkeypatch.setenv(LENIENT, "1")
+    done = as_json("parked", "replay", postgres_dsn, *saga, *where)
+    assert {"subscription": "sagas", "replayed": 1, "still_parked": 0} == done
+    assert ["acct-1 5", "acct-2 -1"] == notes.read_text().splitlines()
