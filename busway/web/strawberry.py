@@ -5,6 +5,8 @@ reaches the client with ``extensions.code`` (and ``problems`` for invalid input)
 results of queries and mutations and in each result of a subscription; an ``INTERNAL``
 error's message is replaced, its exception kept for the server's logs. Errors GraphQL
 itself finds in a request (a field that does not exist) are left as GraphQL reports them.
+Build the schema as a :class:`BuswaySchema` and the server's log keeps only the errors the
+server must fix, not every client's unknown id or stale write.
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ _require_strawberry()
 from collections.abc import Iterator  # noqa: E402 - after the check, which names the extra
 from typing import ClassVar  # noqa: E402
 
+import strawberry  # noqa: E402
 from graphql import ExecutionResult as GraphQLExecutionResult  # noqa: E402
 from graphql import GraphQLError  # noqa: E402
 from strawberry.extensions import SchemaExtension  # noqa: E402
-from strawberry.types import ExecutionResult  # noqa: E402
+from strawberry.types import ExecutionContext, ExecutionResult  # noqa: E402
 
 from ._errors import ErrorCodes  # noqa: E402
 
-__all__ = ["BuswayErrors"]
+__all__ = ["BuswayErrors", "BuswaySchema"]
 
 
 class BuswayErrors(SchemaExtension):
@@ -77,3 +80,35 @@ class BuswayErrors(SchemaExtension):
             original_error=original,
             extensions={**extensions, **report.extensions()},
         )
+
+
+class BuswaySchema(strawberry.Schema):
+    """A Strawberry schema whose log holds only the errors the server must fix.
+
+    Strawberry logs every resolver error with its traceback. An error whose code has a 4xx
+    status (not found, conflict, invalid input) is the client's and is answered, not
+    logged; the rest are logged as Strawberry logs them, errors a resolver raised as
+    GraphQL errors included. Codes are looked up in the :class:`BuswayErrors` class (or
+    subclass) the schema is given as an extension, busway's defaults without one.
+    """
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        codes = next(
+            (
+                extension.codes
+                for extension in self.extensions
+                if isinstance(extension, type) and issubclass(extension, BuswayErrors)
+            ),
+            BuswayErrors.codes,
+        )
+        faults = [error for error in errors if not _refused(error, codes)]
+        super().process_errors(faults, execution_context)
+
+
+def _refused(error: GraphQLError, codes: ErrorCodes) -> bool:
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return False
+    return codes.code_of(original).status < 500

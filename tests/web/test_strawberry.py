@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import pytest
 import strawberry
 from graphql import GraphQLError
 
 from busway import AggregateNotFoundError, ConcurrencyError, SerializationError, ValidationError
 from busway.web import ErrorCode, ErrorCodes
-from busway.web.strawberry import BuswayErrors
+from busway.web.strawberry import BuswayErrors, BuswaySchema
 
 
 class Room:
@@ -151,3 +153,36 @@ def test_without_strawberry_the_import_says_which_extra_to_install() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "pip install 'busway[graphql]'" in out.stdout
+
+
+def logged(caplog: pytest.LogCaptureFixture, schema: strawberry.Schema, query: str) -> list[str]:
+    """The messages of the errors Strawberry logs while executing *query*."""
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="strawberry.execution"):
+        schema.execute_sync(query)
+    return [r.getMessage() for r in caplog.records if r.name == "strawberry.execution"]
+
+
+def test_a_busway_schema_logs_the_servers_faults_but_not_the_clients_mistakes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not found, invalid input and conflicts are answered; faults are logged as Strawberry does."""
+    busway_schema = BuswaySchema(Query, Mutation, Subscription, extensions=[BuswayErrors])
+    for kind in ("missing", "invalid", "stale"):
+        assert logged(caplog, busway_schema, f'{{ room(kind: "{kind}") }}') == [], kind
+    assert len(logged(caplog, busway_schema, '{ room(kind: "fault") }')) == 1
+    assert len(logged(caplog, busway_schema, '{ room(kind: "coded") }')) == 1
+    assert len(logged(caplog, busway_schema, '{ room(kind: "member") }')) == 1  # unmapped
+    assert len(logged(caplog, busway_schema, "{ nothing }")) == 1
+    assert len(logged(caplog, schema(), '{ room(kind: "missing") }')) == 1  # plain Strawberry
+
+
+def test_a_busway_schema_reads_the_codes_of_the_extension_it_is_given(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An application's mapped exception with a 4xx code is not logged either."""
+    chat_schema = BuswaySchema(Query, extensions=[ChatErrors])
+    assert logged(caplog, chat_schema, '{ room(kind: "member") }') == []
+    without = BuswaySchema(Query)
+    assert logged(caplog, without, '{ room(kind: "missing") }') == []
+    assert len(logged(caplog, without, '{ room(kind: "member") }')) == 1

@@ -13,13 +13,10 @@ from collections.abc import AsyncGenerator
 from datetime import datetime
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.types import ExecutionContext
 
-from busway import BuswayError, Command
+from busway import Command
 from busway.eventstore import RecordedEvent
-from busway.web import report_error
-from busway.web.strawberry import BuswayErrors
+from busway.web.strawberry import BuswayErrors, BuswaySchema
 from examples.chat.messages import (
     DeleteMessage,
     EditMessage,
@@ -263,22 +260,8 @@ class Subscription:
     )
 
 
-class ChatSchema(strawberry.Schema):
-    """Logs the errors that are the server's to fix; a refused command is the client's."""
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        super().process_errors([e for e in errors if not refused(e)], execution_context)
-
-
-def refused(error: GraphQLError) -> bool:
-    """Whether *error* is a busway error of the client's making (a 4xx status)."""
-    original = error.original_error
-    return isinstance(original, BuswayError) and report_error(original).status < 500
-
-
-schema = ChatSchema(
+schema = BuswaySchema(
     query=Query, mutation=Mutation, subscription=Subscription, extensions=[BuswayErrors]
 )
-"""The chat's GraphQL schema, its errors coded by :class:`BuswayErrors`."""
+"""The chat's GraphQL schema: errors coded by :class:`BuswayErrors`, and only the server's
+faults logged."""
