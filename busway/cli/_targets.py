@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
 
@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     import psycopg
 
 _POSTGRES = ("postgresql://", "postgres://")
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Closable)
 
 
 def is_dsn(location: str) -> bool:
@@ -135,62 +142,70 @@ class Target:
             with store:
                 yield store
 
-    @contextlib.contextmanager
-    def lease_store(self, *, writable: bool = False) -> Iterator[LeaseStore | None]:
+    def lease_store(
+        self, *, writable: bool = False
+    ) -> contextlib.AbstractContextManager[LeaseStore | None]:
         """Open the lease store, read-only unless *writable*; None if there is none."""
-        where = self.subscriptions
-        if is_dsn(where):
+
+        def postgres(dsn: str) -> LeaseStore:
             from ..postgres import PostgresLeaseStore
 
-            if not self._exists(where, self.leases):
-                yield None
-                return
-            dsn = where if writable else read_only(where)
-            with PostgresLeaseStore(dsn, schema=self.schema, table=self.leases) as pg:
-                yield pg
-            return
-        path = existing(where)
-        with _sqlite(path) as conn:
-            try:
-                store = SQLiteLeaseStore(conn, table=self.leases)
-            except StoreUnavailableError:
-                yield None
-                return
-            if not writable:
-                with store:
-                    yield store
-                return
-            store.close()
-        with SQLiteLeaseStore(path, table=self.leases) as store:
-            yield store
+            return PostgresLeaseStore(dsn, schema=self.schema, table=self.leases)
 
-    @contextlib.contextmanager
-    def saga_store(self, *, writable: bool = False) -> Iterator[SagaStore | None]:
+        return self._store(
+            self.leases,
+            postgres,
+            lambda where: SQLiteLeaseStore(where, table=self.leases),
+            writable=writable,
+        )
+
+    def saga_store(
+        self, *, writable: bool = False
+    ) -> contextlib.AbstractContextManager[SagaStore | None]:
         """Open the saga store, read-only unless *writable*; None if there is none."""
-        where = self.subscriptions
-        if is_dsn(where):
+
+        def postgres(dsn: str) -> SagaStore:
             from ..postgres import PostgresSagaStore
 
-            if not self._exists(where, self.sagas):
+            return PostgresSagaStore(dsn, schema=self.schema, table=self.sagas)
+
+        return self._store(
+            self.sagas,
+            postgres,
+            lambda where: SQLiteSagaStore(where, table=self.sagas),
+            writable=writable,
+        )
+
+    @contextlib.contextmanager
+    def _store(
+        self,
+        table: str,
+        postgres: Callable[[str], S],
+        sqlite: Callable[[sqlite3.Connection | Path], S],
+        *,
+        writable: bool,
+    ) -> Iterator[S | None]:
+        """Open a store beside the subscriptions, read-only unless *writable*; None if none."""
+        where = self.subscriptions
+        if is_dsn(where):
+            if not self._exists(where, table):
                 yield None
                 return
-            dsn = where if writable else read_only(where)
-            with PostgresSagaStore(dsn, schema=self.schema, table=self.sagas) as pg:
+            with contextlib.closing(postgres(where if writable else read_only(where))) as pg:
                 yield pg
             return
         path = existing(where)
         with _sqlite(path) as conn:
             try:
-                store = SQLiteSagaStore(conn, table=self.sagas)
-            except StoreUnavailableError:  # no tables, which a read-only file cannot get
+                store = sqlite(conn)
+            except StoreUnavailableError:  # no table, which a read-only file cannot get
                 yield None
                 return
-            if not writable:
-                with store:
+            with contextlib.closing(store):
+                if not writable:
                     yield store
-                return
-            store.close()
-        with SQLiteSagaStore(path, table=self.sagas) as store:
+                    return
+        with contextlib.closing(sqlite(path)) as store:
             yield store
 
     # -- PostgreSQL ------------------------------------------------------------------------
