@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -139,6 +139,9 @@ def _count(text: str) -> int:
 # -- what the command line names ---------------------------------------------------------
 
 
+T = TypeVar("T")
+
+
 def load(path: str, what: str) -> object:
     """Import the object *path* names (``module:attribute``), from the working directory on."""
     module_name, colon, attribute = path.partition(":")
@@ -155,25 +158,27 @@ def load(path: str, what: str) -> object:
     return found
 
 
+def made(path: str, what: str, kinds: type[T] | tuple[type, ...], described: str) -> T:
+    """Load *path*: an object of *kinds*, or a function (a class, a factory) that makes one."""
+    found = load(path, what)
+    if not isinstance(found, kinds) and callable(found):
+        found = found()
+    if not isinstance(found, kinds):
+        raise Failure(USAGE, f"{what} {path!r} gives {found!r}, not {described}")
+    return cast(T, found)
+
+
 def _types(args: argparse.Namespace, fallback: Iterable[type] = ()) -> EventTypes:
     if args.types is None:
         return EventTypes(*fallback, raw_unknown=True)
-    found = load(args.types, "--types")
-    if not isinstance(found, EventTypes) and callable(found):
-        found = found()
-    if not isinstance(found, EventTypes):
-        raise Failure(USAGE, f"--types {args.types!r} is {found!r}, not an EventTypes")
-    return found
+    return made(args.types, "--types", EventTypes, "an EventTypes")
 
 
 def _projection(args: argparse.Namespace) -> Projection | WritingProjection[Any]:
-    found = load(args.projection, "the projection")
-    if not isinstance(found, Projection | WritingProjection) and callable(found):
-        found = found()
-    if not isinstance(found, Projection | WritingProjection):
-        raise Failure(
-            USAGE, f"{args.projection!r} gives {found!r}, not a Projection or WritingProjection"
-        )
+    kinds = (Projection, WritingProjection)
+    found: Projection | WritingProjection[Any] = made(
+        args.projection, "the projection", kinds, "a Projection or WritingProjection"
+    )
     return found
 
 
@@ -194,13 +199,10 @@ def _commands(args: argparse.Namespace) -> CommandBus | AsyncCommandBus:
             "--saga needs --commands MODULE:NAME, the command bus the sagas' commands go to "
             "(as the workers send them)",
         )
-    found = load(args.commands, "--commands")
-    if not isinstance(found, CommandBus | AsyncCommandBus) and callable(found):
-        found = found()
-    if not isinstance(found, CommandBus | AsyncCommandBus):
-        raise Failure(
-            USAGE, f"--commands {args.commands!r} is {found!r}, not a CommandBus or AsyncCommandBus"
-        )
+    kinds = (CommandBus, AsyncCommandBus)
+    found: CommandBus | AsyncCommandBus = made(
+        args.commands, "--commands", kinds, "a CommandBus or AsyncCommandBus"
+    )
     return found
 
 
