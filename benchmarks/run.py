@@ -40,6 +40,7 @@ SUITES = {
     "eventstore": "eventstore",
     "postgres": "eventstore",
     "subscriptions": "subscriptions",
+    "web": "web",
 }
 
 

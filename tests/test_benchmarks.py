@@ -24,6 +24,7 @@ SUITES = (
     "eventstore",
     "postgres",
     "subscriptions",
+    "web",
 )
 
 
@@ -62,6 +63,7 @@ def test_quick_run_prints_tables(smoke: tuple[subprocess.CompletedProcess[str], 
     assert re.search(r"^busway CommandBus\.execute +[\d.,]+ +ns/op", out, re.MULTILINE)
     assert re.search(r"^busway ProjectionRunner +[\d.,]+ +events/s", out, re.MULTILINE)
     assert re.search(r"^append\(\) returned to handled, p99 +[\d.,]+ +ms", out, re.MULTILINE)
+    assert re.search(r"^follow\(after=0, until=disconnect\) +[\d.,]+ +µs/event", out, re.MULTILINE)
 
 
 def test_quick_run_measures_postgres_or_says_why_not(
