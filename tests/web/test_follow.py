@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from busway import InvalidArgumentError, UnknownEventTypeError
@@ -25,6 +26,7 @@ from busway.eventstore import (
     SQLiteEventStore,
 )
 from busway.web import event_json, follow
+from busway.web._follow import AHEAD
 
 T = TypeVar("T")
 AT_ONCE = 2.0  # seconds: far above any scheduling delay, far below a hung test
@@ -421,3 +423,84 @@ def test_a_stream_closed_before_it_was_read_is_ended(tmp_path: Path) -> None:
         return [r.position async for r in stream]
 
     assert run(main, tmp_path / "chat.sqlite3") == []
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2 * AHEAD + 10), st.integers(1, 3))
+@example(2 * AHEAD + 10, 1)  # more than is read ahead, twice over
+def test_a_backlog_longer_than_what_is_read_ahead_arrives_whole_and_in_order(
+    tmp_path_factory: pytest.TempPathFactory, count: int, every: int
+) -> None:
+    """A client watched for leaving gets every kept event of a long past, each once, in order."""
+    texts = [f"m{n}" for n in range(count)]
+
+    async def main(store: AsyncSQLiteEventStore) -> tuple[list[str], int | None]:
+        await post(store, "lobby", *texts)
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        kept = follow(store, after=0, until=gone, where=lambda r: r.position % every == 0)
+        async with kept:
+            got = await take(kept, count // every)
+            return got, kept.position
+
+    path = tmp_path_factory.mktemp("backlog") / "chat.sqlite3"
+    got, position = run(main, path)
+    assert got == texts[every - 1 :: every]
+    assert position == (count // every * every or 0)
+
+
+def test_a_store_failing_while_events_are_held_sends_them_then_its_error(tmp_path: Path) -> None:
+    """Events read before the store failed still reach the client; then the error does."""
+
+    async def main(store: AsyncSQLiteEventStore) -> None:
+        await post(store, "lobby", "a", "b", "c")
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stream = follow(store, after=0, until=gone, poll_interval=0.05)
+        assert await take(stream, 1) == ["a"]
+        await store.aclose()
+        await asyncio.sleep(0.2)  # the stream has looked at the closed store meanwhile
+        assert await take(stream, 2) == ["b", "c"]
+        with pytest.raises(Exception, match="closed"):
+            await take(stream, 1)
+        assert stream.position == 3
+
+    run(main, tmp_path / "chat.sqlite3")
+
+
+def test_a_client_leaving_after_the_store_failed_leaves_no_error_behind(tmp_path: Path) -> None:
+    """Closing a stream whose store failed before its error was read reports nothing later."""
+
+    async def main(store: AsyncSQLiteEventStore) -> list[object]:
+        unhandled: list[object] = []
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: unhandled.append(context)
+        )
+        await post(store, "lobby", "a", "b")
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stream = follow(store, after=0, until=gone, poll_interval=0.05)
+        assert await take(stream, 1) == ["a"]
+        await store.aclose()
+        await asyncio.sleep(0.2)  # the stream has looked at the closed store meanwhile
+        await stream.aclose()
+        del stream
+        gc.collect()
+        return unhandled
+
+    assert run(main, tmp_path / "chat.sqlite3") == []
+
+
+def test_closing_the_stream_ends_a_client_waiting_on_a_quiet_store(tmp_path: Path) -> None:
+    """A stream closed by another task ends the client's wait at once and leaves no task running."""
+
+    async def main(store: AsyncSQLiteEventStore) -> None:
+        before = asyncio.all_tasks()
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        stream = follow(store, after=0, until=gone)
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        await stream.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(waiting, AT_ONCE)
+        assert asyncio.all_tasks() == before
+        assert not gone.done()
+
+    run(main, tmp_path / "chat.sqlite3")
