@@ -6,10 +6,10 @@ twice), only those the client wants, until the client goes away. Waiting for the
 and waiting for the disconnect race each other, so a client that leaves a quiet room is let
 go at once instead of when the next event would have been sent.
 
-Racing the two for every event would cost a task and a wait each. Instead, one task reads
-ahead of the client, at most :data:`AHEAD` events, and the two race only while the client
-waits for it; an event it has read is handed over after one turn of the event loop, in
-which a disconnect that has come ends the stream first.
+Racing the two for every event would cost a task and a wait each. Instead, a task reads
+ahead of the client, up to :data:`AHEAD` events at a time, and the two race only while the
+client waits for it; an event it has read is handed over after one turn of the event loop,
+in which a disconnect that has come ends the stream first.
 """
 
 from __future__ import annotations
