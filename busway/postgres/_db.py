@@ -149,13 +149,20 @@ def connect_args(
 
 def _set_up(layout: Layout, schema: str, location: str) -> Flow[None]:
     """Check the store's tables, making them (and the schema) if none is there yet."""
-    if (yield from _inspect(layout, schema, location)):
-        return
+    try:
+        if (yield from _inspect(layout, schema, location)):
+            return
+        found = False
+    except StoreFormatError:
+        # Its statements see the catalog at different moments: another process committing
+        # the tables between them looks like a half-made store. Under the lock it is whole.
+        found = True
     # One maker at a time per schema, for as long as this transaction lasts.
     yield Statement(
         "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"busway schema {schema}",)
     )
-    yield Statement(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    if not found:  # with tables in it, the schema is there: a read-only session may go on
+        yield Statement(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     if (yield from _inspect(layout, schema, location)):  # another process made them meanwhile
         return
     yield Statement(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,6 +19,7 @@ from busway.errors import (
     StoreUnavailableError,
 )
 from busway.postgres._db import Database, Flow, Layout, drive
+from busway.postgres._db import _set_up as set_up
 from busway.postgres._tables import PostgresCheckpoints, checkpoint_tables
 from busway.subscriptions import Advance
 from busway.subscriptions._tables import CHECKPOINT_COLUMNS, PARKED_COLUMNS
@@ -172,3 +175,51 @@ def test_only_guarded_tables_refuse_a_commit_while_handlers_run(
         assert (0 if guarded else 1) == db.run(rows.position("c"))
     finally:
         db.close()
+
+
+def test_a_first_open_that_reads_the_tables_while_another_makes_them_opens(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    """Two workers opening a new store at once: the one that looked mid-making opens it too.
+
+    Its look at the tables and at their registration are two statements; another process
+    committing the tables between them must not make the store look half-made. (The schema
+    holds another store already, so its registry of tables is there.)
+    """
+
+    def layout_of(main: str) -> Layout:
+        return Layout(
+            kind="a checkpoint store",
+            tables=(main, f"{main}_parked"),
+            create=checkpoint_tables(pg_schema, main, f"{main}_parked"),
+            columns=CHECKPOINT_COLUMNS,
+            beside=((f"{main}_parked", PARKED_COLUMNS),),
+        )
+
+    first = Database(postgres_dsn, layout_of("earlier"), schema=pg_schema)
+    first.ready()
+    first.close()
+    layout = layout_of("cp")
+    with psycopg.connect(postgres_dsn) as slow:
+        flow = set_up(layout, pg_schema, "the slow worker")
+        columns = next(flow)
+        rows = slow.execute(columns.sql, columns.params).fetchall()  # nothing there yet
+        slow.commit()
+        other = Database(postgres_dsn, layout, schema=pg_schema)
+        other.ready()  # makes and registers the tables, and commits
+        other.close()
+        finish(slow, flow, rows)
+        slow.commit()
+    db = Database(postgres_dsn, layout, schema=pg_schema)
+    db.ready()
+    assert [] == db.run(PostgresCheckpoints(db, "cp", "cp_parked").names())
+    db.close()
+
+
+def finish(conn: psycopg.Connection[Any], flow: Flow[None], rows: list[Any]) -> None:
+    """Run the rest of *flow* on *conn*, sending it *rows* first, as a database would."""
+    with contextlib.suppress(StopIteration):
+        while True:
+            statement = flow.send(rows)
+            cursor = conn.execute(statement.sql, statement.params)
+            rows = cursor.fetchall() if cursor.description is not None else []
