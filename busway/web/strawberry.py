@@ -66,9 +66,9 @@ class BuswayErrors(SchemaExtension):
             result.errors = [self._coded(error) for error in result.errors]
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
+        original = _raised(error)
         extensions = error.extensions or {}
-        if original is None or isinstance(original, GraphQLError) or "code" in extensions:
+        if original is None or "code" in extensions:
             return error  # GraphQL's own, or one a resolver gave a code itself
         report = self.codes.report(original)
         return GraphQLError(
@@ -107,8 +107,12 @@ class BuswaySchema(strawberry.Schema):
         super().process_errors(faults, execution_context)
 
 
-def _refused(error: GraphQLError, codes: ErrorCodes) -> bool:
+def _raised(error: GraphQLError) -> Exception | None:
+    """The exception a resolver raised, which busway codes; None for GraphQL's own errors."""
     original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
-        return False
-    return codes.code_of(original).status < 500
+    return None if original is None or isinstance(original, GraphQLError) else original
+
+
+def _refused(error: GraphQLError, codes: ErrorCodes) -> bool:
+    original = _raised(error)
+    return original is not None and codes.code_of(original).status < 500
